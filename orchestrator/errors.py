@@ -1,0 +1,95 @@
+"""The one exception tree of orch.
+
+    OrchError                  anything orch reports to a person; the CLI maps it to an exit code
+    ├── PipelineError          the pipeline is invalid (exit 2); carries one or more Diagnostics
+    ├── TemplateError          a template failed to render (wrapped into a PipelineError at load)
+    └── UsageError             the command line asks for something impossible (exit 2)
+
+Library code raises these and never prints; `cli.py` renders them. Third-party errors are wrapped
+with ``raise ... from exc`` so that no foreign exception reaches the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Location:
+    """A 1-based line and column in a file."""
+
+    file: Path
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a pipeline, with where it is when that is known."""
+
+    message: str
+    location: Location | None = None
+    file: Path | None = None
+
+    def render(self) -> str:
+        """Format as ``file:line:col: message`` followed by the source line and a caret."""
+        if self.location is None:
+            prefix = f"{self.file}: " if self.file else ""
+            return f"{prefix}{self.message}"
+        head = f"{self.location}: {self.message}"
+        excerpt = _source_excerpt(self.location)
+        return f"{head}\n{excerpt}" if excerpt else head
+
+
+def _source_excerpt(location: Location) -> str:
+    try:
+        lines = location.file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    if not 1 <= location.line <= len(lines):
+        return ""
+    text = lines[location.line - 1].expandtabs(1)
+    caret = " " * (max(location.col, 1) - 1) + "^"
+    return f"  {text}\n  {caret}"
+
+
+class OrchError(Exception):
+    """Base of every error orch reports to a person."""
+
+    exit_code = 1
+
+    def render(self) -> str:
+        """The text shown to the user."""
+        return str(self)
+
+
+class UsageError(OrchError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = 2
+
+
+class PipelineError(OrchError):
+    """The pipeline is invalid; holds every diagnostic found."""
+
+    exit_code = 2
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(d.message for d in diagnostics))
+
+    @classmethod
+    def at(cls, message: str, location: Location | None, file: Path | None = None) -> PipelineError:
+        """A single-diagnostic error."""
+        return cls([Diagnostic(message, location, file)])
+
+    def render(self) -> str:
+        return "\n".join(d.render() for d in self.diagnostics)
+
+
+class TemplateError(OrchError):
+    """A template could not be rendered; the loader adds where it stands."""

@@ -1,0 +1,588 @@
+"""From a validated `Pipeline` to rendered steps: workdir, dotenv, vars, providers, foreach.
+
+Each step's `inputs` and `outputs` are rendered first, then its other fields with `inputs`,
+`outputs` and a planning `read()` in the context. ``steps.<id>`` resolves another step's
+outputs on demand, so steps may be declared in any order; a loop of such references is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import Diagnostic, OrchError, PipelineError, TemplateError
+from .paths import PathRefused, escapes_through_symlink, expand_glob, is_glob, normalize
+from .pipeline import LoadedPipeline, Step
+from .source import PathKey, SourceDocument
+from .spec import RESERVED_NAMES, LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from .templating import Reader, Renderer, StepsView, forbidden_read, suggest
+
+StepSpec = ShellStep | LlmStep | TemplateStep
+
+
+def expand(
+    file: Path,
+    spec: Pipeline,
+    source: SourceDocument,
+    *,
+    overrides: dict[str, str],
+    environ: dict[str, str],
+    provider_override: str | None,
+) -> LoadedPipeline:
+    """Render a validated pipeline into its steps, raising PipelineError with every problem."""
+    renderer = Renderer()
+    workdir = _workdir(file, spec, source)
+    env = _environment(workdir, spec, source, environ)
+    variables = _render_vars(spec, source, renderer, env, overrides)
+    base = {**variables, "vars": variables, "env": env}
+    providers = _render_providers(spec, source, renderer, base)
+    default = _default_provider(spec, source, renderer, base, providers, provider_override)
+    expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
+    steps = expander.expand()
+    return LoadedPipeline(file, workdir, spec, source, variables, env, providers, steps)
+
+
+def _fail(
+    message: str, source: SourceDocument, path: tuple[PathKey, ...], key: bool = False
+) -> PipelineError:
+    return PipelineError.at(message, source.locate(path, key=key))
+
+
+def _workdir(file: Path, spec: Pipeline, source: SourceDocument) -> Path:
+    workdir = (file.parent / (spec.workdir or ".")).resolve()
+    if not workdir.is_dir():
+        raise _fail(f"workdir '{spec.workdir}' is not a folder ({workdir})", source, ("workdir",))
+    return workdir
+
+
+def _environment(
+    workdir: Path, spec: Pipeline, source: SourceDocument, environ: dict[str, str]
+) -> dict[str, str]:
+    """The environment: dotenv files (later ones win) under the real environment."""
+    from dotenv import dotenv_values
+
+    loaded: dict[str, str] = {}
+    for index, name in enumerate(spec.dotenv):
+        try:
+            path = workdir / normalize(name)
+        except PathRefused as exc:
+            raise _fail(f"dotenv: {exc}", source, ("dotenv", index)) from exc
+        if path.is_file():
+            values = dotenv_values(path)
+            loaded.update({k: v for k, v in values.items() if v is not None})
+    return {**loaded, **environ}
+
+
+def _render_vars(
+    spec: Pipeline,
+    source: SourceDocument,
+    renderer: Renderer,
+    env: dict[str, str],
+    overrides: dict[str, str],
+) -> dict[str, Any]:
+    """Vars in file order, each seeing the ones before it; `--set` values replace them verbatim."""
+    variables: dict[str, Any] = {}
+    for name, value in spec.vars.items():
+        if name in RESERVED_NAMES:
+            raise _fail(f"var '{name}' uses a reserved name", source, ("vars", name), key=True)
+        if name in overrides:
+            variables[name] = overrides[name]
+            continue
+        context = {**variables, "vars": variables, "env": env, "read": forbidden_read("vars")}
+        try:
+            variables[name] = renderer.render_value(value, context)
+        except TemplateError as exc:
+            raise _fail(f"var '{name}': {exc}", source, ("vars", name)) from exc
+    for name, value in overrides.items():
+        if name in RESERVED_NAMES:
+            raise PipelineError.at(f"--set {name}: '{name}' is a reserved name", None, source.file)
+        variables.setdefault(name, value)
+    return variables
+
+
+def _render_providers(
+    spec: Pipeline, source: SourceDocument, renderer: Renderer, base: Mapping[str, Any]
+) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    context = {**base, "read": forbidden_read("providers")}
+    for name, provider in spec.providers.items():
+        fields = provider.model_dump(exclude_defaults=True, exclude={"kind"}, by_alias=True)
+        try:
+            rendered = renderer.render_value(fields, context)
+        except TemplateError as exc:
+            raise _fail(f"provider '{name}': {exc}", source, ("providers", name)) from exc
+        providers[name] = provider.model_copy(update=rendered)
+    return providers
+
+
+def _default_provider(
+    spec: Pipeline,
+    source: SourceDocument,
+    renderer: Renderer,
+    base: Mapping[str, Any],
+    providers: Mapping[str, Provider],
+    override: str | None,
+) -> str | None:
+    """`--provider`, else the rendered `default_provider`, else the only provider declared."""
+    if override is not None:
+        if override not in providers:
+            raise PipelineError.at(
+                f"--provider '{override}': no such provider{suggest(override, providers)}",
+                None,
+                source.file,
+            )
+        return override
+    if spec.default_provider is None:
+        return next(iter(providers)) if len(providers) == 1 else None
+    try:
+        name = renderer.render(spec.default_provider, {**base, "read": forbidden_read("providers")})
+    except TemplateError as exc:
+        raise _fail(f"default_provider: {exc}", source, ("default_provider",)) from exc
+    if name not in providers:
+        raise _fail(
+            f"default_provider '{name}' is not among the providers{suggest(name, providers)}",
+            source,
+            ("default_provider",),
+        )
+    return name
+
+
+class _StepExpander:
+    """Expands foreach and renders every step, collecting all problems."""
+
+    def __init__(
+        self,
+        spec: Pipeline,
+        source: SourceDocument,
+        renderer: Renderer,
+        workdir: Path,
+        base: Mapping[str, Any],
+        providers: Mapping[str, Provider],
+        default_provider: str | None,
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.renderer = renderer
+        self.workdir = workdir
+        self.base = base
+        self.providers = providers
+        self.default_provider = default_provider
+        self.instances: dict[str, tuple[str, Any, Any]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.outputs: dict[str, list[str]] = {}
+        self.failed: dict[str, PipelineError] = {}
+        self.rendering: list[str] = []
+        self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
+
+    # ------------------------------------------------------------------ driver
+
+    def expand(self) -> dict[str, Step]:
+        diagnostics: list[Diagnostic] = []
+        for group, step_spec in self.spec.steps.items():
+            try:
+                self._add_instances(group, step_spec)
+            except PipelineError as exc:
+                diagnostics.extend(exc.diagnostics)
+        if diagnostics:
+            raise PipelineError(diagnostics)
+        steps: dict[str, Step] = {}
+        for step_id in self.instances:
+            try:
+                steps[step_id] = self._render_step(step_id)
+            except PipelineError as exc:
+                diagnostics.extend(d for d in exc.diagnostics if d not in diagnostics)
+        if diagnostics:
+            raise PipelineError(diagnostics)
+        return steps
+
+    # ------------------------------------------------------------------ foreach
+
+    def _add_instances(self, group: str, step_spec: StepSpec) -> None:
+        members = []
+        for step_id, item, key in self._foreach(group, step_spec):
+            if step_id in self.instances:
+                raise _fail(
+                    f"step '{group}': foreach gives '{step_id}' twice",
+                    self.source,
+                    ("steps", group, "foreach"),
+                )
+            self.instances[step_id] = (group, item, key)
+            members.append(step_id)
+        self.groups[group] = members
+
+    def _foreach(self, group: str, step_spec: StepSpec) -> list[tuple[str, Any, Any]]:
+        where = ("steps", group, "foreach")
+        items = step_spec.foreach
+        if items is None:
+            return [(group, None, None)]
+        if isinstance(items, str):
+            context = {**self.base, "read": forbidden_read("foreach")}
+            try:
+                items = self.renderer.evaluate(items, context)
+            except TemplateError as exc:
+                raise _fail(f"step '{group}', field 'foreach': {exc}", self.source, where) from exc
+            if isinstance(items, str):
+                items = self._glob(group, items)
+        if isinstance(items, dict):
+            return [(f"{group}@{key}", value, key) for key, value in items.items()]
+        if isinstance(items, list | tuple):
+            return [
+                (f"{group}@{item if _is_scalar(item) else index}", item, None)
+                for index, item in enumerate(items)
+            ]
+        raise _fail(
+            f"step '{group}': foreach must be a list, a mapping or a glob,"
+            f" not {type(items).__name__}",
+            self.source,
+            where,
+        )
+
+    def _glob(self, group: str, pattern: str) -> list[str]:
+        try:
+            normal = normalize(pattern)
+        except PathRefused as exc:
+            raise _fail(
+                f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
+            ) from exc
+        return expand_glob(self.workdir, normal) if is_glob(normal) else [normal]
+
+    # ------------------------------------------------------------------ outputs on demand
+
+    def outputs_of(self, name: str) -> list[str]:
+        """The rendered outputs of a step id, or of every member of a foreach group."""
+        if name not in self.instances:
+            return [out for member in self.groups[name] for out in self.outputs_of(member)]
+        if name in self.outputs:
+            return self.outputs[name]
+        if name in self.failed:
+            raise self.failed[name]
+        if name in self.rendering:
+            loop = " -> ".join([*self.rendering[self.rendering.index(name) :], name])
+            raise TemplateError(f"steps refer to each other's outputs: {loop}")
+        self.rendering.append(name)
+        try:
+            self.outputs[name] = self._render_outputs(name)
+        except PipelineError as exc:
+            self.failed[name] = exc
+            raise
+        finally:
+            self.rendering.pop()
+        return self.outputs[name]
+
+    def _steps_view(self) -> StepsView:
+        names = [*self.instances, *(g for g in self.groups if g not in self.instances)]
+        return StepsView(names, self.outputs_of)
+
+    def _path_context(self, step_id: str) -> dict[str, Any]:
+        _, item, key = self.instances[step_id]
+        return {
+            **self.base,
+            "steps": self._steps_view(),
+            "item": item,
+            "key": key,
+            "read": forbidden_read("inputs and outputs"),
+        }
+
+    def _render_outputs(self, step_id: str) -> list[str]:
+        group = self.instances[step_id][0]
+        step_spec = self.spec.steps[group]
+        declared: list[tuple[tuple[PathKey, ...], str]] = (
+            [(("output",), step_spec.output)]
+            if step_spec.output is not None
+            else [(("outputs", i), text) for i, text in enumerate(step_spec.outputs)]
+        )
+        if isinstance(step_spec, ShellStep) and step_spec.stdout is not None:
+            declared.append((("stdout",), step_spec.stdout))
+        context = self._path_context(step_id)
+        paths = []
+        for field, text in declared:
+            for path in self._paths(step_id, field, text, context, output=True):
+                self.fields[(step_id, path)] = field
+                paths.append(path)
+        return paths
+
+    def _paths(
+        self,
+        step_id: str,
+        field: tuple[PathKey, ...],
+        text: str,
+        context: Mapping[str, Any],
+        *,
+        output: bool,
+    ) -> list[str]:
+        """The paths one entry declares: a lone ``{{ expression }}`` may give a list."""
+        value = self._render(step_id, field, text, context, evaluate=True)
+        values = value if isinstance(value, list | tuple) else [value]
+        return [self._path(step_id, field, str(v), output=output) for v in values]
+
+    def _path(
+        self, step_id: str, field: tuple[PathKey, ...], rendered: str, *, output: bool
+    ) -> str:
+        group = self.instances[step_id][0]
+        where = ("steps", group, *field)
+        try:
+            normal = normalize(rendered)
+        except PathRefused as exc:
+            raise _fail(f"step '{step_id}': {exc}", self.source, where) from exc
+        if output and is_glob(normal):
+            raise _fail(
+                f"step '{step_id}': output '{normal}' is a glob; declare a folder ('dir/') instead",
+                self.source,
+                where,
+            )
+        if escapes_through_symlink(self.workdir, normal):
+            raise _fail(
+                f"step '{step_id}': path '{normal}' leads outside the workdir through a symlink",
+                self.source,
+                where,
+            )
+        return normal
+
+    def _render(
+        self,
+        step_id: str,
+        field: tuple[PathKey, ...],
+        text: Any,
+        context: Mapping[str, Any],
+        *,
+        evaluate: bool = False,
+    ) -> Any:
+        group = self.instances[step_id][0]
+        try:
+            if evaluate and isinstance(text, str):
+                return self.renderer.evaluate(text, context)
+            return self.renderer.render_value(text, context)
+        except TemplateError as exc:
+            name = str(field[0]) + "".join(f"[{p}]" for p in field[1:])
+            raise _fail(
+                f"step '{step_id}', field '{name}': {exc}", self.source, ("steps", group, *field)
+            ) from exc
+
+    # ------------------------------------------------------------------ whole step
+
+    def _render_step(self, step_id: str) -> Step:
+        group, item, key = self.instances[step_id]
+        step_spec = self.spec.steps[group]
+        outputs = self.outputs_of(step_id)
+        path_context = self._path_context(step_id)
+        inputs: list[str] = []
+        fields: dict[str, tuple[PathKey, ...]] = {}
+        for i, text in enumerate(step_spec.inputs):
+            for path in self._paths(step_id, ("inputs", i), text, path_context, output=False):
+                inputs.append(path)
+                fields.setdefault(path, ("inputs", i))
+        needs = [
+            str(self._render(step_id, ("needs", i), text, path_context))
+            for i, text in enumerate(step_spec.needs)
+        ]
+        render_kind = {"shell": self._shell, "llm": self._llm, "template": self._template}[
+            step_spec.kind
+        ]
+        definition, provider = render_kind(step_id, step_spec, inputs, outputs, path_context)
+        fields.update({path: self.fields[(step_id, path)] for path in outputs})
+        if "prompt_file" in definition:
+            fields.setdefault(definition["prompt_file"], ("prompt_file",))
+        fields.update({f"needs:{name}": ("needs", i) for i, name in enumerate(needs)})
+        return Step(
+            id=step_id,
+            group=group,
+            kind=step_spec.kind,
+            spec=step_spec,
+            inputs=tuple(dict.fromkeys(inputs)),
+            outputs=tuple(outputs),
+            needs=tuple(needs),
+            definition=definition,
+            item=item,
+            item_key=key,
+            provider=provider,
+            fields=fields,
+        )
+
+    def _field_context(
+        self, path_context: Mapping[str, Any], inputs: list[str], outputs: list[str]
+    ) -> dict[str, Any]:
+        return {**path_context, "inputs": inputs, "outputs": outputs, "read": Reader(inputs, None)}
+
+    def _shell(
+        self,
+        step_id: str,
+        spec: Any,
+        inputs: list[str],
+        outputs: list[str],
+        path_context: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], None]:
+        context = self._field_context(path_context, inputs, outputs)
+        cwd = None
+        if spec.cwd is not None:
+            rendered = self._render(step_id, ("cwd",), spec.cwd, path_context)
+            cwd = self._path(step_id, ("cwd",), rendered, output=False)
+        definition = {
+            "run": self._render(step_id, ("run",), spec.run, context),
+            "env": self._render(step_id, ("env",), spec.env, context),
+            "cwd": cwd,
+        }
+        return definition, None
+
+    def _template(
+        self,
+        step_id: str,
+        spec: Any,
+        inputs: list[str],
+        outputs: list[str],
+        path_context: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], None]:
+        self._require_one_output(step_id, outputs)
+        context = self._field_context(path_context, inputs, outputs)
+        text = self._render(step_id, ("template",), spec.template, context)
+        file = self._as_input_file(step_id, ("template",), text, inputs)
+        if file is None:
+            return {"template": text}, None
+        return {
+            "template_file": file,
+            "template": self._render_file(step_id, ("template",), file, context),
+        }, None
+
+    def _llm(
+        self,
+        step_id: str,
+        spec: Any,
+        inputs: list[str],
+        outputs: list[str],
+        path_context: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], str]:
+        if spec.extract == "files":
+            if not outputs or not all(out.endswith("/") for out in outputs):
+                raise _fail(
+                    f"step '{step_id}': 'extract: files' writes into folders; declare outputs"
+                    " ending in '/'",
+                    self.source,
+                    ("steps", self.instances[step_id][0]),
+                    key=True,
+                )
+        else:
+            self._require_one_output(step_id, outputs)
+        if spec.prompt_file is not None:
+            rendered = self._render(step_id, ("prompt_file",), spec.prompt_file, path_context)
+            prompt_file = self._path(step_id, ("prompt_file",), rendered, output=False)
+            if prompt_file not in inputs:
+                inputs.append(prompt_file)
+        context = self._field_context(path_context, inputs, outputs)
+        definition: dict[str, Any] = {
+            "system": self._render(step_id, ("system",), spec.system, context),
+            "model": self._render(step_id, ("model",), spec.model, context),
+            "options": self._render(step_id, ("options",), spec.options, context),
+            "extract": spec.extract,
+            "schema": spec.json_schema,
+        }
+        if spec.prompt is not None:
+            definition["prompt"] = self._render(step_id, ("prompt",), spec.prompt, context)
+        elif spec.messages is not None:
+            messages = [m.model_dump() for m in spec.messages]
+            definition["messages"] = self._render(step_id, ("messages",), messages, context)
+        else:
+            definition["prompt_file"] = prompt_file
+            definition["prompt"] = self._render_file(
+                step_id, ("prompt_file",), prompt_file, context
+            )
+        return definition, self._provider_of(step_id, spec, context)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_one_output(self, step_id: str, outputs: list[str]) -> None:
+        if len(outputs) != 1 or outputs[0].endswith("/"):
+            raise _fail(
+                f"step '{step_id}' writes one file: declare one 'output' that is not a folder",
+                self.source,
+                ("steps", self.instances[step_id][0]),
+                key=True,
+            )
+
+    def _as_input_file(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, inputs: list[str]
+    ) -> str | None:
+        """The template's path when the text names one of the inputs, else None (inline)."""
+        try:
+            normal = normalize(text)
+        except PathRefused:
+            return None
+        if normal in inputs:
+            return normal
+        if "\n" not in text and (self.workdir / normal).is_file():
+            group = self.instances[step_id][0]
+            raise _fail(
+                f"step '{step_id}': template file '{normal}' is not among the inputs; add it there",
+                self.source,
+                ("steps", group, *field),
+            )
+        return None
+
+    def _render_file(
+        self, step_id: str, field: tuple[PathKey, ...], path: str, context: Mapping[str, Any]
+    ) -> str | None:
+        """A template file rendered for planning, or None while it does not exist yet."""
+        try:
+            text = (self.workdir / path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(
+                f"step '{step_id}': cannot read '{path}': {exc}",
+                self.source,
+                ("steps", self.instances[step_id][0], *field),
+            ) from exc
+        try:
+            return self.renderer.render(text, context)
+        except OrchError as exc:
+            raise _fail(
+                f"step '{step_id}', in {path}: {exc}",
+                self.source,
+                ("steps", self.instances[step_id][0], *field),
+            ) from exc
+
+    def _provider_of(self, step_id: str, spec: LlmStep, context: Mapping[str, Any]) -> str:
+        where: tuple[PathKey, ...] = ("steps", self.instances[step_id][0])
+        if spec.provider is None:
+            if self.default_provider is not None:
+                return self.default_provider
+            reason = (
+                "no providers are declared"
+                if not self.providers
+                else ("several providers are declared and no 'default_provider' chooses one")
+            )
+            raise _fail(
+                f"step '{step_id}' needs a provider: {reason}", self.source, where, key=True
+            )
+        name = str(self._render(step_id, ("provider",), spec.provider, context))
+        if name not in self.providers:
+            raise _fail(
+                f"step '{step_id}': unknown provider '{name}'{suggest(name, self.providers)}",
+                self.source,
+                (*where, "provider"),
+            )
+        return name
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def context_for(pipeline: LoadedPipeline, step: Step, read: Callable[[str], str]) -> dict[str, Any]:
+    """The template context a step's fields render in, with the given `read`."""
+    groups = pipeline.groups()
+
+    def outputs_of(name: str) -> list[str]:
+        members = [name] if name in pipeline.steps else groups[name]
+        return [out for member in members for out in pipeline.steps[member].outputs]
+
+    return {
+        **pipeline.vars,
+        "vars": pipeline.vars,
+        "env": pipeline.env,
+        "steps": StepsView([*pipeline.steps, *groups], outputs_of),
+        "item": step.item,
+        "key": step.item_key,
+        "inputs": list(step.inputs),
+        "outputs": list(step.outputs),
+        "read": read,
+    }

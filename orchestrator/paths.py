@@ -1,0 +1,110 @@
+"""Declared paths: normalising them inside the workdir, globs, and how two paths relate.
+
+A declared path is POSIX-style and relative to the workdir; a trailing ``/`` marks a directory,
+and ``*``, ``?`` or ``[`` mark a glob (``**`` crosses folders). Hidden files match only when
+the pattern names the dot itself.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+GLOB_CHARS = frozenset("*?[")
+
+
+class PathRefused(ValueError):
+    """A declared path that may not be used: absolute, escaping the workdir or empty."""
+
+
+def is_glob(path: str) -> bool:
+    """Whether the path is a glob pattern."""
+    return any(ch in GLOB_CHARS for ch in path)
+
+
+def is_dir(path: str) -> bool:
+    """Whether the path declares a directory."""
+    return path.endswith("/")
+
+
+def normalize(path: str) -> str:
+    """The canonical relative form of a declared path, or PathRefused saying why not."""
+    if not path.strip():
+        raise PathRefused("empty path")
+    if path.startswith(("/", "\\", "~")) or (len(path) > 1 and path[1] == ":"):
+        raise PathRefused(f"absolute path '{path}': paths are relative to the workdir")
+    normal = posixpath.normpath(path)
+    if normal == ".." or normal.startswith("../"):
+        raise PathRefused(f"path '{path}' escapes the workdir")
+    if normal == ".":
+        raise PathRefused(f"path '{path}' names the workdir itself")
+    return normal + "/" if is_dir(path) else normal
+
+
+def escapes_through_symlink(workdir: Path, path: str) -> bool:
+    """Whether the deepest existing part of `path` resolves outside the workdir."""
+    root = workdir.resolve()
+    target = root / path.rstrip("/")
+    while not os.path.lexists(target) and target != root:
+        target = target.parent
+    return not target.resolve().is_relative_to(root)
+
+
+def _glob_reaches_into(pattern: str, directory: str) -> bool:
+    """Whether a glob can match some file inside `directory`."""
+    from wcmatch import fnmatch
+
+    pattern_parts = pattern.split("/")
+    dir_parts = directory.rstrip("/").split("/")
+    for depth, dir_part in enumerate(dir_parts):
+        if depth >= len(pattern_parts):
+            return False
+        if pattern_parts[depth] == "**":
+            return True
+        if not fnmatch.fnmatch(dir_part, pattern_parts[depth]):
+            return False
+    return len(pattern_parts) > len(dir_parts)
+
+
+def glob_matches(pattern: str, path: str) -> bool:
+    """Whether a file path matches a glob pattern."""
+    from wcmatch import glob
+
+    return bool(glob.globmatch(path, pattern, flags=glob.GLOBSTAR))
+
+
+def expand_glob(workdir: Path, pattern: str) -> list[str]:
+    """The files under `workdir` matching `pattern`, sorted, as workdir-relative paths."""
+    from wcmatch import glob
+
+    found = glob.glob(pattern, root_dir=str(workdir), flags=glob.GLOBSTAR | glob.NODIR)
+    return sorted(str(p) for p in found)
+
+
+def reads_from(input_path: str, output_path: str) -> bool:
+    """Whether reading `input_path` may read what writing `output_path` produces.
+
+    True when they are the same path, when one is a directory holding the other, or when the
+    input is a glob that matches the output or reaches into it.
+    """
+    if is_glob(input_path):
+        if is_dir(output_path):
+            return _glob_reaches_into(input_path, output_path)
+        return glob_matches(input_path, output_path)
+    return overlaps(input_path, output_path)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether two non-glob paths are the same or one is a directory holding the other."""
+    a_dir, b_dir = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a_dir == b_dir or (is_dir(a) and b.startswith(a)) or (is_dir(b) and a.startswith(b))
+
+
+def is_within(path: str, declared: str) -> bool:
+    """Whether the file `path` is the declared path, lies inside it, or matches it."""
+    if is_glob(declared):
+        return glob_matches(declared, path)
+    if is_dir(declared):
+        return path.startswith(declared)
+    return path == declared

@@ -1,0 +1,90 @@
+"""A loaded pipeline: its settings and its steps with every template rendered at plan time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .source import SourceDocument
+    from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step after foreach expansion and plan-time rendering.
+
+    `definition` holds the rendered fields that identify what the step does (command, prompt,
+    template text, env, ...); `read()` calls in it stand as placeholders. `inputs` and `outputs`
+    are normalised workdir-relative paths, directories ending in ``/``.
+    """
+
+    id: str
+    group: str
+    kind: str
+    spec: ShellStep | LlmStep | TemplateStep
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    needs: tuple[str, ...]
+    definition: Mapping[str, Any]
+    item: Any = None
+    item_key: Any = None
+    provider: str | None = None
+    fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
+
+    def field_of(self, path: str) -> tuple[str | int, ...]:
+        """Where in the pipeline file an input, output or need of this step was declared."""
+        return ("steps", self.group, *self.fields.get(path, ()))
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A validated pipeline with its rendered vars, environment, providers and steps."""
+
+    file: Path
+    workdir: Path
+    spec: Pipeline
+    source: SourceDocument
+    vars: Mapping[str, Any]
+    env: Mapping[str, str]
+    providers: Mapping[str, Provider]
+    steps: Mapping[str, Step] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name, or its file's stem."""
+        return self.spec.name or self.file.stem
+
+    def groups(self) -> dict[str, list[str]]:
+        """Step ids by the name they were declared under (foreach groups have several)."""
+        groups: dict[str, list[str]] = {}
+        for step in self.steps.values():
+            groups.setdefault(step.group, []).append(step.id)
+        return groups
+
+
+def load(
+    file: Path,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    provider: str | None = None,
+) -> LoadedPipeline:
+    """Read, validate and render a pipeline file; raise PipelineError on any problem."""
+    import os
+
+    from .expansion import expand
+    from .loader import read_source, validate
+
+    source = read_source(file)
+    spec = validate(source)
+    return expand(
+        file,
+        spec,
+        source,
+        overrides=dict(overrides or {}),
+        environ=dict(os.environ if environ is None else environ),
+        provider_override=provider,
+    )

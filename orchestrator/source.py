@@ -1,0 +1,94 @@
+"""Parsing a pipeline file with ruamel.yaml while keeping where every key and value stands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import Location, PipelineError
+
+PathKey = str | int
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """The parsed YAML of a pipeline file and the positions of its nodes."""
+
+    file: Path
+    root: Any
+
+    def locate(self, path: Sequence[PathKey], *, key: bool = False) -> Location:
+        """Where the node at `path` stands; with `key`, where its mapping key stands.
+
+        Walks as deep as the path exists and returns the deepest position found, so a
+        path into a missing field points at the mapping that lacks it.
+        """
+        node = self.root
+        line, col = _start_of(node)
+        for depth, part in enumerate(path):
+            position = _child_position(node, part, key=key and depth == len(path) - 1)
+            if position is None:
+                break
+            line, col = position
+            node = node[part]
+        return Location(self.file, line + 1, col + 1)
+
+
+def _start_of(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    if lc is None or lc.line is None:
+        return (0, 0)
+    return (lc.line, lc.col)
+
+
+def _child_position(node: Any, part: PathKey, *, key: bool) -> tuple[int, int] | None:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if isinstance(node, dict) and part in node:
+            line, col = lc.key(part) if key else lc.value(part)
+            return (line, col)
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = lc.item(part)
+            return (line, col)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def parse(file: Path, text: str) -> SourceDocument:
+    """Parse YAML text into a document with positions; YAML errors become PipelineError."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = Location(file, mark.line + 1, mark.column + 1) if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
+    except YAMLError as exc:
+        raise PipelineError.at(f"invalid YAML: {exc}", None, file) from exc
+    return SourceDocument(file, root)
+
+
+def to_plain(node: Any) -> Any:
+    """Turn ruamel's commented containers and scalars into plain dicts, lists and scalars."""
+    if isinstance(node, dict):
+        return {(str(k) if isinstance(k, str) else k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node

@@ -1,0 +1,201 @@
+"""Sandboxed Jinja rendering of pipeline strings, with the `read()` guard and orch's filters.
+
+Every string in a pipeline may be a template. Undefined names are errors. `read(path)` is
+allowed only for a step's declared inputs: at plan time it stands a placeholder for the
+content (which the input hash covers), at run time it returns the file's text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from difflib import get_close_matches
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import OrchError, TemplateError
+from .paths import PathRefused, is_within, normalize
+
+READ_PLACEHOLDER = "«read {path}»"
+_MARKERS = ("{{", "{%", "{#")
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+
+
+def is_template(text: str) -> bool:
+    """Whether the string holds Jinja syntax (plain strings skip Jinja entirely)."""
+    return any(marker in text for marker in _MARKERS)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """A ``; did you mean 'x'?`` suffix when a close candidate exists, else ''."""
+    close = get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _stem(path: str) -> str:
+    return posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
+
+
+class Renderer:
+    """One sandboxed Jinja environment, with compiled templates cached by their text."""
+
+    @cached_property
+    def _env(self) -> Any:
+        from jinja2 import StrictUndefined
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(
+            undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
+        )
+        env.filters.update(
+            quote=lambda value: shlex.quote(str(value)),
+            basename=lambda path: posixpath.basename(str(path).rstrip("/")),
+            dirname=lambda path: posixpath.dirname(str(path).rstrip("/")),
+            stem=lambda path: _stem(str(path)),
+            suffix=lambda path: posixpath.splitext(str(path).rstrip("/"))[1],
+        )
+        return env
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, Any] = {}
+        self._expressions: dict[str, Any] = {}
+
+    def render(self, text: str, context: Mapping[str, Any]) -> str:
+        """Render a template string; plain strings come back unchanged."""
+        if not is_template(text):
+            return text
+        template = self._compiled.get(text)
+        if template is None:
+            template = self._guard(lambda: self._env.from_string(text))
+            self._compiled[text] = template
+        return str(self._guard(lambda: template.render(context)))
+
+    def evaluate(self, text: str, context: Mapping[str, Any]) -> Any:
+        """The native value of a lone ``{{ expression }}``; other strings are rendered."""
+        match = _SINGLE_EXPRESSION.match(text)
+        if match is None:
+            return self.render(text, context)
+        expression = self._expressions.get(text)
+        if expression is None:
+            source = match["expr"]
+            expression = self._guard(
+                lambda: self._env.compile_expression(source, undefined_to_none=False)
+            )
+            self._expressions[text] = expression
+        return self._guard(lambda: _strict(expression(**context)))
+
+    def render_value(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """Render every string inside nested lists and mappings."""
+        if isinstance(value, str):
+            return self.render(value, context)
+        if isinstance(value, list):
+            return [self.render_value(item, context) for item in value]
+        if isinstance(value, dict):
+            return {k: self.render_value(v, context) for k, v in value.items()}
+        return value
+
+    @staticmethod
+    def _guard(action: Callable[[], Any]) -> Any:
+        from jinja2 import TemplateError as JinjaError
+        from jinja2 import TemplateSyntaxError
+
+        try:
+            return action()
+        except OrchError:
+            raise
+        except TemplateSyntaxError as exc:
+            line = f" (line {exc.lineno} of the template)" if exc.lineno and exc.lineno > 1 else ""
+            raise TemplateError(f"template syntax error: {exc.message}{line}") from exc
+        except JinjaError as exc:
+            raise TemplateError(_describe_jinja_error(exc)) from exc
+        except Exception as exc:
+            raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _strict(value: Any) -> Any:
+    from jinja2 import Undefined
+
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def _describe_jinja_error(exc: Exception) -> str:
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    undefined = re.fullmatch(r"'([^']+)' is undefined", message)
+    if undefined:
+        return f"undefined variable '{undefined.group(1)}'"
+    return message
+
+
+class StepRef:
+    """What a template sees as ``steps.<id>``: its rendered outputs."""
+
+    def __init__(self, step_id: str, outputs: list[str]) -> None:
+        self._id = step_id
+        self.outputs = outputs
+
+    @property
+    def output(self) -> str:
+        """The single output of the step."""
+        if len(self.outputs) != 1:
+            count = "no outputs" if not self.outputs else f"{len(self.outputs)} outputs"
+            raise TemplateError(f"steps.{self._id}.output: the step has {count}; use .outputs")
+        return self.outputs[0]
+
+
+class StepsView:
+    """The ``steps`` object of the template context, resolving step outputs on demand."""
+
+    def __init__(self, names: Iterable[str], outputs_of: Callable[[str], list[str]]) -> None:
+        self._names = list(names)
+        self._outputs_of = outputs_of
+
+    def __getitem__(self, name: str) -> StepRef:
+        if name not in self._names:
+            raise TemplateError(
+                f"unknown step '{name}' in steps.{name}{suggest(name, self._names)}"
+            )
+        return StepRef(name, self._outputs_of(name))
+
+    def __getattr__(self, name: str) -> StepRef:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+
+class Reader:
+    """The ``read(path)`` function of one step: only declared inputs may be read."""
+
+    def __init__(self, inputs: Iterable[str], workdir: Path | None) -> None:
+        """With `workdir` None, reading is planned: a placeholder stands for the content."""
+        self._inputs = list(inputs)
+        self._workdir = workdir
+
+    def __call__(self, path: str) -> str:
+        try:
+            normal = normalize(str(path))
+        except PathRefused as exc:
+            raise TemplateError(f"read(): {exc}") from exc
+        if not any(is_within(normal, declared) for declared in self._inputs):
+            raise TemplateError(
+                f"read('{path}'): not a declared input of this step; add it to 'inputs'"
+            )
+        if self._workdir is None:
+            return READ_PLACEHOLDER.format(path=normal)
+        try:
+            return (self._workdir / normal).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TemplateError(f"read('{path}'): {exc.strerror}") from exc
+
+
+def forbidden_read(field: str) -> Callable[[str], str]:
+    """A ``read`` that refuses, for fields rendered before a step's inputs are known."""
+
+    def read(path: str) -> str:
+        raise TemplateError(f"read() cannot be used in {field}")
+
+    return read

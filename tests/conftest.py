@@ -1,0 +1,28 @@
+"""Shared fixtures: paths of the example pipelines and a helper to write pipelines."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture
+def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
+    """Write a pipeline (dedented) and any extra files into tmp_path; return the pipeline path."""
+
+    def write(text: str, files: dict[str, str] | None = None, name: str = "orch.yaml") -> Path:
+        for relative, content in (files or {}).items():
+            path = tmp_path / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        pipeline = tmp_path / name
+        pipeline.write_text(textwrap.dedent(text), encoding="utf-8")
+        return pipeline
+
+    return write

@@ -1,0 +1,71 @@
+"""The command line: version, validate and graph on valid pipelines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from orchestrator import __version__
+from orchestrator.cli import cli
+
+from .conftest import FIXTURES, ROOT
+
+HEAVY_MODULES = ("networkx", "jinja2", "pydantic", "httpx")
+
+
+def test_version_loads_no_heavy_module() -> None:
+    probe = (
+        "import sys; sys.argv = ['orch', '--version'];"
+        "from orchestrator.__main__ import main; main();"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.splitlines() == [f"orch {__version__}", "[]"]
+
+
+def test_version_through_click_matches() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.output == f"orch {__version__}\n"
+
+
+def test_validate_reports_each_pipeline_and_its_step_count() -> None:
+    files = [str(ROOT / "pipelines" / "notes_app.yaml"), str(FIXTURES / "full" / "pipeline.yaml")]
+    result = CliRunner().invoke(cli, ["validate", *files])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [f"{files[0]}: ok (4 steps)", f"{files[1]}: ok (8 steps)"]
+
+
+def test_validate_defaults_to_orch_yaml_in_the_current_folder(tmp_path: Path) -> None:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as folder:
+        (Path(folder) / "orch.yaml").write_text("version: 1\nsteps:\n  a: { run: 'true' }\n")
+        result = runner.invoke(cli, ["validate"])
+    assert (result.exit_code, result.output) == (0, "orch.yaml: ok (1 step)\n")
+
+
+def test_missing_pipeline_file_exits_2_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["graph", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "nope.yaml: no such pipeline file" in result.output
+
+
+def test_set_overrides_reach_the_graph(tmp_path: Path) -> None:
+    pipeline = tmp_path / "orch.yaml"
+    pipeline.write_text(
+        "version: 1\nvars: { n: a }\nsteps:\n"
+        "  make: { run: x, output: '{{ n }}.txt' }\n  use: { run: x, inputs: [b.txt] }\n"
+    )
+    result = CliRunner().invoke(cli, ["graph", str(pipeline), "--set", "n=b"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["make", "use   <- make"]
+
+
+def test_malformed_set_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["graph", str(tmp_path / "x.yaml"), "--set", "novalue"])
+    assert result.exit_code == 2
+    assert "--set expects NAME=VALUE" in result.output

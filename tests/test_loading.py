@@ -1,0 +1,170 @@
+"""A valid pipeline loads: vars, dotenv, --set, foreach, kinds, rendering and providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import PipelineError
+from orchestrator.pipeline import load
+from orchestrator.templating import READ_PLACEHOLDER
+
+from .conftest import FIXTURES
+
+FULL = FIXTURES / "full" / "pipeline.yaml"
+
+
+def test_full_pipeline_has_every_kind_and_expands_foreach() -> None:
+    pipeline = load(FULL, environ={})
+    assert list(pipeline.steps) == [
+        "lint@src/a.py",
+        "lint@src/b.py",
+        "translate@en",
+        "translate@fr",
+        "sizes@small",
+        "sizes@large",
+        "summary",
+        "report",
+    ]
+    kinds = {step.group: step.kind for step in pipeline.steps.values()}
+    assert kinds == {
+        "lint": "shell",
+        "translate": "template",
+        "sizes": "shell",
+        "summary": "llm",
+        "report": "shell",
+    }
+    assert pipeline.workdir == FULL.parent
+
+
+def test_vars_render_in_order_and_dotenv_fills_the_environment() -> None:
+    pipeline = load(FULL, environ={})
+    assert pipeline.vars["message"] == "hello, dotenv"
+    assert pipeline.env["FROM_DOTENV"] == "yes"
+    assert pipeline.steps["report"].definition["env"] == {"MESSAGE": "hello, dotenv"}
+
+
+def test_real_environment_wins_over_dotenv() -> None:
+    pipeline = load(FULL, environ={"WHO": "shell"})
+    assert pipeline.vars["message"] == "hello, shell"
+
+
+def test_set_overrides_a_var_verbatim_and_later_vars_see_it() -> None:
+    pipeline = load(FULL, environ={}, overrides={"who": "{{ raw }}"})
+    assert pipeline.vars["message"] == "hello, {{ raw }}"
+
+
+def test_foreach_binds_item_and_key() -> None:
+    steps = load(FULL, environ={}).steps
+    assert steps["lint@src/b.py"].outputs == ("build/lint/b.ok",)
+    assert steps["lint@src/b.py"].inputs == ("src/b.py",)
+    assert steps["sizes@large"].definition["run"] == "echo large=100 > build/sizes/large.txt"
+    assert steps["translate@fr"].definition["template"] == "hello in fr\n"
+
+
+def test_read_is_a_placeholder_at_plan_time_and_lists_splice_into_inputs() -> None:
+    summary = load(FULL, environ={}).steps["summary"]
+    assert summary.inputs == ("build/en.txt", "build/fr.txt", "build/lint/")
+    placeholder = READ_PLACEHOLDER.format(path="build/en.txt")
+    assert summary.definition["prompt"] == f"Summarise: {placeholder}\n"
+    assert summary.provider == "offline"
+
+
+def test_stdout_capture_is_an_output() -> None:
+    report = load(FULL, environ={}).steps["report"]
+    assert report.outputs == ("build/report.txt", "build/report.log")
+
+
+def test_prompt_file_is_an_implicit_input_and_rendered_for_planning(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        vars: { topic: cats }
+        providers: { fake: { kind: fake } }
+        steps:
+          ask:
+            prompt_file: prompts/ask.j2
+            output: out.md
+        """,
+        {"prompts/ask.j2": "Tell me about {{ topic }}."},
+    )
+    step = load(file, environ={}).steps["ask"]
+    assert step.inputs == ("prompts/ask.j2",)
+    assert step.definition["prompt"] == "Tell me about cats."
+
+
+def test_foreach_mapping_of_non_scalars_uses_keys_and_list_of_mappings_uses_indexes(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        steps:
+          by_key:
+            foreach: { a: { n: 1 }, b: { n: 2 } }
+            run: echo {{ key }} {{ item.n }}
+          by_index:
+            foreach: [{ n: 1 }, { n: 2 }]
+            run: echo {{ item.n }}
+        """
+    )
+    steps = load(file, environ={}).steps
+    assert list(steps) == ["by_key@a", "by_key@b", "by_index@0", "by_index@1"]
+    assert steps["by_index@1"].definition["run"] == "echo 2"
+
+
+def test_steps_may_refer_to_outputs_of_steps_declared_later(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        steps:
+          use:
+            inputs: ["{{ steps.make.output }}"]
+            run: cat {{ inputs[0] }}
+          make:
+            run: echo > made.txt
+            output: made.txt
+        """
+    )
+    assert load(file, environ={}).steps["use"].inputs == ("made.txt",)
+
+
+def test_output_references_that_loop_are_an_error(write_pipeline: Callable[..., Path]) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        steps:
+          a:
+            run: x
+            output: "{{ steps.b.output }}.a"
+          b:
+            run: x
+            output: "{{ steps.a.output }}.b"
+        """
+    )
+    with pytest.raises(PipelineError, match=r"a -> b -> a"):
+        load(file, environ={})
+
+
+def test_provider_option_replaces_the_default_provider(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    text = """
+        version: 1
+        providers: { one: { kind: fake }, two: { kind: fake, echo: true } }
+        default_provider: "{{ env.ORCH_PROVIDER | default('one') }}"
+        steps:
+          ask: { prompt: hi, output: a.md }
+          pinned: { prompt: hi, output: b.md, provider: one }
+        """
+    file = write_pipeline(text)
+    assert load(file, environ={}).steps["ask"].provider == "one"
+    assert load(file, environ={"ORCH_PROVIDER": "two"}).steps["ask"].provider == "two"
+    steps = load(file, environ={}, provider="two").steps
+    assert (steps["ask"].provider, steps["pinned"].provider) == ("two", "one")

@@ -380,7 +380,8 @@ class _StepExpander:
             step_spec.kind
         ]
         definition, provider = render_kind(step_id, step_spec, inputs, outputs, path_context)
-        fields.update({path: self.fields[(step_id, path)] for path in outputs})
+        for path in outputs:
+            fields.setdefault(path, self.fields[(step_id, path)])
         if "prompt_file" in definition:
             fields.setdefault(definition["prompt_file"], ("prompt_file",))
         fields.update({f"needs:{name}": ("needs", i) for i, name in enumerate(needs)})

@@ -119,7 +119,8 @@ def _add_path_edges(
     problems = []
     for input_path in step.inputs:
         producers = index.producers(input_path)
-        if step.id in producers:
+        reads_own_output = step.id in producers
+        if reads_own_output:
             problems.append(
                 Diagnostic(
                     f"step '{step.id}' reads its own output '{input_path}'"
@@ -130,7 +131,7 @@ def _add_path_edges(
             producers.discard(step.id)
         for producer in producers:
             graph.add_edge(producer, step.id)
-        if check and not producers and not _exists(pipeline, input_path):
+        if check and not reads_own_output and not producers and not _exists(pipeline, input_path):
             problems.append(
                 Diagnostic(
                     f"step '{step.id}': input '{input_path}' "

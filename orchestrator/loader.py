@@ -35,7 +35,7 @@ def validate(source: SourceDocument) -> Pipeline:
 
     from .spec import Pipeline
 
-    data = to_plain(source.root)
+    data = to_plain(source)
     _check_shape(source, data)
     try:
         return Pipeline.model_validate(data)
@@ -74,9 +74,12 @@ def _check_shape(source: SourceDocument, data: Any) -> None:
 def _kind_problem(source: SourceDocument, name: Any, raw: Any) -> Diagnostic | None:
     from .spec import KIND_KEYS, STEP_KINDS
 
-    if not isinstance(raw, dict):
-        return None  # pydantic reports the wrong type
     where = ("steps", name)
+    if not isinstance(raw, dict):
+        return Diagnostic(
+            f"step '{name}' must be a mapping of fields, not a {_type_name(raw)}: {_KIND_HINT}",
+            source.locate(where),
+        )
     if "kind" in raw:
         kind = raw["kind"]
         if kind in STEP_KINDS:
@@ -103,7 +106,15 @@ def _kind_problem(source: SourceDocument, name: Any, raw: Any) -> Diagnostic | N
 
 
 def _type_name(value: Any) -> str:
-    names = {dict: "mapping", list: "list", str: "string", int: "number", float: "number"}
+    names = {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -119,7 +130,10 @@ def _diagnostics(source: SourceDocument, data: Any, exc: ValidationError) -> lis
 
 
 def _strip_tags(loc: tuple[PathKey, ...]) -> tuple[PathKey, ...]:
-    if len(loc) > _STEP_TAG_INDEX and loc[0] in ("steps", "providers"):
+    from .spec import PROVIDER_KINDS, STEP_KINDS
+
+    tags = {"steps": STEP_KINDS, "providers": PROVIDER_KINDS}.get(str(loc[0]) if loc else "", ())
+    if len(loc) > _STEP_TAG_INDEX and loc[_STEP_TAG_INDEX] in tags:
         return loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
     return loc
 
@@ -147,16 +161,21 @@ def _diagnostic(
             f"{_describe(loc[:-1])} is missing the required key '{loc[-1]}'",
             source.locate(loc[:-1], key=True),
         )
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return _provider_kind_diagnostic(source, data, loc, error)
+    if kind in ("union_tag_invalid", "union_tag_not_found") and loc[0] == "providers":
+        return _provider_kind_diagnostic(source, loc, error)
     message = str(error["msg"]).removeprefix("Value error, ")
-    return Diagnostic(f"{_describe(loc)}: {message[:1].lower()}{message[1:]}", source.locate(loc))
+    on_mapping = isinstance(_at(data, loc), dict)
+    return Diagnostic(
+        f"{_describe(loc)}: {message[:1].lower()}{message[1:]}",
+        source.locate(loc, key=on_mapping),
+    )
 
 
 def _provider_kind_diagnostic(
-    source: SourceDocument, data: Any, loc: tuple[PathKey, ...], error: Any
+    source: SourceDocument, loc: tuple[PathKey, ...], error: Any
 ) -> Diagnostic:
-    kinds = ("openai", "anthropic", "ollama", "fake")
+    from .spec import PROVIDER_KINDS as kinds
+
     tag = error.get("ctx", {}).get("tag")
     if tag is None:
         return Diagnostic(

@@ -74,21 +74,41 @@ def parse(file: Path, text: str) -> SourceDocument:
         raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
     except YAMLError as exc:
         raise PipelineError.at(f"invalid YAML: {exc}", None, file) from exc
+    except RecursionError as exc:
+        raise PipelineError.at("invalid YAML: the document nests too deeply", None, file) from exc
     return SourceDocument(file, root)
 
 
-def to_plain(node: Any) -> Any:
-    """Turn ruamel's commented containers and scalars into plain dicts, lists and scalars."""
-    if isinstance(node, dict):
-        return {(str(k) if isinstance(k, str) else k): to_plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [to_plain(v) for v in node]
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+def to_plain(document: SourceDocument) -> Any:
+    """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting."""
+    budget = [MAX_NODES]
+
+    def convert(node: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise PipelineError.at(
+                f"the document expands to more than {MAX_NODES} values (through YAML aliases?)",
+                None,
+                document.file,
+            )
+        if depth > MAX_DEPTH:
+            raise PipelineError.at(
+                f"the document nests deeper than {MAX_DEPTH} levels", None, document.file
+            )
+        if isinstance(node, dict):
+            return {
+                (str(k) if isinstance(k, str) else k): convert(v, depth + 1)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [convert(v, depth + 1) for v in node]
+        for plain in (str, bool, int, float):
+            if isinstance(node, plain):
+                return plain(node)
+        return node
+
+    return convert(document.root, 0)

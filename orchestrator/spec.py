@@ -21,6 +21,7 @@ from pydantic import (
 
 LANGUAGE_VERSION = 1
 STEP_KINDS = ("shell", "llm", "template")
+PROVIDER_KINDS = ("openai", "anthropic", "ollama", "fake")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
     "shell": ("run",),
     "llm": ("prompt", "prompt_file", "messages"),

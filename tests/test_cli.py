@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from orchestrator import __version__
@@ -40,11 +41,12 @@ def test_validate_reports_each_pipeline_and_its_step_count() -> None:
     assert result.output.splitlines() == [f"{files[0]}: ok (4 steps)", f"{files[1]}: ok (8 steps)"]
 
 
-def test_validate_defaults_to_orch_yaml_in_the_current_folder(tmp_path: Path) -> None:
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as folder:
-        (Path(folder) / "orch.yaml").write_text("version: 1\nsteps:\n  a: { run: 'true' }\n")
-        result = runner.invoke(cli, ["validate"])
+def test_validate_defaults_to_orch_yaml_in_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "orch.yaml").write_text("version: 1\nsteps:\n  a: { run: 'true' }\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["validate"])
     assert (result.exit_code, result.output) == (0, "orch.yaml: ok (1 step)\n")
 
 

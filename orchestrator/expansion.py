@@ -1,4 +1,4 @@
-"""From a validated `Pipeline` to rendered steps: workdir, dotenv, vars, providers, foreach.
+"""From a validated `Pipeline` to rendered steps: foreach expansion and plan-time rendering.
 
 Each step's `inputs` and `outputs` are rendered first, then its other fields with `inputs`,
 `outputs` and a planning `read()` in the context. ``steps.<id>`` resolves another step's
@@ -7,15 +7,17 @@ outputs on demand, so steps may be declared in any order; a loop of such referen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .errors import Diagnostic, OrchError, PipelineError, TemplateError
 from .paths import PathRefused, escapes_through_symlink, expand_glob, is_glob, normalize
 from .pipeline import LoadedPipeline, Step
+from .settings import fail_at
 from .source import PathKey, SourceDocument
-from .spec import RESERVED_NAMES, LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
 from .templating import Reader, Renderer, StepsView, forbidden_read, suggest
 
 StepSpec = ShellStep | LlmStep | TemplateStep
@@ -32,120 +34,15 @@ def expand(
 ) -> LoadedPipeline:
     """Render a validated pipeline into its steps, raising PipelineError with every problem."""
     renderer = Renderer()
-    workdir = _workdir(file, spec, source)
-    env = _environment(workdir, spec, source, environ)
-    variables = _render_vars(spec, source, renderer, env, overrides)
+    workdir = settings.workdir(file, spec, source)
+    env = settings.environment(workdir, spec, source, environ)
+    variables = settings.render_vars(spec, source, renderer, env, overrides)
     base = {**variables, "vars": variables, "env": env}
-    providers = _render_providers(spec, source, renderer, base)
-    default = _default_provider(spec, source, renderer, base, providers, provider_override)
+    providers = settings.render_providers(spec, source, renderer, base)
+    default = settings.default_provider(spec, source, renderer, base, providers, provider_override)
     expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
     steps = expander.expand()
     return LoadedPipeline(file, workdir, spec, source, variables, env, providers, steps)
-
-
-def _fail(
-    message: str, source: SourceDocument, path: tuple[PathKey, ...], key: bool = False
-) -> PipelineError:
-    return PipelineError.at(message, source.locate(path, key=key))
-
-
-def _workdir(file: Path, spec: Pipeline, source: SourceDocument) -> Path:
-    workdir = (file.parent / (spec.workdir or ".")).resolve()
-    if not workdir.is_dir():
-        raise _fail(f"workdir '{spec.workdir}' is not a folder ({workdir})", source, ("workdir",))
-    return workdir
-
-
-def _environment(
-    workdir: Path, spec: Pipeline, source: SourceDocument, environ: dict[str, str]
-) -> dict[str, str]:
-    """The environment: dotenv files (later ones win) under the real environment."""
-    from dotenv import dotenv_values
-
-    loaded: dict[str, str] = {}
-    for index, name in enumerate(spec.dotenv):
-        try:
-            path = workdir / normalize(name)
-        except PathRefused as exc:
-            raise _fail(f"dotenv: {exc}", source, ("dotenv", index)) from exc
-        if path.is_file():
-            values = dotenv_values(path)
-            loaded.update({k: v for k, v in values.items() if v is not None})
-    return {**loaded, **environ}
-
-
-def _render_vars(
-    spec: Pipeline,
-    source: SourceDocument,
-    renderer: Renderer,
-    env: dict[str, str],
-    overrides: dict[str, str],
-) -> dict[str, Any]:
-    """Vars in file order, each seeing the ones before it; `--set` values replace them verbatim."""
-    variables: dict[str, Any] = {}
-    for name, value in spec.vars.items():
-        if name in RESERVED_NAMES:
-            raise _fail(f"var '{name}' uses a reserved name", source, ("vars", name), key=True)
-        if name in overrides:
-            variables[name] = overrides[name]
-            continue
-        context = {**variables, "vars": variables, "env": env, "read": forbidden_read("vars")}
-        try:
-            variables[name] = renderer.render_value(value, context)
-        except TemplateError as exc:
-            raise _fail(f"var '{name}': {exc}", source, ("vars", name)) from exc
-    for name, value in overrides.items():
-        if name in RESERVED_NAMES:
-            raise PipelineError.at(f"--set {name}: '{name}' is a reserved name", None, source.file)
-        variables.setdefault(name, value)
-    return variables
-
-
-def _render_providers(
-    spec: Pipeline, source: SourceDocument, renderer: Renderer, base: Mapping[str, Any]
-) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {}
-    context = {**base, "read": forbidden_read("providers")}
-    for name, provider in spec.providers.items():
-        fields = provider.model_dump(exclude_defaults=True, exclude={"kind"}, by_alias=True)
-        try:
-            rendered = renderer.render_value(fields, context)
-        except TemplateError as exc:
-            raise _fail(f"provider '{name}': {exc}", source, ("providers", name)) from exc
-        providers[name] = provider.model_copy(update=rendered)
-    return providers
-
-
-def _default_provider(
-    spec: Pipeline,
-    source: SourceDocument,
-    renderer: Renderer,
-    base: Mapping[str, Any],
-    providers: Mapping[str, Provider],
-    override: str | None,
-) -> str | None:
-    """`--provider`, else the rendered `default_provider`, else the only provider declared."""
-    if override is not None:
-        if override not in providers:
-            raise PipelineError.at(
-                f"--provider '{override}': no such provider{suggest(override, providers)}",
-                None,
-                source.file,
-            )
-        return override
-    if spec.default_provider is None:
-        return next(iter(providers)) if len(providers) == 1 else None
-    try:
-        name = renderer.render(spec.default_provider, {**base, "read": forbidden_read("providers")})
-    except TemplateError as exc:
-        raise _fail(f"default_provider: {exc}", source, ("default_provider",)) from exc
-    if name not in providers:
-        raise _fail(
-            f"default_provider '{name}' is not among the providers{suggest(name, providers)}",
-            source,
-            ("default_provider",),
-        )
-    return name
 
 
 class _StepExpander:
@@ -202,7 +99,7 @@ class _StepExpander:
         members = []
         for step_id, item, key in self._foreach(group, step_spec):
             if step_id in self.instances:
-                raise _fail(
+                raise fail_at(
                     f"step '{group}': foreach gives '{step_id}' twice",
                     self.source,
                     ("steps", group, "foreach"),
@@ -221,7 +118,9 @@ class _StepExpander:
             try:
                 items = self.renderer.evaluate(items, context)
             except TemplateError as exc:
-                raise _fail(f"step '{group}', field 'foreach': {exc}", self.source, where) from exc
+                raise fail_at(
+                    f"step '{group}', field 'foreach': {exc}", self.source, where
+                ) from exc
             if isinstance(items, str):
                 items = self._glob(group, items)
         if isinstance(items, dict):
@@ -231,7 +130,7 @@ class _StepExpander:
                 (f"{group}@{item if _is_scalar(item) else index}", item, None)
                 for index, item in enumerate(items)
             ]
-        raise _fail(
+        raise fail_at(
             f"step '{group}': foreach must be a list, a mapping or a glob,"
             f" not {type(items).__name__}",
             self.source,
@@ -242,7 +141,7 @@ class _StepExpander:
         try:
             normal = normalize(pattern)
         except PathRefused as exc:
-            raise _fail(
+            raise fail_at(
                 f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
             ) from exc
         return expand_glob(self.workdir, normal) if is_glob(normal) else [normal]
@@ -324,15 +223,15 @@ class _StepExpander:
         try:
             normal = normalize(rendered)
         except PathRefused as exc:
-            raise _fail(f"step '{step_id}': {exc}", self.source, where) from exc
+            raise fail_at(f"step '{step_id}': {exc}", self.source, where) from exc
         if output and is_glob(normal):
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}': output '{normal}' is a glob; declare a folder ('dir/') instead",
                 self.source,
                 where,
             )
         if escapes_through_symlink(self.workdir, normal):
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}': path '{normal}' leads outside the workdir through a symlink",
                 self.source,
                 where,
@@ -355,7 +254,7 @@ class _StepExpander:
             return self.renderer.render_value(text, context)
         except TemplateError as exc:
             name = str(field[0]) + "".join(f"[{p}]" for p in field[1:])
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}', field '{name}': {exc}", self.source, ("steps", group, *field)
             ) from exc
 
@@ -454,7 +353,7 @@ class _StepExpander:
     ) -> tuple[dict[str, Any], str]:
         if spec.extract == "files":
             if not outputs or not all(out.endswith("/") for out in outputs):
-                raise _fail(
+                raise fail_at(
                     f"step '{step_id}': 'extract: files' writes into folders; declare outputs"
                     " ending in '/'",
                     self.source,
@@ -492,7 +391,7 @@ class _StepExpander:
 
     def _require_one_output(self, step_id: str, outputs: list[str]) -> None:
         if len(outputs) != 1 or outputs[0].endswith("/"):
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}' writes one file: declare one 'output' that is not a folder",
                 self.source,
                 ("steps", self.instances[step_id][0]),
@@ -511,7 +410,7 @@ class _StepExpander:
             return normal
         if "\n" not in text and (self.workdir / normal).is_file():
             group = self.instances[step_id][0]
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}': template file '{normal}' is not among the inputs; add it there",
                 self.source,
                 ("steps", group, *field),
@@ -527,7 +426,7 @@ class _StepExpander:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}': cannot read '{path}': {exc}",
                 self.source,
                 ("steps", self.instances[step_id][0], *field),
@@ -535,7 +434,7 @@ class _StepExpander:
         try:
             return self.renderer.render(text, context)
         except OrchError as exc:
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}', in {path}: {exc}",
                 self.source,
                 ("steps", self.instances[step_id][0], *field),
@@ -551,12 +450,12 @@ class _StepExpander:
                 if not self.providers
                 else ("several providers are declared and no 'default_provider' chooses one")
             )
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}' needs a provider: {reason}", self.source, where, key=True
             )
         name = str(self._render(step_id, ("provider",), spec.provider, context))
         if name not in self.providers:
-            raise _fail(
+            raise fail_at(
                 f"step '{step_id}': unknown provider '{name}'{suggest(name, self.providers)}",
                 self.source,
                 (*where, "provider"),
@@ -566,24 +465,3 @@ class _StepExpander:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
-
-
-def context_for(pipeline: LoadedPipeline, step: Step, read: Callable[[str], str]) -> dict[str, Any]:
-    """The template context a step's fields render in, with the given `read`."""
-    groups = pipeline.groups()
-
-    def outputs_of(name: str) -> list[str]:
-        members = [name] if name in pipeline.steps else groups[name]
-        return [out for member in members for out in pipeline.steps[member].outputs]
-
-    return {
-        **pipeline.vars,
-        "vars": pipeline.vars,
-        "env": pipeline.env,
-        "steps": StepsView([*pipeline.steps, *groups], outputs_of),
-        "item": step.item,
-        "key": step.item_key,
-        "inputs": list(step.inputs),
-        "outputs": list(step.outputs),
-        "read": read,
-    }

@@ -1,0 +1,147 @@
+"""Pipeline-wide values (workdir, environment after dotenv, vars, providers) and step contexts.
+
+Precedence for the environment: real environment variables, then dotenv files (a later file
+wins over an earlier one). Vars render in file order, each seeing the vars before it and `env`;
+`--set` values replace vars verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import PipelineError, TemplateError
+from .paths import PathRefused, normalize
+from .source import PathKey, SourceDocument
+from .spec import RESERVED_NAMES, Pipeline, Provider
+from .templating import Renderer, StepsView, forbidden_read, suggest
+
+if TYPE_CHECKING:
+    from .pipeline import LoadedPipeline, Step
+
+
+def fail_at(
+    message: str, source: SourceDocument, path: tuple[PathKey, ...], key: bool = False
+) -> PipelineError:
+    return PipelineError.at(message, source.locate(path, key=key))
+
+
+def workdir(file: Path, spec: Pipeline, source: SourceDocument) -> Path:
+    workdir = (file.parent / (spec.workdir or ".")).resolve()
+    if not workdir.is_dir():
+        raise fail_at(f"workdir '{spec.workdir}' is not a folder ({workdir})", source, ("workdir",))
+    return workdir
+
+
+def environment(
+    workdir: Path, spec: Pipeline, source: SourceDocument, environ: dict[str, str]
+) -> dict[str, str]:
+    """The environment: dotenv files (later ones win) under the real environment."""
+    from dotenv import dotenv_values
+
+    loaded: dict[str, str] = {}
+    for index, name in enumerate(spec.dotenv):
+        try:
+            path = workdir / normalize(name)
+        except PathRefused as exc:
+            raise fail_at(f"dotenv: {exc}", source, ("dotenv", index)) from exc
+        if path.is_file():
+            values = dotenv_values(path)
+            loaded.update({k: v for k, v in values.items() if v is not None})
+    return {**loaded, **environ}
+
+
+def render_vars(
+    spec: Pipeline,
+    source: SourceDocument,
+    renderer: Renderer,
+    env: dict[str, str],
+    overrides: dict[str, str],
+) -> dict[str, Any]:
+    """Vars in file order, each seeing the ones before it; `--set` values replace them verbatim."""
+    variables: dict[str, Any] = {}
+    for name, value in spec.vars.items():
+        if name in RESERVED_NAMES:
+            raise fail_at(f"var '{name}' uses a reserved name", source, ("vars", name), key=True)
+        if name in overrides:
+            variables[name] = overrides[name]
+            continue
+        context = {**variables, "vars": variables, "env": env, "read": forbidden_read("vars")}
+        try:
+            variables[name] = renderer.render_value(value, context)
+        except TemplateError as exc:
+            raise fail_at(f"var '{name}': {exc}", source, ("vars", name)) from exc
+    for name, value in overrides.items():
+        if name in RESERVED_NAMES:
+            raise PipelineError.at(f"--set {name}: '{name}' is a reserved name", None, source.file)
+        variables.setdefault(name, value)
+    return variables
+
+
+def render_providers(
+    spec: Pipeline, source: SourceDocument, renderer: Renderer, base: Mapping[str, Any]
+) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    context = {**base, "read": forbidden_read("providers")}
+    for name, provider in spec.providers.items():
+        fields = provider.model_dump(exclude_defaults=True, exclude={"kind"}, by_alias=True)
+        try:
+            rendered = renderer.render_value(fields, context)
+        except TemplateError as exc:
+            raise fail_at(f"provider '{name}': {exc}", source, ("providers", name)) from exc
+        providers[name] = provider.model_copy(update=rendered)
+    return providers
+
+
+def default_provider(
+    spec: Pipeline,
+    source: SourceDocument,
+    renderer: Renderer,
+    base: Mapping[str, Any],
+    providers: Mapping[str, Provider],
+    override: str | None,
+) -> str | None:
+    """`--provider`, else the rendered `default_provider`, else the only provider declared."""
+    if override is not None:
+        if override not in providers:
+            raise PipelineError.at(
+                f"--provider '{override}': no such provider{suggest(override, providers)}",
+                None,
+                source.file,
+            )
+        return override
+    if spec.default_provider is None:
+        return next(iter(providers)) if len(providers) == 1 else None
+    try:
+        name = renderer.render(spec.default_provider, {**base, "read": forbidden_read("providers")})
+    except TemplateError as exc:
+        raise fail_at(f"default_provider: {exc}", source, ("default_provider",)) from exc
+    if name not in providers:
+        raise fail_at(
+            f"default_provider '{name}' is not among the providers{suggest(name, providers)}",
+            source,
+            ("default_provider",),
+        )
+    return name
+
+
+def context_for(pipeline: LoadedPipeline, step: Step, read: Callable[[str], str]) -> dict[str, Any]:
+    """The template context a step's fields render in, with the given `read`."""
+    groups = pipeline.groups()
+
+    def outputs_of(name: str) -> list[str]:
+        members = [name] if name in pipeline.steps else groups[name]
+        return [out for member in members for out in pipeline.steps[member].outputs]
+
+    return {
+        **pipeline.vars,
+        "vars": pipeline.vars,
+        "env": pipeline.env,
+        "steps": StepsView([*pipeline.steps, *groups], outputs_of),
+        "item": step.item,
+        "key": step.item_key,
+        "inputs": list(step.inputs),
+        "outputs": list(step.outputs),
+        "read": read,
+    }

@@ -13,7 +13,14 @@ from typing import Any
 
 from . import settings
 from .errors import Diagnostic, OrchError, PipelineError, TemplateError
-from .paths import PathRefused, escapes_through_symlink, expand_glob, is_glob, normalize
+from .paths import (
+    PathRefused,
+    escapes_through_symlink,
+    expand_glob,
+    is_glob,
+    is_within,
+    normalize,
+)
 from .pipeline import LoadedPipeline, Step
 from .settings import fail_at
 from .source import PathKey, SourceDocument
@@ -42,7 +49,8 @@ def expand(
     default = settings.default_provider(spec, source, renderer, base, providers, provider_override)
     expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
     steps = expander.expand()
-    return LoadedPipeline(file, workdir, spec, source, variables, env, providers, steps)
+    groups = {group: tuple(members) for group, members in expander.groups.items()}
+    return LoadedPipeline(file, workdir, spec, source, variables, env, providers, steps, groups)
 
 
 class _StepExpander:
@@ -406,7 +414,7 @@ class _StepExpander:
             normal = normalize(text)
         except PathRefused:
             return None
-        if normal in inputs:
+        if any(is_within(normal, declared) for declared in inputs):
             return normal
         if "\n" not in text and (self.workdir / normal).is_file():
             group = self.instances[step_id][0]

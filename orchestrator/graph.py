@@ -96,10 +96,9 @@ def build(pipeline: LoadedPipeline, *, check_inputs: bool = True) -> StepGraph:
         graph.add_node(step.id, step=step)
     index = _OutputIndex(pipeline.steps.values())
     diagnostics = [_conflict(pipeline, step, path, other) for step, path, other in index.conflicts]
-    groups = pipeline.groups()
     for step in pipeline.steps.values():
         diagnostics.extend(_add_path_edges(pipeline, graph, index, step, check_inputs))
-        diagnostics.extend(_add_need_edges(pipeline, graph, groups, step))
+        diagnostics.extend(_add_need_edges(pipeline, graph, step))
     if diagnostics:
         raise PipelineError(diagnostics)
     _check_acyclic(pipeline, graph)
@@ -150,14 +149,12 @@ def _exists(pipeline: LoadedPipeline, path: str) -> bool:
     return target.is_dir() if is_dir(path) else target.exists()
 
 
-def _add_need_edges(
-    pipeline: LoadedPipeline, graph: StepGraph, groups: dict[str, list[str]], step: Step
-) -> list[Diagnostic]:
+def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> list[Diagnostic]:
     problems = []
     for need in step.needs:
-        members = [need] if need in pipeline.steps else groups.get(need)
-        if not members:
-            names = [*pipeline.steps, *groups]
+        members = pipeline.members(need)
+        if members is None:
+            names = pipeline.names()
             problems.append(
                 Diagnostic(
                     f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}",
@@ -206,12 +203,11 @@ def select(pipeline: LoadedPipeline, graph: StepGraph, targets: Iterable[str]) -
     wanted = list(targets)
     if not wanted:
         return set(graph.nodes)
-    groups = pipeline.groups()
     chosen: set[str] = set()
     for target in wanted:
-        members = [target] if target in pipeline.steps else groups.get(target)
-        if not members:
-            names = [*groups, *pipeline.steps]
+        members = pipeline.members(target)
+        if members is None:
+            names = pipeline.names()
             raise UsageError(f"no step named '{target}'{suggest(target, names)}")
         for member in members:
             chosen.add(member)

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
     from .spec import Pipeline
 
 _KIND_HINT = "give it 'run' (shell), 'prompt', 'prompt_file' or 'messages' (llm), or 'template'"
-_STEP_TAG_INDEX = 2  # pydantic puts the union tag after ("steps", name) or ("providers", name)
+_STEP_TAG_INDEX = 2
+_NAME_RULES = {
+    "vars": "use letters, digits and '_', not starting with a digit",
+    "steps": "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'",
+    "providers": "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'",
+}  # pydantic puts the union tag after ("steps", name) or ("providers", name)
 
 
 def read_source(file: Path) -> SourceDocument:
@@ -64,6 +69,8 @@ def _check_shape(source: SourceDocument, data: Any) -> None:
             source.locate(("version",)),
         )
     steps = data.get("steps")
+    if steps == {}:
+        raise PipelineError.at("the pipeline has no steps", source.locate(("steps",), key=True))
     if isinstance(steps, dict):
         problems = [_kind_problem(source, name, raw) for name, raw in steps.items()]
         found = [p for p in problems if p is not None]
@@ -145,8 +152,7 @@ def _diagnostic(
     if loc and loc[-1] == "[key]":
         name = loc[-2]
         return Diagnostic(
-            f"invalid name {name!r} in {_describe(loc[:-2])}: use letters, digits, '_', '.' and '-'"
-            " (and start with a letter, digit or '_')",
+            f"invalid name {name!r} in {_describe(loc[:-2])}: {_NAME_RULES.get(str(loc[0]), '')}",
             source.locate(loc[:-1], key=True),
         )
     if kind == "extra_forbidden":

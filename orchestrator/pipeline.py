@@ -51,18 +51,22 @@ class LoadedPipeline:
     env: Mapping[str, str]
     providers: Mapping[str, Provider]
     steps: Mapping[str, Step] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         """The pipeline's name, or its file's stem."""
         return self.spec.name or self.file.stem
 
-    def groups(self) -> dict[str, list[str]]:
-        """Step ids by the name they were declared under (foreach groups have several)."""
-        groups: dict[str, list[str]] = {}
-        for step in self.steps.values():
-            groups.setdefault(step.group, []).append(step.id)
-        return groups
+    def members(self, name: str) -> tuple[str, ...] | None:
+        """The step ids a name stands for (a step, or a foreach group), None if unknown."""
+        if name in self.steps:
+            return (name,)
+        return self.groups.get(name)
+
+    def names(self) -> list[str]:
+        """Every name a target, `needs` or ``steps.`` may use."""
+        return [*self.steps, *(g for g in self.groups if g not in self.steps)]
 
 
 def load(

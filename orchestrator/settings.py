@@ -90,7 +90,7 @@ def render_providers(
             rendered = renderer.render_value(fields, context)
         except TemplateError as exc:
             raise fail_at(f"provider '{name}': {exc}", source, ("providers", name)) from exc
-        providers[name] = provider.model_copy(update=rendered)
+        providers[name] = type(provider).model_validate({"kind": provider.kind, **rendered})
     return providers
 
 
@@ -128,17 +128,16 @@ def default_provider(
 
 def context_for(pipeline: LoadedPipeline, step: Step, read: Callable[[str], str]) -> dict[str, Any]:
     """The template context a step's fields render in, with the given `read`."""
-    groups = pipeline.groups()
 
     def outputs_of(name: str) -> list[str]:
-        members = [name] if name in pipeline.steps else groups[name]
+        members = pipeline.members(name) or ()
         return [out for member in members for out in pipeline.steps[member].outputs]
 
     return {
         **pipeline.vars,
         "vars": pipeline.vars,
         "env": pipeline.env,
-        "steps": StepsView([*pipeline.steps, *groups], outputs_of),
+        "steps": StepsView(pipeline.names(), outputs_of),
         "item": step.item,
         "key": step.item_key,
         "inputs": list(step.inputs),

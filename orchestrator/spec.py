@@ -199,9 +199,8 @@ class LlmStep(_StepBase):
     def _one_prompt_and_schema_with_json(self) -> LlmStep:
         given = [name for name in KIND_KEYS["llm"] if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"use one of prompt, prompt_file or messages, not {' and '.join(given)}"
-            )
+            found = f", not {' and '.join(given)}" if given else ""
+            raise ValueError(f"give exactly one of prompt, prompt_file or messages{found}")
         if self.json_schema is not None and self.extract != "json":
             raise ValueError("'schema' is only used with 'extract: json'")
         return self

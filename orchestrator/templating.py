@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OrchError, TemplateError
-from .paths import PathRefused, is_within, normalize
+from .paths import PathRefused, escapes_through_symlink, is_dir, is_glob, is_within, normalize
 
 READ_PLACEHOLDER = "«read {path}»"
 _MARKERS = ("{{", "{%", "{#")
@@ -180,12 +180,16 @@ class Reader:
             normal = normalize(str(path))
         except PathRefused as exc:
             raise TemplateError(f"read(): {exc}") from exc
+        if is_dir(normal) or is_glob(normal):
+            raise TemplateError(f"read('{path}'): read() takes one file, not a folder or glob")
         if not any(is_within(normal, declared) for declared in self._inputs):
             raise TemplateError(
                 f"read('{path}'): not a declared input of this step; add it to 'inputs'"
             )
         if self._workdir is None:
             return READ_PLACEHOLDER.format(path=normal)
+        if escapes_through_symlink(self._workdir, normal):
+            raise TemplateError(f"read('{path}'): the file leads outside the workdir")
         try:
             return (self._workdir / normal).read_text(encoding="utf-8")
         except OSError as exc:

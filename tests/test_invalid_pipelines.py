@@ -814,6 +814,42 @@ CASES = [
         "workdir: nowhere",
         "workdir 'nowhere' is not a folder",
     ),
+    case(
+        "no-steps",
+        """\
+        version: 1
+        steps: {}
+        """,
+        "steps: {}",
+        "the pipeline has no steps",
+    ),
+    case(
+        "read-of-a-folder",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs: [src/]
+            run: cat {{ read("src/") }}
+        """,
+        "run: cat",
+        "read() takes one file, not a folder or glob",
+        files=(("src/x.txt", "x"),),
+    ),
+    case(
+        "llm-without-prompt",
+        """\
+        version: 1
+        providers: { p: { kind: fake } }
+        steps:
+          a:
+            kind: llm
+            output: a.md
+        """,
+        "  a:",
+        "give exactly one of prompt, prompt_file or messages",
+        absent=("not \n",),
+    ),
 ]
 
 

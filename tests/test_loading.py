@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PipelineError
+from orchestrator import graph
+from orchestrator.errors import PipelineError, TemplateError
 from orchestrator.pipeline import load
-from orchestrator.templating import READ_PLACEHOLDER
+from orchestrator.templating import READ_PLACEHOLDER, Reader
 
 from .conftest import FIXTURES
 
@@ -168,3 +169,67 @@ def test_provider_option_replaces_the_default_provider(
     assert load(file, environ={"ORCH_PROVIDER": "two"}).steps["ask"].provider == "two"
     steps = load(file, environ={}, provider="two").steps
     assert (steps["ask"].provider, steps["pinned"].provider) == ("two", "one")
+
+
+def test_foreach_over_a_glob_matching_nothing_is_an_empty_group_others_may_need(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        steps:
+          each: { foreach: "none/*.txt", run: "cat {{ item }}" }
+          after: { run: "true", needs: [each] }
+        """
+    )
+    pipeline = load(file, environ={})
+    assert list(pipeline.steps) == ["after"]
+    assert pipeline.members("each") == ()
+    assert set(graph.build(pipeline).edges) == set()
+
+
+def test_provider_fields_render_and_stay_typed(write_pipeline: Callable[..., Path]) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        vars: { model: small }
+        providers:
+          p: { kind: openai, model: "{{ model }}-v2", price: { input: 0.5, output: 1.5 } }
+        steps:
+          ask: { prompt: hi, output: a.md }
+        """
+    )
+    provider = load(file, environ={}).providers["p"]
+    assert provider.model == "small-v2"
+    assert provider.price is not None and provider.price.output == 1.5
+
+
+def test_template_file_inside_a_declared_folder_is_a_file_template(
+    write_pipeline: Callable[..., Path],
+) -> None:
+    file = write_pipeline(
+        """
+        version: 1
+        vars: { who: you }
+        steps:
+          page: { inputs: [tpl/], template: tpl/page.j2, output: page.txt }
+        """,
+        {"tpl/page.j2": "hi {{ who }}"},
+    )
+    definition = load(file, environ={}).steps["page"].definition
+    assert definition == {"template_file": "tpl/page.j2", "template": "hi you"}
+
+
+def test_read_at_run_time_returns_content_but_refuses_symlinks_leading_out(
+    tmp_path: Path,
+) -> None:
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    (work / "notes.txt").write_text("real")
+    (outside / "secret.txt").write_text("secret")
+    (work / "link.txt").symlink_to(outside / "secret.txt")
+    read = Reader(["*.txt"], work)
+    assert read("notes.txt") == "real"
+    with pytest.raises(TemplateError, match="leads outside the workdir"):
+        read("link.txt")

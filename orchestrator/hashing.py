@@ -1,0 +1,206 @@
+"""Content hashes of files and folders, a stat cache to skip rereading, and step keys.
+
+A step's key is the sha256 of the canonical JSON (sorted keys, no whitespace) of::
+
+    {"format": KEY_FORMAT, "kind": ..., "definition": {...rendered fields, "outputs": [...]},
+     "inputs": [[path, sha256], ...]}
+
+with folders and globs among the inputs expanded to their files. Upstream outputs enter by
+content, so a rerun that produces the same bytes leaves its dependents' keys unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .paths import expand_glob, is_dir, is_glob
+
+if TYPE_CHECKING:
+    from .pipeline import Step
+    from .spec import Provider
+
+KEY_FORMAT = 1
+STAT_CACHE_FORMAT = 1
+RACY_WINDOW_NS = 2_000_000_000
+_CHUNK = 1 << 20
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: equal values give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    inode: int
+    mtime_ns: int
+    ctime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> _Stamp:
+        return cls(stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+
+
+class StatCache:
+    """Remembers each file's sha256 with its inode, mtime, ctime and size.
+
+    A file is rehashed unless all four match. Files modified within the last two seconds are not
+    remembered, since a change in the same clock tick could leave every stamp equal.
+    """
+
+    def __init__(self, file: Path | None = None) -> None:
+        self.file = file
+        self._entries: dict[str, tuple[_Stamp, str]] = {}
+        self._dirty = False
+        if file is not None:
+            self._entries = _read_stat_cache(file)
+
+    def sha256(self, path: Path) -> str | None:
+        """The content hash of `path`, or None if it is not a readable file."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        stamp = _Stamp.of(stat)
+        key = str(path)
+        known = self._entries.get(key)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        try:
+            digest = sha256_file(path)
+        except (OSError, IsADirectoryError):
+            return None
+        if time.time_ns() - stat.st_mtime_ns > RACY_WINDOW_NS:
+            self._entries[key] = (stamp, digest)
+            self._dirty = True
+        elif known is not None:
+            del self._entries[key]
+            self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the cache atomically if anything changed."""
+        if self.file is None or not self._dirty:
+            return
+        from .filestore import atomic_write
+
+        rows = {
+            path: [s.inode, s.mtime_ns, s.ctime_ns, s.size, digest]
+            for path, (s, digest) in self._entries.items()
+        }
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.file, canonical_json({"format": STAT_CACHE_FORMAT, "files": rows}))
+        self._dirty = False
+
+
+def _read_stat_cache(file: Path) -> dict[str, tuple[_Stamp, str]]:
+    """The saved entries; an unreadable or foreign cache is simply empty."""
+    try:
+        data = json.loads(file.read_bytes())
+        if data.get("format") != STAT_CACHE_FORMAT:
+            return {}
+        return {
+            path: (_Stamp(int(i), int(m), int(c), int(s)), str(d))
+            for path, (i, m, c, s, d) in data["files"].items()
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+class Hasher:
+    """Hashes declared paths under a workdir, through a stat cache."""
+
+    def __init__(self, workdir: Path, stat_cache: StatCache | None = None) -> None:
+        self.workdir = workdir
+        self.stat_cache = stat_cache or StatCache()
+
+    def files(self, declared: str, exclude: Callable[[str], bool] | None = None) -> list[str]:
+        """The files a declared path stands for: itself, a folder's files, a glob's matches."""
+        if is_glob(declared):
+            found = expand_glob(self.workdir, declared)
+        elif is_dir(declared):
+            found = _walk(self.workdir, declared)
+        else:
+            found = [declared]
+        return [path for path in found if exclude is None or not exclude(path)]
+
+    def hashes(
+        self, declared: Iterable[str], exclude: Callable[[str], bool] | None = None
+    ) -> dict[str, str | None]:
+        """Each file's sha256 (None when missing), folders and globs expanded, sorted by path."""
+        result: dict[str, str | None] = {}
+        for path in declared:
+            for file in self.files(path, exclude):
+                result[file] = self.stat_cache.sha256(self.workdir / file)
+        return dict(sorted(result.items()))
+
+
+def _walk(workdir: Path, folder: str) -> list[str]:
+    root = workdir / folder
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        relative = Path(dirpath).relative_to(workdir).as_posix()
+        found.extend(f"{relative}/{name}" for name in filenames)
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def resolved_definition(step: Step, providers: Mapping[str, Provider]) -> dict[str, Any]:
+    """A step's definition as it enters the key: provider identity resolved, outputs added.
+
+    An llm step's provider enters as kind, model and options (the provider's merged with the
+    step's), never by its name, address, key, timeouts or retry settings.
+    """
+    definition = dict(step.definition)
+    if step.provider is not None:
+        provider = providers[step.provider]
+        definition["provider"] = {
+            "kind": provider.kind,
+            "model": definition.pop("model", None) or provider.model,
+            "options": {**provider.options, **definition.pop("options", {})},
+        }
+    definition["outputs"] = sorted(step.outputs)
+    return definition
+
+
+def definition_hash(kind: str, definition: Mapping[str, Any]) -> str:
+    """The sha256 of what a step does, without its inputs."""
+    return sha256_bytes(
+        canonical_json({"format": KEY_FORMAT, "kind": kind, "definition": definition})
+    )
+
+
+def step_key(kind: str, definition: Mapping[str, Any], inputs: Mapping[str, str | None]) -> str:
+    """The content key of a step: its definition and the content of each input file."""
+    material = {
+        "format": KEY_FORMAT,
+        "kind": kind,
+        "definition": definition,
+        "inputs": [[path, digest] for path, digest in sorted(inputs.items())],
+    }
+    return sha256_bytes(canonical_json(material))

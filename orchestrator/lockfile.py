@@ -1,0 +1,150 @@
+"""The lock file `<pipeline>.lock`: per step, the key and hashes of its last successful run.
+
+It is YAML meant to be committed, written atomically after each successful step, in a fixed
+order and quoting so that merges stay small::
+
+    # Written by orch build: commit it with the pipeline; do not edit it by hand.
+    version: 1
+    steps:
+      architect:
+        key: "<sha256>"
+        definition: "<sha256>"
+        inputs:
+          specs/notes_app.md: "<sha256>"
+        outputs:
+          build/notes_api/design.md: "<sha256>"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OrchError
+
+LOCK_VERSION = 1
+HEADER = "# Written by orch build: commit it with the pipeline; do not edit it by hand.\n"
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@+-]*$")
+_YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LockError(OrchError):
+    """The lock file cannot be used: corrupt, or written by an unknown version."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """What the last successful run of one step recorded."""
+
+    key: str
+    definition: str
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+
+def lock_path(pipeline_file: Path) -> Path:
+    """`pipelines/notes_app.yaml` → `pipelines/notes_app.lock`."""
+    return pipeline_file.with_suffix(".lock")
+
+
+def read_lock(path: Path) -> dict[str, LockEntry]:
+    """The entries of a lock file; none if it does not exist; LockError if it is unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockError(f"{path}: cannot read the lock file: {exc}") from exc
+    return parse_lock(path, text)
+
+
+def parse_lock(path: Path, text: str) -> dict[str, LockEntry]:
+    """Parse lock text; LockError names the file and what is wrong."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except (YAMLError, RecursionError) as exc:
+        raise _corrupt(path, "it is not valid YAML") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or "version" not in data:
+        raise _corrupt(path, "it has no 'version'")
+    if data["version"] != LOCK_VERSION:
+        raise LockError(
+            f"{path}: lock file version {data['version']!r} is not supported (this orch reads"
+            f" version {LOCK_VERSION}); upgrade orch, or rebuild with --force"
+        )
+    steps = data.get("steps") or {}
+    if not isinstance(steps, dict):
+        raise _corrupt(path, "'steps' is not a mapping")
+    return {str(name): _entry(path, str(name), raw) for name, raw in steps.items()}
+
+
+def _entry(path: Path, name: str, raw: Any) -> LockEntry:
+    try:
+        entry = LockEntry(
+            key=_digest(raw["key"]),
+            definition=_digest(raw["definition"]),
+            inputs=_hashes(raw.get("inputs")),
+            outputs=_hashes(raw.get("outputs")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _corrupt(path, f"the entry of step '{name}' is malformed") from exc
+    return entry
+
+
+def _digest(value: Any) -> str:
+    if not isinstance(value, str) or not _DIGEST.match(value):
+        raise ValueError(f"not a sha256: {value!r}")
+    return value
+
+
+def _hashes(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TypeError("expected a mapping of path to sha256")
+    return {str(path): _digest(digest) for path, digest in raw.items()}
+
+
+def _corrupt(path: Path, why: str) -> LockError:
+    return LockError(
+        f"{path}: corrupt lock file ({why}); fix or delete it, or rebuild with --force"
+    )
+
+
+def render_lock(entries: Mapping[str, LockEntry]) -> str:
+    """The lock file text: steps, and paths within them, sorted; digests quoted."""
+    lines = [HEADER.rstrip("\n"), f"version: {LOCK_VERSION}", "steps:" + ("" if entries else " {}")]
+    for name in sorted(entries):
+        entry = entries[name]
+        lines.append(f"  {_scalar(name)}:")
+        lines.append(f'    key: "{entry.key}"')
+        lines.append(f'    definition: "{entry.definition}"')
+        for section, hashes in (("inputs", entry.inputs), ("outputs", entry.outputs)):
+            lines.append(f"    {section}:" + ("" if hashes else " {}"))
+            lines.extend(f'      {_scalar(path)}: "{hashes[path]}"' for path in sorted(hashes))
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(text: str) -> str:
+    """A YAML key: plain when unambiguous, else a JSON (= YAML double-quoted) string."""
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def write_lock(path: Path, entries: Mapping[str, LockEntry]) -> None:
+    """Write the lock file atomically."""
+    from .filestore import atomic_write
+
+    atomic_write(path, render_lock(entries).encode("utf-8"))

@@ -1,0 +1,149 @@
+"""Content hashes, the stat cache and step keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.hashing import (
+    Hasher,
+    StatCache,
+    canonical_json,
+    definition_hash,
+    resolved_definition,
+    step_key,
+)
+from orchestrator.pipeline import load
+
+EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
+    assert canonical_json({"b": [1, "é"], "a": None}) == '{"a":null,"b":[1,"é"]}'.encode()
+
+
+def test_a_known_key_has_a_pinned_digest() -> None:
+    definition = {"run": "echo hi > out.txt", "env": {}, "cwd": None, "outputs": ["out.txt"]}
+    key = step_key("shell", definition, {"in.txt": EMPTY_SHA})
+    material = (
+        '{"definition":{"cwd":null,"env":{},"outputs":["out.txt"],"run":"echo hi > out.txt"},'
+        f'"format":1,"inputs":[["in.txt","{EMPTY_SHA}"]],"kind":"shell"}}'
+    )
+    assert key == hashlib.sha256(material.encode()).hexdigest()
+    assert key == "bb9c17ee831e40769cf03f3448e7632de1b8534936c99c923c8da3693e26446c"
+
+
+def test_key_changes_with_definition_or_input_content_and_not_with_order() -> None:
+    base = step_key("shell", {"run": "x"}, {"a": "1" * 64, "b": "2" * 64})
+    assert base == step_key("shell", {"run": "x"}, {"b": "2" * 64, "a": "1" * 64})
+    assert base != step_key("shell", {"run": "y"}, {"a": "1" * 64, "b": "2" * 64})
+    assert base != step_key("shell", {"run": "x"}, {"a": "1" * 64, "b": "3" * 64})
+    assert definition_hash("shell", {"run": "x"}) != definition_hash("shell", {"run": "y"})
+
+
+def test_folders_and_globs_expand_to_sorted_files(tmp_path: Path) -> None:
+    for name in ["src/b.py", "src/a.py", "src/sub/c.py", "src/notes.md"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    hasher = Hasher(tmp_path)
+    assert list(hasher.hashes(["src/"])) == ["src/a.py", "src/b.py", "src/notes.md", "src/sub/c.py"]
+    assert list(hasher.hashes(["src/**/*.py"])) == ["src/a.py", "src/b.py", "src/sub/c.py"]
+    assert hasher.hashes(["missing.txt"]) == {"missing.txt": None}
+    assert list(hasher.hashes(["src/"], exclude=lambda p: p.endswith(".md"))) == [
+        "src/a.py",
+        "src/b.py",
+        "src/sub/c.py",
+    ]
+
+
+def _age(path: Path, seconds: float = 60) -> None:
+    past = time.time_ns() - int(seconds * 1e9)
+    os.utime(path, ns=(past, past))
+
+
+_OPENED: list[str] = []
+_HOOKED: list[bool] = []
+
+
+def _record_opens() -> list[str]:
+    """The paths Python opens from now on (an audit hook: real file opens, nothing faked)."""
+    if not _HOOKED:
+        sys.addaudithook(
+            lambda event, args: _OPENED.append(str(args[0])) if event == "open" else None
+        )
+        _HOOKED.append(True)
+    _OPENED.clear()
+    return _OPENED
+
+
+def test_stat_cache_skips_rereading_unchanged_files_across_runs(tmp_path: Path) -> None:
+    data, cache_file = tmp_path / "data.txt", tmp_path / ".orch" / "stat-cache.json"
+    data.write_text("hello")
+    _age(data)
+    first = StatCache(cache_file)
+    digest = first.sha256(data)
+    first.save()
+    opened = _record_opens()
+    assert StatCache(cache_file).sha256(data) == digest
+    assert str(data) not in opened
+    data.write_text("hello")  # same content rewritten: stamps change, so it is read again
+    assert StatCache(cache_file).sha256(data) == digest
+    assert str(data) in opened
+    opened.clear()
+
+
+def test_stat_cache_notices_same_size_same_mtime_rewrites(tmp_path: Path) -> None:
+    data, cache_file = tmp_path / "data.txt", tmp_path / "cache.json"
+    data.write_text("aaaa")
+    _age(data)
+    stamp = data.stat().st_mtime_ns
+    cache = StatCache(cache_file)
+    before = cache.sha256(data)
+    cache.save()
+    data.write_text("bbbb")
+    os.utime(data, ns=(stamp, stamp))  # same size, same mtime: only ctime (or inode) differs
+    assert StatCache(cache_file).sha256(data) != before
+
+
+def test_stat_cache_does_not_remember_files_changed_just_now(tmp_path: Path) -> None:
+    data = tmp_path / "fresh.txt"
+    data.write_text("new")
+    cache = StatCache(tmp_path / "cache.json")
+    cache.sha256(data)
+    cache.save()
+    assert not (tmp_path / "cache.json").exists()
+
+
+def test_a_corrupt_stat_cache_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "cache.json").write_text("{not json")
+    data = tmp_path / "d.txt"
+    data.write_text("")
+    assert StatCache(tmp_path / "cache.json").sha256(data) == EMPTY_SHA
+
+
+def test_llm_keys_hold_provider_kind_model_and_options_but_not_its_name_or_settings(
+    tmp_path: Path,
+) -> None:
+    def definition(provider: str) -> dict[str, object]:
+        (tmp_path / "orch.yaml").write_text(
+            "version: 1\nproviders:\n" + provider + "steps:\n  ask: { prompt: hi, output: a.md,"
+            " options: { top_p: 1 } }\n"
+        )
+        pipeline = load(tmp_path / "orch.yaml", environ={})
+        return resolved_definition(pipeline.steps["ask"], pipeline.providers)
+
+    plain = definition("  p: { kind: openai, model: m, options: { temperature: 0 } }\n")
+    assert plain["provider"] == {
+        "kind": "openai",
+        "model": "m",
+        "options": {"temperature": 0, "top_p": 1},
+    }
+    renamed_and_tuned = definition(
+        "  other: { kind: openai, model: m, options: { temperature: 0 }, timeout_s: 5,"
+        " max_retries: 9, base_url: 'http://127.0.0.1:1' }\n"
+    )
+    assert renamed_and_tuned == plain
+    assert definition("  p: { kind: openai, model: m2, options: { temperature: 0 } }\n") != plain

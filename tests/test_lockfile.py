@@ -1,0 +1,82 @@
+"""The lock file: deterministic YAML, round trips, clear errors for corrupt or foreign files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from orchestrator.lockfile import (
+    LockEntry,
+    LockError,
+    lock_path,
+    read_lock,
+    render_lock,
+    write_lock,
+)
+
+A, B, C = "a" * 64, "1" * 64, "0123456789" * 6 + "1e10"
+
+ENTRIES = {
+    "qa": LockEntry(key=A, definition=B, inputs={"gen/app/": C}, outputs={"build/qa.txt": A}),
+    "architect": LockEntry(key=B, definition=A, inputs={"specs/x.md": A, "1.txt": B}),
+    "lint@src/a.py": LockEntry(key=C, definition=C, outputs={"true": A}),
+}
+
+
+def test_lock_sits_beside_the_pipeline() -> None:
+    assert lock_path(Path("pipelines/notes_app.yaml")) == Path("pipelines/notes_app.lock")
+
+
+def test_rendering_is_sorted_quoted_and_independent_of_insertion_order() -> None:
+    text = render_lock(ENTRIES)
+    assert text == render_lock(dict(reversed(list(ENTRIES.items()))))
+    assert text.splitlines()[1:9] == [
+        "version: 1",
+        "steps:",
+        "  architect:",
+        f'    key: "{B}"',
+        f'    definition: "{A}"',
+        "    inputs:",
+        f'      "1.txt": "{B}"',
+        f'      specs/x.md: "{A}"',
+    ]
+    assert '      "true": ' in text
+
+
+def test_round_trip_through_a_file_and_any_yaml_parser(tmp_path: Path) -> None:
+    path = tmp_path / "p.lock"
+    write_lock(path, ENTRIES)
+    assert read_lock(path) == ENTRIES
+    data = YAML(typ="safe").load(path.read_text())
+    assert data["steps"]["lint@src/a.py"]["key"] == C  # a digest that looks like a float
+    assert data["steps"]["lint@src/a.py"]["outputs"] == {"true": A}
+
+
+def test_missing_or_empty_lock_means_nothing_built(tmp_path: Path) -> None:
+    assert read_lock(tmp_path / "none.lock") == {}
+    (tmp_path / "empty.lock").write_text("")
+    assert read_lock(tmp_path / "empty.lock") == {}
+    write_lock(tmp_path / "zero.lock", {})
+    assert read_lock(tmp_path / "zero.lock") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: [\n", "corrupt lock file (it is not valid YAML)"),
+        ("- a\n", "corrupt lock file (it has no 'version')"),
+        ("version: 7\nsteps: {}\n", "lock file version 7 is not supported"),
+        ("version: 1\nsteps: [a]\n", "'steps' is not a mapping"),
+        ("version: 1\nsteps:\n  a: { key: nope, definition: nope }\n", "step 'a' is malformed"),
+        ("version: 1\nsteps:\n  a: { definition: " + "a" * 64 + " }\n", "step 'a' is malformed"),
+    ],
+)
+def test_unusable_lock_files_give_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "p.lock"
+    path.write_text(text)
+    with pytest.raises(LockError, match=r"p\.lock: ") as caught:
+        read_lock(path)
+    assert message in str(caught.value)
+    assert caught.value.exit_code == 2

@@ -1,0 +1,110 @@
+"""The content-addressed cache: store, look up, restore atomically, and collect garbage."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from orchestrator.cache import Cache
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make(workdir: Path, files: dict[str, str]) -> dict[str, str]:
+    for path, text in files.items():
+        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / path).write_text(text)
+    return {path: sha(text) for path, text in files.items()}
+
+
+def test_store_then_restore_brings_back_deleted_and_modified_outputs(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / ".orch" / "cache")
+    outputs = make(tmp_path, {"out/a.txt": "alpha", "out/b.txt": "beta"})
+    cache.store("k" * 64, tmp_path, outputs, {"duration_s": 1.5})
+    (tmp_path / "out" / "a.txt").unlink()
+    (tmp_path / "out" / "b.txt").write_text("edited")
+    action = cache.lookup("k" * 64)
+    assert action is not None and action.meta == {"duration_s": 1.5}
+    results = cache.restore(action, tmp_path)
+    assert [(r.path, r.reason) for r in results] == [
+        ("out/a.txt", "created"),
+        ("out/b.txt", "overwritten"),
+    ]
+    assert (tmp_path / "out" / "a.txt").read_text() == "alpha"
+    assert (tmp_path / "out" / "b.txt").read_text() == "beta"
+
+
+def test_identical_content_is_stored_once(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    cache.store("1" * 64, tmp_path, make(tmp_path, {"a.txt": "same"}), {})
+    cache.store("2" * 64, tmp_path, make(tmp_path, {"b.txt": "same"}), {})
+    info = cache.info()
+    assert (info.actions, info.objects) == (2, 1)
+
+
+def test_unknown_key_or_missing_object_is_a_miss(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    assert cache.lookup("0" * 64) is None
+    outputs = make(tmp_path, {"a.txt": "x"})
+    cache.store("3" * 64, tmp_path, outputs, {})
+    digest = outputs["a.txt"]
+    (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).unlink()
+    assert cache.lookup("3" * 64) is None
+
+
+def test_a_file_changed_since_it_was_hashed_is_not_cached(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    outputs = make(tmp_path, {"a.txt": "before"})
+    (tmp_path / "a.txt").write_text("after")
+    cache.store("4" * 64, tmp_path, outputs, {})
+    assert cache.lookup("4" * 64) is None
+
+
+def test_corrupt_object_restores_nothing(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    outputs = make(tmp_path, {"a.txt": "good"})
+    cache.store("5" * 64, tmp_path, outputs, {})
+    digest = outputs["a.txt"]
+    (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).write_text("bad!")
+    (tmp_path / "a.txt").unlink()
+    action = cache.lookup("5" * 64)
+    assert action is not None
+    assert cache.restore(action, tmp_path) == []
+    assert not (tmp_path / "a.txt").exists()
+
+
+def _age(path: Path, days: float) -> None:
+    past = time.time() - days * 86400
+    os.utime(path, (past, past))
+
+
+def test_gc_by_age_keeps_recent_actions_and_objects_they_share(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    cache.store("6" * 64, tmp_path, make(tmp_path, {"old.txt": "old", "both.txt": "s"}), {})
+    cache.store("7" * 64, tmp_path, make(tmp_path, {"new.txt": "new", "both2.txt": "s"}), {})
+    _age(tmp_path / "cache" / "actions" / f"{'6' * 64}.json", days=40)
+    result = cache.gc(max_age_s=30 * 86400)
+    assert (result.actions_removed, result.objects_removed) == (1, 1)
+    assert cache.lookup("6" * 64) is None
+    assert cache.lookup("7" * 64) is not None
+
+
+def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    for n, key in enumerate("89a"):
+        cache.store(key * 64, tmp_path, make(tmp_path, {f"f{n}.txt": "x" * 1000 + key}), {})
+        _age(tmp_path / "cache" / "actions" / f"{key * 64}.json", days=3 - n)
+    restored = cache.lookup("8" * 64)
+    assert restored is not None
+    cache.restore(restored, tmp_path)  # a use: now the most recent
+    result = cache.gc(max_bytes=2500)
+    assert result.actions_removed == 1
+    assert cache.lookup("9" * 64) is None
+    assert cache.lookup("8" * 64) is not None and cache.lookup("a" * 64) is not None
+    assert cache.info().bytes <= 2500
+    assert cache.gc(max_bytes=0).actions_removed == 2
+    assert cache.info() == cache.info().__class__(0, 0, 0)

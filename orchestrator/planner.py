@@ -1,0 +1,113 @@
+"""The rebuild decision: a pure function of a step's lock entry and its current hashes.
+
+Reasons come in a fixed order — never built; definition changed; inputs added, removed or
+modified; outputs missing or modified; upstream will change — and `orch status`, `--dry-run` and
+`orch build` all print the reasons this module gives, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .lockfile import LockEntry
+
+
+class Action(StrEnum):
+    """What the build does with a step."""
+
+    UP_TO_DATE = "up-to-date"
+    RUN = "run"
+    RESTORE = "restore"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a step looks like now: its key, definition hash and file hashes (None = missing)."""
+
+    key: str
+    definition: str
+    inputs: Mapping[str, str | None]
+    outputs: Mapping[str, str | None]
+    cached: bool = False
+    upstream_will_change: bool = False
+    upstream_failed: bool = False
+
+
+@dataclass(frozen=True)
+class Options:
+    """The build flags that bear on a decision."""
+
+    force: bool = False
+    always_run: bool = False
+    use_cache: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An action and the reasons for it, in the documented order."""
+
+    action: Action
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def decide(entry: LockEntry | None, current: Current, options: Options = Options()) -> Decision:
+    """Whether a step is up to date, can be restored from the cache, must run, or is blocked."""
+    if current.upstream_failed:
+        return Decision(Action.BLOCKED, ("an upstream step failed",))
+    reasons = _reasons(entry, current)
+    if options.force:
+        reasons = ["forced (--force)", *reasons]
+    elif options.always_run:
+        reasons = ["always_run", *reasons]
+    if not reasons:
+        return Decision(Action.UP_TO_DATE)
+    restorable = (
+        current.cached
+        and options.use_cache
+        and not options.force
+        and not options.always_run
+        and not current.upstream_will_change
+    )
+    return Decision(Action.RESTORE if restorable else Action.RUN, tuple(reasons))
+
+
+def _reasons(entry: LockEntry | None, current: Current) -> list[str]:
+    if entry is None:
+        return ["never built"]
+    reasons = []
+    if entry.definition != current.definition:
+        reasons.append("definition changed")
+    reasons += _file_changes("input", entry.inputs, current.inputs)
+    reasons += _output_changes(entry.outputs, current.outputs)
+    if current.upstream_will_change:
+        reasons.append("upstream will change")
+    if not reasons and entry.key != current.key:
+        reasons.append("key changed")
+    return reasons
+
+
+def _file_changes(
+    what: str, recorded: Mapping[str, str], now: Mapping[str, str | None]
+) -> list[str]:
+    present = {path: digest for path, digest in now.items() if digest is not None}
+    added = [f"{what} added: {p}" for p in sorted(present.keys() - recorded.keys())]
+    removed = [f"{what} removed: {p}" for p in sorted(recorded.keys() - present.keys())]
+    modified = [
+        f"{what} modified: {p}"
+        for p in sorted(recorded.keys() & present.keys())
+        if recorded[p] != present[p]
+    ]
+    return [*added, *removed, *modified]
+
+
+def _output_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[str]:
+    missing = [f"output missing: {p}" for p in sorted(recorded) if now.get(p) is None]
+    modified = [
+        f"output modified: {p}"
+        for p in sorted(recorded)
+        if now.get(p) is not None and now[p] != recorded[p]
+    ]
+    return [*missing, *modified]

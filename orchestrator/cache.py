@@ -152,10 +152,12 @@ class Cache:
         for path in self.actions.glob("*.json") if self.actions.is_dir() else []:
             try:
                 stat = path.stat()
+            except OSError:
+                continue
+            try:
                 digests = frozenset(json.loads(path.read_bytes())["outputs"].values())
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 digests = frozenset()
-                stat = path.stat()
             records.append(_Record(path, stat.st_mtime, stat.st_size, digests))
         return sorted(records, key=lambda r: (r.used, r.path.name))
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import OrchError, UsageError
+from .errors import OrchError, PipelineError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,7 +66,6 @@ def cli() -> None:
 def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
     """Check pipelines without running anything (exit 2 if any is invalid)."""
     from . import graph
-    from .errors import PipelineError
     from .pipeline import load
 
     overrides = _parse_sets(sets)

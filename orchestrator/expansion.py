@@ -291,7 +291,6 @@ class _StepExpander:
             fields.setdefault(path, self.fields[(step_id, path)])
         if "prompt_file" in definition:
             fields.setdefault(definition["prompt_file"], ("prompt_file",))
-        fields.update({f"needs:{name}": ("needs", i) for i, name in enumerate(needs)})
         return Step(
             id=step_id,
             group=group,

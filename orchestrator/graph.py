@@ -151,14 +151,15 @@ def _exists(pipeline: LoadedPipeline, path: str) -> bool:
 
 def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> list[Diagnostic]:
     problems = []
-    for need in step.needs:
+    for index, need in enumerate(step.needs):
+        where = pipeline.source.locate(("steps", step.group, "needs", index))
         members = pipeline.members(need)
         if members is None:
             names = pipeline.names()
             problems.append(
                 Diagnostic(
                     f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}",
-                    pipeline.source.locate(step.field_of(f"needs:{need}")),
+                    where,
                 )
             )
             continue
@@ -167,7 +168,7 @@ def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> l
                 problems.append(
                     Diagnostic(
                         f"step '{step.id}' needs itself",
-                        pipeline.source.locate(step.field_of(f"needs:{need}")),
+                        where,
                     )
                 )
             else:

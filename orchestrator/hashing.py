@@ -90,7 +90,7 @@ class StatCache:
             return known[1]
         try:
             digest = sha256_file(path)
-        except (OSError, IsADirectoryError):
+        except OSError:
             return None
         if time.time_ns() - stat.st_mtime_ns > RACY_WINDOW_NS:
             self._entries[key] = (stamp, digest)

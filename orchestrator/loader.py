@@ -102,7 +102,8 @@ def _kind_problem(source: SourceDocument, name: Any, raw: Any) -> Diagnostic | N
         return None
     if not used:
         all_keys = [k for keys in KIND_KEYS.values() for k in keys]
-        hint = next((suggest(str(k), all_keys) for k in raw if suggest(str(k), all_keys)), "")
+        hints = (suggest(str(k), all_keys) for k in raw)
+        hint = next((h for h in hints if h), "")
         return Diagnostic(
             f"step '{name}' has no kind: {_KIND_HINT}{hint}", source.locate(where, key=True)
         )

@@ -35,7 +35,7 @@ class Step:
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
 
     def field_of(self, path: str) -> tuple[str | int, ...]:
-        """Where in the pipeline file an input, output or need of this step was declared."""
+        """Where in the pipeline file an input or output of this step was declared."""
         return ("steps", self.group, *self.fields.get(path, ()))
 
 

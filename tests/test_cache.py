@@ -108,3 +108,18 @@ def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
     assert cache.info().bytes <= 2500
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert cache.info() == cache.info().__class__(0, 0, 0)
+
+
+def test_a_corrupt_action_file_is_a_miss_and_gc_removes_it(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    cache.store("b" * 64, tmp_path, make(tmp_path, {"a.txt": "kept"}), {})
+    broken = tmp_path / "cache" / "actions" / f"{'c' * 64}.json"
+    broken.write_text("{half a record")
+    assert cache.lookup("c" * 64) is None
+    result = cache.gc(max_age_s=10 * 86400)
+    assert result.actions_removed == 0
+    assert cache.gc(max_bytes=10**9).actions_removed == 0
+    assert cache.lookup("b" * 64) is not None
+    assert broken.exists()  # unreadable records name no object, so they never protect one
+    assert cache.gc(max_bytes=0).actions_removed == 2
+    assert not broken.exists()

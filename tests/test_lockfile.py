@@ -80,3 +80,9 @@ def test_unusable_lock_files_give_a_clear_error(tmp_path: Path, text: str, messa
         read_lock(path)
     assert message in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+def test_a_lock_path_that_cannot_be_read_gives_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "p.lock").mkdir()
+    with pytest.raises(LockError, match=r"p\.lock: cannot read the lock file"):
+        read_lock(tmp_path / "p.lock")

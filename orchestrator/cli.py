@@ -119,3 +119,113 @@ def schema(write: bool) -> None:
     import json
 
     click.echo(json.dumps(pipeline_schema(), indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- builds
+
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+
+
+def _pipeline_and_targets(args: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
+    """`[PIPELINE] [STEP...]`: the first word is the pipeline when it names a YAML file."""
+    if args and (args[0].endswith(PIPELINE_SUFFIXES) or Path(args[0]).is_file()):
+        return Path(args[0]), args[1:]
+    return Path(DEFAULT_PIPELINE), args
+
+
+def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> Any:
+    from .build import Request
+
+    pipeline, targets = _pipeline_and_targets(args)
+    return Request(pipeline, targets, _parse_sets(sets), **options)
+
+
+_targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [STEP]...")
+_provider_option = click.option("--provider", metavar="NAME", help="Provider for llm steps.")
+
+
+@cli.command()
+@_targets_argument
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Steps run at once [CPU count].")
+@click.option("-B", "--force", is_flag=True, help="Run every selected step.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would run; write nothing.")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with steps a failure does not block.")
+@click.option("--no-cache", is_flag=True, help="Neither restore from nor store in the cache.")
+@_provider_option
+@_set_option
+@_reports_errors
+def build(
+    args: tuple[str, ...],
+    jobs: int | None,
+    force: bool,
+    dry_run: bool,
+    keep_going: bool,
+    no_cache: bool,
+    provider: str | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Bring the pipeline's outputs up to date."""
+    from . import build as builds
+    from .reporter import PlainReporter, status_lines, summary
+
+    request = _request(
+        args,
+        sets,
+        provider=provider,
+        jobs=jobs or 0,
+        force=force,
+        keep_going=keep_going,
+        use_cache=not no_cache,
+    )
+    if dry_run:
+        _, assessments = builds.predict(request)
+        for line in status_lines(a for a in assessments if a.decision.action != "up-to-date"):
+            click.echo(line)
+        waiting = sum(a.decision.action != "up-to-date" for a in assessments)
+        click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
+        return
+    report = builds.build(request, (PlainReporter(click.echo),))
+    counts = report.manifest.to_json()["counts"]
+    click.echo(summary(counts, report.status, report.manifest.duration_s))
+    if report.status == "cancelled":
+        raise SystemExit(EXIT_INTERRUPTED)
+    if report.status != "succeeded":
+        click.echo(f"run details: {report.run_folder}", err=True)
+        raise SystemExit(1)
+
+
+@cli.command()
+@_targets_argument
+@click.option("--check", is_flag=True, help="Exit 1 if anything would run.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_provider_option
+@_set_option
+@_reports_errors
+def status(
+    args: tuple[str, ...], check: bool, as_json: bool, provider: str | None, sets: tuple[str, ...]
+) -> None:
+    """Say which steps are up to date and why the others are not."""
+    from . import build as builds
+    from .reporter import status_lines
+
+    plan, assessments = builds.predict(_request(args, sets, provider=provider))
+    stale = [a for a in assessments if a.decision.action != "up-to-date"]
+    if as_json:
+        import json
+
+        steps = [
+            {"step": a.step.id, "action": a.decision.action.value, "reasons": a.decision.reasons}
+            for a in assessments
+        ]
+        click.echo(
+            json.dumps(
+                {"pipeline": plan.pipeline, "up_to_date": not stale, "steps": steps}, indent=2
+            )
+        )
+    else:
+        for line in status_lines(assessments):
+            click.echo(line)
+        if not stale:
+            click.echo(f"all {len(assessments)} steps up to date")
+    if check and stale:
+        raise SystemExit(1)

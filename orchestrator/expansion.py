@@ -79,6 +79,7 @@ class _StepExpander:
         self.failed: dict[str, PipelineError] = {}
         self.rendering: list[str] = []
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
+        self.all_outputs: list[str] | None = None
 
     # ------------------------------------------------------------------ driver
 
@@ -347,7 +348,7 @@ class _StepExpander:
             return {"template": text}, None
         return {
             "template_file": file,
-            "template": self._render_file(step_id, ("template",), file, context),
+            **self._file_definition(step_id, ("template",), "template", file, context),
         }, None
 
     def _llm(
@@ -389,8 +390,8 @@ class _StepExpander:
             definition["messages"] = self._render(step_id, ("messages",), messages, context)
         else:
             definition["prompt_file"] = prompt_file
-            definition["prompt"] = self._render_file(
-                step_id, ("prompt_file",), prompt_file, context
+            definition.update(
+                self._file_definition(step_id, ("prompt_file",), "prompt", prompt_file, context)
             )
         return definition, self._provider_of(step_id, spec, context)
 
@@ -424,10 +425,38 @@ class _StepExpander:
             )
         return None
 
+    def _file_definition(
+        self,
+        step_id: str,
+        field: tuple[PathKey, ...],
+        name: str,
+        path: str,
+        context: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """How a template file enters the definition: rendered when it is a source file.
+
+        A file another step writes is rendered only when its step runs; its content enters the
+        key through the input hashes, and the vars and item it may use enter here instead.
+        """
+        if self._generated(path):
+            _, item, key = self.instances[step_id]
+            return {name: None, "vars": self.base["vars"], "item": item, "key": key}
+        return {name: self._render_file(step_id, field, path, context)}
+
+    def _generated(self, path: str) -> bool:
+        if self.all_outputs is None:
+            self.all_outputs = []
+            for step_id in self.instances:
+                try:
+                    self.all_outputs.extend(self.outputs_of(step_id))
+                except PipelineError:
+                    continue
+        return any(is_within(path, output) for output in self.all_outputs)
+
     def _render_file(
         self, step_id: str, field: tuple[PathKey, ...], path: str, context: Mapping[str, Any]
     ) -> str | None:
-        """A template file rendered for planning, or None while it does not exist yet."""
+        """A source template file rendered for planning, or None while it does not exist."""
         try:
             text = (self.workdir / path).read_text(encoding="utf-8")
         except FileNotFoundError:

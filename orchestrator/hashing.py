@@ -2,8 +2,11 @@
 
 A step's key is the sha256 of the canonical JSON (sorted keys, no whitespace) of::
 
-    {"format": KEY_FORMAT, "kind": ..., "definition": {...rendered fields, "outputs": [...]},
+    {"format": KEY_FORMAT, "kind": ..., "definition": <definition hash>,
      "inputs": [[path, sha256], ...]}
+
+where the definition hash is the sha256 of the canonical JSON of
+``{"format": KEY_FORMAT, "kind": ..., "definition": {...rendered fields, "outputs": [...]}}``,
 
 with folders and globs among the inputs expanded to their files. Upstream outputs enter by
 content, so a rerun that produces the same bytes leaves its dependents' keys unchanged.
@@ -195,8 +198,8 @@ def definition_hash(kind: str, definition: Mapping[str, Any]) -> str:
     )
 
 
-def step_key(kind: str, definition: Mapping[str, Any], inputs: Mapping[str, str | None]) -> str:
-    """The content key of a step: its definition and the content of each input file."""
+def step_key(kind: str, definition: str, inputs: Mapping[str, str | None]) -> str:
+    """The content key of a step: its definition hash and the content of each input file."""
     material = {
         "format": KEY_FORMAT,
         "kind": kind,

@@ -27,21 +27,27 @@ def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
 
 def test_a_known_key_has_a_pinned_digest() -> None:
     definition = {"run": "echo hi > out.txt", "env": {}, "cwd": None, "outputs": ["out.txt"]}
-    key = step_key("shell", definition, {"in.txt": EMPTY_SHA})
-    material = (
+    digest = definition_hash("shell", definition)
+    described = (
         '{"definition":{"cwd":null,"env":{},"outputs":["out.txt"],"run":"echo hi > out.txt"},'
-        f'"format":1,"inputs":[["in.txt","{EMPTY_SHA}"]],"kind":"shell"}}'
+        '"format":1,"kind":"shell"}'
+    )
+    assert digest == hashlib.sha256(described.encode()).hexdigest()
+    key = step_key("shell", digest, {"in.txt": EMPTY_SHA})
+    material = (
+        f'{{"definition":"{digest}","format":1,"inputs":[["in.txt","{EMPTY_SHA}"]],"kind":"shell"}}'
     )
     assert key == hashlib.sha256(material.encode()).hexdigest()
-    assert key == "bb9c17ee831e40769cf03f3448e7632de1b8534936c99c923c8da3693e26446c"
+    assert key == "af092219921a3a09111c3dc8bf622fd6d22bd0b63c592384489d9b5f986ad57b"
 
 
 def test_key_changes_with_definition_or_input_content_and_not_with_order() -> None:
-    base = step_key("shell", {"run": "x"}, {"a": "1" * 64, "b": "2" * 64})
-    assert base == step_key("shell", {"run": "x"}, {"b": "2" * 64, "a": "1" * 64})
-    assert base != step_key("shell", {"run": "y"}, {"a": "1" * 64, "b": "2" * 64})
-    assert base != step_key("shell", {"run": "x"}, {"a": "1" * 64, "b": "3" * 64})
-    assert definition_hash("shell", {"run": "x"}) != definition_hash("shell", {"run": "y"})
+    x, y = definition_hash("shell", {"run": "x"}), definition_hash("shell", {"run": "y"})
+    assert x != y
+    base = step_key("shell", x, {"a": "1" * 64, "b": "2" * 64})
+    assert base == step_key("shell", x, {"b": "2" * 64, "a": "1" * 64})
+    assert base != step_key("shell", y, {"a": "1" * 64, "b": "2" * 64})
+    assert base != step_key("shell", x, {"a": "1" * 64, "b": "3" * 64})
 
 
 def test_folders_and_globs_expand_to_sorted_files(tmp_path: Path) -> None:

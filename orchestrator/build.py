@@ -1,0 +1,137 @@
+"""`orch build` and `orch status` as library calls: plan, assess, run, record.
+
+These functions never print; they hand events to listeners and return reports for the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .buildlock import BuildLock
+from .events import EventLog, Listener
+from .plan import Plan, compile_plan
+from .planner import Options
+from .runner import CANCELLED, Runner, RunOptions, install_cancel_handlers
+from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
+from .state import Assessment, Workspace
+from .steps import executors
+
+if TYPE_CHECKING:
+    from .pipeline import LoadedPipeline
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for."""
+
+    pipeline: Path
+    targets: tuple[str, ...] = ()
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    provider: str | None = None
+    jobs: int = 0
+    force: bool = False
+    keep_going: bool = False
+    use_cache: bool = True
+
+    @property
+    def job_count(self) -> int:
+        """`jobs`, or ORCH_JOBS, or the number of CPUs."""
+        if self.jobs > 0:
+            return self.jobs
+        from_env = os.environ.get("ORCH_JOBS", "")
+        return int(from_env) if from_env.isdigit() and int(from_env) > 0 else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """How a build ended."""
+
+    status: str
+    job_id: str
+    manifest: Manifest
+    run_folder: Path
+
+
+def open_plan(request: Request) -> tuple[Plan, Callable[[], LoadedPipeline]]:
+    """The compiled plan of the pipeline and a way to get the loaded pipeline for running."""
+    from .pipeline import load
+
+    loaded = load(request.pipeline, overrides=request.overrides, provider=request.provider)
+    return compile_plan(loaded), lambda: loaded
+
+
+def predict(request: Request) -> tuple[Plan, list[Assessment]]:
+    """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
+    plan, _ = open_plan(request)
+    options = Options(force=request.force, use_cache=request.use_cache)
+    workspace = Workspace(plan, options, force=request.force)
+    return plan, workspace.predict(plan.select(request.targets))
+
+
+def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
+    """Build the requested steps; one build per workdir at a time."""
+    plan, pipeline = open_plan(request)
+    options = Options(force=request.force, use_cache=request.use_cache)
+    workspace = Workspace(plan, options, force=request.force)
+    selected = plan.select(request.targets)
+    state = ensure_state_dir(workspace.workdir)
+    with BuildLock(state / "build.lock"):
+        job_id = new_job_id()
+        folder = RunFolder(workspace.workdir, job_id)
+        manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
+        manifest.steps = {step_id: StepRecord() for step_id in selected}
+        events = EventLog(job_id, folder.events)
+        events.listeners.extend(listeners)
+        run_options = RunOptions(request.job_count, request.keep_going, request.use_cache)
+        runner = Runner(
+            workspace, selected, run_options, events, folder, manifest, pipeline, executors()
+        )
+        try:
+            status = _run(runner, events, folder, manifest, plan)
+        finally:
+            workspace.stat_cache.save()
+            events.close()
+    return Report(status, job_id, manifest, folder.path)
+
+
+def _run(
+    runner: Runner, events: EventLog, folder: RunFolder, manifest: Manifest, plan: Plan
+) -> str:
+    started = time.monotonic()
+    folder.write_manifest(manifest)
+    events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=len(manifest.steps))
+
+    async def main() -> str:
+        remove = install_cancel_handlers(runner)
+        try:
+            return await runner.run()
+        finally:
+            remove()
+
+    status = asyncio.run(main())
+    manifest.status = status
+    manifest.finished = _now()
+    manifest.duration_s = round(time.monotonic() - started, 3)
+    summary = manifest.to_json()
+    level = "info" if status != CANCELLED else "warning"
+    events.emit(
+        f"job.{status}",
+        level=level,
+        duration_s=manifest.duration_s,
+        counts=summary["counts"],
+        pending_steps=summary["pending_steps"],
+    )
+    folder.write_manifest(manifest)
+    return status
+
+
+def _now() -> str:
+    from .events import timestamp
+
+    return timestamp()

@@ -1,0 +1,57 @@
+"""Build events: one JSON object per line in `events.jsonl`, flushed as each happens.
+
+    {"ts": "2026-11-24T10:15:00.123Z", "level": "info", "job_id": "...",
+     "type": "step.started", "step": "architect", "data": {...}}
+
+Listeners (the terminal reporter) see every event as it is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+Event = dict[str, Any]
+Listener = Callable[[Event], None]
+
+
+def timestamp() -> str:
+    """Now, as ISO-8601 UTC with milliseconds and a Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Writes a job's events to a file (when given one) and passes them to listeners."""
+
+    def __init__(self, job_id: str, path: Path | None = None) -> None:
+        self.job_id = job_id
+        self.listeners: list[Listener] = []
+        self._file: IO[str] | None = None
+        if path is not None:
+            self._file = path.open("a", encoding="utf-8")
+
+    def emit(self, type: str, step: str | None = None, level: str = "info", **data: Any) -> Event:
+        """Record one event."""
+        event = {
+            "ts": timestamp(),
+            "level": level,
+            "job_id": self.job_id,
+            "type": type,
+            "step": step,
+            "data": data,
+        }
+        if self._file is not None:
+            self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            self._file.flush()
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,169 @@
+"""A compiled plan: the steps of a pipeline in dependency order, reduced to what a build checks.
+
+A plan holds, per step, its kind, its declared inputs and outputs, the steps it waits for and
+the hash of its resolved definition. It is plain data, so it can be saved and reused while the
+pipeline and everything it was compiled from are unchanged (see `plancache`); the full
+pipeline is loaded again only when a step has to run.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .paths import is_dir, is_within
+from .templating import suggest
+
+if TYPE_CHECKING:
+    from .pipeline import LoadedPipeline
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step as the build sees it."""
+
+    id: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    preds: tuple[str, ...]
+    definition: str
+    always_run: bool = False
+    cache: bool = True
+    provider: str | None = None
+    nested: tuple[str, ...] = ()
+    """Outputs of other steps inside this step's output folders: not part of its outputs."""
+
+    def owns(self, path: str) -> bool:
+        """Whether a file under one of the output folders belongs to this step."""
+        return not any(is_within(path, other) for other in self.nested)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every step of a pipeline, in dependency order (ties in declaration order)."""
+
+    pipeline: str
+    name: str
+    workdir: str
+    steps: Mapping[str, PlannedStep]
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def members(self, name: str) -> tuple[str, ...] | None:
+        """The step ids a target name stands for, None if unknown."""
+        if name in self.steps:
+            return (name,)
+        return self.groups.get(name)
+
+    def select(self, targets: Iterable[str]) -> list[str]:
+        """The named steps (ids or foreach groups) and all they need, in order; all if none."""
+        wanted = list(targets)
+        if not wanted:
+            return list(self.steps)
+        chosen: set[str] = set()
+        stack: list[str] = []
+        for target in wanted:
+            members = self.members(target)
+            if members is None:
+                names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
+                raise UsageError(f"no step named '{target}'{suggest(target, names)}")
+            stack.extend(members)
+        while stack:
+            name = stack.pop()
+            if name not in chosen:
+                chosen.add(name)
+                stack.extend(self.steps[name].preds)
+        return [name for name in self.steps if name in chosen]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for saving."""
+        return {
+            "pipeline": self.pipeline,
+            "name": self.name,
+            "workdir": self.workdir,
+            "groups": {name: list(ids) for name, ids in self.groups.items()},
+            "steps": [_compact(asdict(step)) for step in self.steps.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """The plan `to_json` saved."""
+        steps = {}
+        for raw in data["steps"]:
+            step = PlannedStep(
+                id=raw["id"],
+                kind=raw["kind"],
+                inputs=tuple(raw.get("inputs", ())),
+                outputs=tuple(raw.get("outputs", ())),
+                preds=tuple(raw.get("preds", ())),
+                definition=raw["definition"],
+                always_run=raw.get("always_run", False),
+                cache=raw.get("cache", True),
+                provider=raw.get("provider"),
+                nested=tuple(raw.get("nested", ())),
+            )
+            steps[step.id] = step
+        groups = {name: tuple(ids) for name, ids in data.get("groups", {}).items()}
+        return cls(data["pipeline"], data["name"], data["workdir"], steps, groups)
+
+
+_DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
+
+
+def _compact(step: dict[str, Any]) -> dict[str, Any]:
+    """Leave out fields at their default, which keeps saved plans of many steps small."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in step.items()
+        if value is not None and value != () and _DEFAULTS.get(name, object()) != value
+    }
+
+
+def compile_plan(pipeline: LoadedPipeline) -> Plan:
+    """Check the graph of a loaded pipeline and reduce it to a plan."""
+    from . import graph as graphs
+    from .hashing import definition_hash, resolved_definition
+
+    graph = graphs.build(pipeline)
+    outputs = _Outputs(pipeline)
+    steps = {}
+    for step_id in graphs.ordered(pipeline, graph):
+        step = pipeline.steps[step_id]
+        resolved = resolved_definition(step, pipeline.providers)
+        steps[step_id] = PlannedStep(
+            id=step_id,
+            kind=step.kind,
+            inputs=step.inputs,
+            outputs=step.outputs,
+            preds=tuple(sorted(graph.predecessors(step_id))),
+            definition=definition_hash(step.kind, resolved),
+            always_run=step.spec.always_run,
+            cache=step.spec.cache,
+            provider=step.provider,
+            nested=outputs.nested_in(step_id, step.outputs),
+        )
+    groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
+    return Plan(str(pipeline.file), pipeline.name, str(pipeline.workdir), steps, groups)
+
+
+class _Outputs:
+    """Every declared output, sorted, to find those nested in a folder output."""
+
+    def __init__(self, pipeline: LoadedPipeline) -> None:
+        pairs = sorted((out, s.id) for s in pipeline.steps.values() for out in s.outputs)
+        self.paths = [path for path, _ in pairs]
+        self.owners = [owner for _, owner in pairs]
+
+    def nested_in(self, step_id: str, outputs: Iterable[str]) -> tuple[str, ...]:
+        found = []
+        for folder in (out for out in outputs if is_dir(out)):
+            start = bisect.bisect_left(self.paths, folder)
+            for path, owner in zip(self.paths[start:], self.owners[start:], strict=True):
+                if not path.startswith(folder):
+                    break
+                if owner != step_id:
+                    found.append(path)
+        return tuple(sorted(set(found)))

@@ -1,0 +1,287 @@
+"""The build scheduler: walks the plan in dependency order and verifies, restores or runs.
+
+A step is assessed when everything it depends on is done, so its key covers what its upstream
+steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
+one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
+written; a failure blocks the steps after it and, without `keep_going`, stops new starts.
+Cancellation (Ctrl-C, SIGTERM) ends the running steps and records `job.cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .events import EventLog
+from .lockfile import LockEntry, write_lock
+from .planner import Action
+from .runs import Manifest, RunFolder
+from .state import Assessment, Workspace
+from .steps import Executor, Outcome, StepContext, StepFailed
+
+if TYPE_CHECKING:
+    from .pipeline import LoadedPipeline
+
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: parallelism and failure policy."""
+
+    jobs: int = 1
+    keep_going: bool = False
+    store: bool = True
+
+
+class LockWriter:
+    """Writes the lock file after each recorded step, coalescing writes that pile up."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._dirty = False
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, step_id: str, entry: LockEntry) -> None:
+        """Remember a step's entry and get it onto disk soon."""
+        self.workspace.entries[step_id] = entry
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            known = self.workspace.plan.steps
+            entries = {k: v for k, v in self.workspace.entries.items() if k in known}
+            await asyncio.to_thread(write_lock, self.workspace.lock_file, entries)
+
+    async def flush(self) -> None:
+        """Wait until every recorded entry is written."""
+        while self._task is not None and not self._task.done():
+            await self._task
+
+
+class Runner:
+    """Runs the selected steps of a plan."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        selected: list[str],
+        options: RunOptions,
+        events: EventLog,
+        folder: RunFolder,
+        manifest: Manifest,
+        pipeline: Callable[[], LoadedPipeline],
+        executors: dict[str, Executor],
+    ) -> None:
+        self.workspace = workspace
+        self.plan = workspace.plan
+        self.selected = selected
+        self.options = options
+        self.events = events
+        self.folder = folder
+        self.manifest = manifest
+        self.pipeline = pipeline
+        self.executors = executors
+        self.lock = LockWriter(workspace)
+        self.position = {step_id: i for i, step_id in enumerate(selected)}
+        self.waiting = {
+            s: {p for p in self.plan.steps[s].preds if p in self.position} for s in selected
+        }
+        self.children: dict[str, list[str]] = {s: [] for s in selected}
+        for step_id, preds in self.waiting.items():
+            for pred in preds:
+                self.children[pred].append(step_id)
+        self.ready = [(self.position[s], s) for s in selected if not self.waiting[s]]
+        heapq.heapify(self.ready)
+        self.queued: list[tuple[int, str, Assessment]] = []
+        self.running: dict[asyncio.Task[str], str] = {}
+        self.stopping = False
+        self.cancelled = False
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> str:
+        """Build; the job's final status."""
+        for step_id in self.selected:
+            self.manifest.steps[step_id].status = "pending"
+        while True:
+            self._assess_ready()
+            while self.queued and len(self.running) < self.options.jobs and not self.stopping:
+                _, step_id, assessment = heapq.heappop(self.queued)
+                task = asyncio.ensure_future(self._execute(step_id, assessment))
+                self.running[task] = step_id
+            if not self.running:
+                break
+            done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                step_id = self.running.pop(task)
+                self._settle(step_id, task)
+        await self.lock.flush()
+        if self.cancelled:
+            return CANCELLED
+        statuses = {record.status for record in self.manifest.steps.values()}
+        return SUCCEEDED if statuses <= {"ran", "restored", "up-to-date"} else FAILED
+
+    def cancel(self) -> None:
+        """Stop starting steps and end the running ones."""
+        if self.cancelled:
+            return
+        self.cancelled = self.stopping = True
+        for task in self.running:
+            task.cancel()
+
+    def _assess_ready(self) -> None:
+        while self.ready and not self.stopping:
+            _, step_id = heapq.heappop(self.ready)
+            assessment = self.workspace.assess(self.plan.steps[step_id])
+            record = self.manifest.steps[step_id]
+            record.reasons = list(assessment.decision.reasons)
+            action = assessment.decision.action
+            if action == Action.UP_TO_DATE:
+                self.events.emit("step.skipped", step_id, reason="up-to-date")
+                self.manifest.files.update(_present(assessment.outputs))
+                self._complete(step_id, "up-to-date")
+            elif action == Action.RESTORE and self._restore(assessment):
+                self._complete(step_id, "restored")
+            else:
+                heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
+
+    def _settle(self, step_id: str, task: asyncio.Task[str]) -> None:
+        status = CANCELLED if task.cancelled() else task.result()
+        if status == "ran":
+            self._complete(step_id, status)
+            return
+        self.manifest.steps[step_id].status = status
+        if status == FAILED:
+            self._block_after(step_id)
+            if not self.options.keep_going:
+                self.stopping = True
+
+    def _complete(self, step_id: str, status: str) -> None:
+        self.manifest.steps[step_id].status = status
+        for child in self.children[step_id]:
+            waiting = self.waiting[child]
+            waiting.discard(step_id)
+            if not waiting and self.manifest.steps[child].status == "pending":
+                heapq.heappush(self.ready, (self.position[child], child))
+
+    def _block_after(self, failed: str) -> None:
+        stack = list(self.children[failed])
+        while stack:
+            step_id = stack.pop()
+            record = self.manifest.steps[step_id]
+            if record.status != "pending":
+                continue
+            record.status = "blocked"
+            record.reasons = [f"upstream step '{failed}' failed"]
+            self.events.emit("step.skipped", step_id, "warning", reason="blocked", upstream=failed)
+            stack.extend(self.children[step_id])
+
+    # ------------------------------------------------------------------ restore and run
+
+    def _restore(self, assessment: Assessment) -> bool:
+        """Bring a step's outputs back from the cache; False if the cache let us down."""
+        step, action = assessment.step, assessment.cached
+        assert action is not None
+        cache = self.workspace.cache
+        self.events.emit("cache.hit", step.id, key=assessment.key)
+        try:
+            written = cache.restore(action, self.workspace.workdir)
+        except OSError as exc:
+            self.events.emit("cache.miss", step.id, "warning", key=assessment.key, error=str(exc))
+            return False
+        if action.outputs and not written:
+            self.events.emit("cache.miss", step.id, "warning", key=assessment.key, corrupt=True)
+            return False
+        for result in written:
+            self.events.emit("file.written", step.id, **result.as_event_data())
+        for stray in set(assessment.outputs) - set(action.outputs):
+            (self.workspace.workdir / stray).unlink(missing_ok=True)
+        self.events.emit(
+            "step.restored", step.id, key=assessment.key, reasons=list(assessment.decision.reasons)
+        )
+        self.lock.record(step.id, assessment.entry(action.outputs))
+        self.manifest.files.update(action.outputs)
+        return True
+
+    async def _execute(self, step_id: str, assessment: Assessment) -> str:
+        """Run one step; its status: ran or failed (cancellation propagates)."""
+        step = self.plan.steps[step_id]
+        record = self.manifest.steps[step_id]
+        if self.options.store and step.cache:
+            self.events.emit("cache.miss", step_id, key=assessment.key)
+        self.events.emit("step.started", step_id, reasons=list(assessment.decision.reasons))
+        started = time.monotonic()
+        try:
+            outcome = await self._run_kind(step_id)
+            outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
+        except StepFailed as exc:
+            record.duration_s = round(time.monotonic() - started, 3)
+            record.failure = {"kind": exc.kind, "message": exc.message}
+            self.events.emit(
+                "step.failed",
+                step_id,
+                "error",
+                kind=exc.kind,
+                message=exc.message,
+                duration_s=record.duration_s,
+            )
+            return FAILED
+        except asyncio.CancelledError:
+            record.duration_s = round(time.monotonic() - started, 3)
+            self.events.emit("step.failed", step_id, "error", kind="cancelled", message="cancelled")
+            raise
+        record.duration_s = round(time.monotonic() - started, 3)
+        record.meta = dict(outcome.meta)
+        self.lock.record(step_id, assessment.entry(outputs))
+        self.manifest.files.update(outputs)
+        self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **outcome.meta)
+        return "ran"
+
+    async def _run_kind(self, step_id: str) -> Outcome:
+        pipeline = self.pipeline()
+        step = pipeline.steps[step_id]
+        executor = self.executors.get(step.kind)
+        if executor is None:
+            raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
+        scratch = self.folder.path / "scratch" / self.folder.log(step_id).stem
+        scratch.mkdir(parents=True, exist_ok=True)
+        log = self.folder.log(step_id)
+        return await executor(StepContext(pipeline, step, log, scratch, self.events))
+
+    def _finish(self, assessment: Assessment, meta: dict[str, object]) -> dict[str, str]:
+        """Hash a finished step's outputs and keep them in the cache."""
+        step = assessment.step
+        hashes = self.workspace.output_hashes(step)
+        missing = sorted(path for path, digest in hashes.items() if digest is None)
+        if missing:
+            raise StepFailed("missing_output", f"did not create its output file '{missing[0]}'")
+        outputs = _present(hashes)
+        if self.options.store and step.cache:
+            self.workspace.cache.store(assessment.key, self.workspace.workdir, outputs, meta)
+        return outputs
+
+
+def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:
+    return {path: digest for path, digest in hashes.items() if digest is not None}
+
+
+def install_cancel_handlers(runner: Runner) -> Callable[[], None]:
+    """Make SIGINT and SIGTERM cancel the build; returns a function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.cancel)
+
+    def remove() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return remove

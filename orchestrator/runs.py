@@ -1,0 +1,116 @@
+"""Run folders `<workdir>/.orch/runs/<job_id>/`: events, logs and the manifest of one build.
+
+manifest.json  job id, pipeline, status, timings, per-step records, completed and pending
+               steps, failures with their kind, and the files the build produced
+events.jsonl   see `events`
+logs/<step>.log
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .events import timestamp
+
+STATE_DIR = ".orch"
+COMPLETED = ("ran", "restored", "up-to-date")
+
+
+def state_dir(workdir: Path) -> Path:
+    """Where orch keeps its state for a workdir."""
+    return workdir / STATE_DIR
+
+
+def ensure_state_dir(workdir: Path) -> Path:
+    """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""
+    folder = state_dir(workdir)
+    folder.mkdir(exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Created by orch: this folder is local state.\n*\n", encoding="utf-8")
+    return folder
+
+
+def new_job_id() -> str:
+    """A sortable, unique job id: UTC time and a random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def log_name(step_id: str) -> str:
+    """A step's log file name; ids may hold characters a file name should not."""
+    safe = "".join(c if c.isalnum() or c in "._@-" else "_" for c in step_id)
+    return f"{safe}.log"
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step in a run."""
+
+    status: str = "pending"
+    reasons: list[str] = field(default_factory=list)
+    duration_s: float | None = None
+    failure: dict[str, str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    """The summary of a run, rewritten atomically as the run starts and ends."""
+
+    job_id: str
+    pipeline: str
+    workdir: str
+    targets: list[str]
+    status: str = "running"
+    started: str = field(default_factory=timestamp)
+    finished: str | None = None
+    duration_s: float | None = None
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as written, with derived lists of completed, pending and failed steps."""
+        data = asdict(self)
+        data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
+        data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
+        data["failures"] = [
+            {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
+        ]
+        data["counts"] = _counts(r.status for r in self.steps.values())
+        data["files"] = dict(sorted(self.files.items()))
+        return data
+
+
+def _counts(statuses: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class RunFolder:
+    """The folder of one run."""
+
+    def __init__(self, workdir: Path, job_id: str) -> None:
+        self.path = state_dir(workdir) / "runs" / job_id
+        self.logs = self.path / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.events = self.path / "events.jsonl"
+        self.manifest = self.path / "manifest.json"
+
+    def log(self, step_id: str) -> Path:
+        """The log file of a step."""
+        return self.logs / log_name(step_id)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write manifest.json atomically."""
+        from .filestore import atomic_write
+
+        text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False)
+        atomic_write(self.manifest, (text + "\n").encode("utf-8"))

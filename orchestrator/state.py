@@ -1,0 +1,131 @@
+"""What a build knows about a workdir: lock entries, file hashes and the cache.
+
+`Workspace.assess` gathers a step's current hashes and key and hands them, with its lock entry,
+to the pure `planner.decide`; `orch build`, `--dry-run` and `orch status` all go through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cache import Action as CachedAction
+from .cache import Cache
+from .hashing import Hasher, StatCache, step_key
+from .lockfile import LockEntry, LockError, lock_path, read_lock
+from .paths import is_within
+from .plan import Plan, PlannedStep
+from .planner import Action, Current, Decision, Options, decide
+from .runs import state_dir
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A step's decision together with the hashes it was made on."""
+
+    step: PlannedStep
+    decision: Decision
+    key: str
+    inputs: Mapping[str, str | None]
+    outputs: Mapping[str, str | None]
+    cached: CachedAction | None = None
+
+    def entry(self, outputs: Mapping[str, str]) -> LockEntry:
+        """The lock entry recording this step with the given outputs."""
+        inputs = {path: digest for path, digest in self.inputs.items() if digest is not None}
+        return LockEntry(self.key, self.step.definition, inputs, dict(outputs))
+
+
+class Workspace:
+    """Reads hashes through the stat cache, the lock file and the cache of one workdir."""
+
+    def __init__(self, plan: Plan, options: Options, *, force: bool = False) -> None:
+        self.plan = plan
+        self.workdir = Path(plan.workdir)
+        self.options = options
+        self.lock_file = lock_path(Path(plan.pipeline))
+        self.state = state_dir(self.workdir)
+        self.stat_cache = StatCache(self.state / "stat-cache.json")
+        self.hasher = Hasher(self.workdir, self.stat_cache)
+        self.cache = Cache(self.state / "cache")
+        self.entries = _read_entries(self.lock_file, ignore_errors=force)
+
+    def output_hashes(self, step: PlannedStep) -> dict[str, str | None]:
+        """The step's output files now (None = missing), without other steps' nested outputs."""
+        exclude = (lambda path: not step.owns(path)) if step.nested else None
+        return self.hasher.hashes(step.outputs, exclude)
+
+    def assess(
+        self,
+        step: PlannedStep,
+        *,
+        upstream_will_change: bool = False,
+        overlay: Mapping[str, str | None] | None = None,
+    ) -> Assessment:
+        """Decide what to do with a step given the files as they are now.
+
+        `overlay` gives files as predicted after upstream restores (None = removed); it lets
+        `orch status` see through a restore to what the step will then read.
+        """
+        inputs = self.hasher.hashes(step.inputs)
+        if overlay:
+            inputs = _overlaid(inputs, overlay, step.inputs)
+        key = step_key(step.kind, step.definition, inputs)
+        outputs = self.output_hashes(step)
+        options = Options(
+            force=self.options.force,
+            always_run=self.options.always_run or step.always_run,
+            use_cache=self.options.use_cache and step.cache,
+        )
+        current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
+        entry = self.entries.get(step.id)
+        decision = decide(entry, current, options)
+        cached = None
+        if decision.action == Action.RUN and options.use_cache and not upstream_will_change:
+            cached = self.cache.lookup(key)
+            if cached is not None:
+                current = Current(key, step.definition, inputs, outputs, cached=True)
+                decision = decide(entry, current, options)
+        return Assessment(step, decision, key, inputs, outputs, cached)
+
+    def predict(self, selected: list[str]) -> list[Assessment]:
+        """What a build of the selected steps would do, without doing it.
+
+        A step after one that will run is predicted to run ("upstream will change"); one after
+        a restore is judged on the restored files.
+        """
+        found: dict[str, Assessment] = {}
+        overlay: dict[str, str | None] = {}
+        for step_id in selected:
+            step = self.plan.steps[step_id]
+            changing = any(found[p].decision.action == Action.RUN for p in step.preds if p in found)
+            assessment = self.assess(step, upstream_will_change=changing, overlay=overlay)
+            found[step_id] = assessment
+            if assessment.decision.action == Action.RESTORE and assessment.cached is not None:
+                overlay.update(dict.fromkeys(assessment.outputs))
+                overlay.update(assessment.cached.outputs)
+        return list(found.values())
+
+
+def _overlaid(
+    inputs: dict[str, str | None], overlay: Mapping[str, str | None], declared: tuple[str, ...]
+) -> dict[str, str | None]:
+    """Input hashes with the predicted files under the declared inputs swapped in."""
+    changed = dict(inputs)
+    for path, digest in overlay.items():
+        if any(is_within(path, declared_path) for declared_path in declared):
+            if digest is None:
+                changed.pop(path, None)
+            else:
+                changed[path] = digest
+    return dict(sorted(changed.items()))
+
+
+def _read_entries(lock_file: Path, *, ignore_errors: bool) -> dict[str, LockEntry]:
+    try:
+        return read_lock(lock_file)
+    except LockError:
+        if ignore_errors:
+            return {}
+        raise

@@ -1,0 +1,15 @@
+"""Step kinds: each runs one step given a `StepContext` and returns an `Outcome`."""
+
+from __future__ import annotations
+
+from .base import Executor, Outcome, StepContext, StepFailed
+
+
+def executors() -> dict[str, Executor]:
+    """The executor of each step kind that can run."""
+    from . import shell, template
+
+    return {"shell": shell.execute, "template": template.execute}
+
+
+__all__ = ["Executor", "Outcome", "StepContext", "StepFailed", "executors"]

@@ -1,0 +1,92 @@
+"""Shell steps: `/bin/sh -ec` in the workdir (or `cwd`), in a process group of their own.
+
+stdout and stderr go to the step's log; with `stdout:` the standard output is captured to a
+scratch file and written to its declared path atomically once the command succeeds. A timeout or
+a cancellation terminates the whole process group: SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import IO
+
+from ..spec import ShellStep
+from .base import Outcome, StepContext, StepFailed
+
+SHELL = "/bin/sh"
+GRACE_S = 5.0
+
+
+async def execute(ctx: StepContext) -> Outcome:
+    """Run the command; fail on a non-zero exit, a timeout or a missing output."""
+    spec = ctx.step.spec
+    assert isinstance(spec, ShellStep)
+    definition = ctx.step.definition
+    command = str(ctx.runtime(spec.run, definition["run"]))
+    env = {**ctx.pipeline.env, **ctx.runtime(spec.env, definition["env"])}
+    cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
+    capture = ctx.scratch / "stdout" if spec.stdout is not None else None
+    with ctx.log.open("ab") as log:
+        log.write(f"$ {command}\n".encode())
+        log.flush()
+        with capture.open("wb") if capture else log as out:
+            code = await _run(command, env, str(cwd), out, log, spec.timeout_s)
+    if code != 0:
+        raise StepFailed("exit", f"exited with code {code} (log: {ctx.log})")
+    written = []
+    if capture is not None:
+        (stdout_path,) = [p for p in ctx.step.outputs if ctx.step.field_of(p)[-1] == "stdout"]
+        written.append(ctx.write(stdout_path, capture.read_bytes()))
+        capture.unlink()
+    ctx.check_outputs()
+    return Outcome(written=written)
+
+
+async def _run(
+    command: str,
+    env: dict[str, str],
+    cwd: str,
+    out: IO[bytes],
+    log: IO[bytes],
+    timeout_s: float | None,
+) -> int:
+    """The command's exit status; its process group is ended on timeout or cancellation."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            SHELL,
+            "-ec",
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=log,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise StepFailed("exit", f"cannot start the command: {exc}") from exc
+    try:
+        return await asyncio.wait_for(process.wait(), timeout_s)
+    except TimeoutError:
+        await _end_group(process)
+        raise StepFailed("timeout", f"timed out after {timeout_s:g} s") from None
+    except asyncio.CancelledError:
+        await _end_group(process)
+        raise
+
+
+async def _end_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after the grace period."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), GRACE_S)
+    _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)

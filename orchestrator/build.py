@@ -5,7 +5,7 @@ These functions never print; they hand events to listeners and return reports fo
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +17,7 @@ from .buildlock import BuildLock
 from .events import EventLog, Listener
 from .plan import Plan, compile_plan
 from .planner import Options
-from .runner import CANCELLED, Runner, RunOptions, install_cancel_handlers
+from .runner import CANCELLED, Runner, RunOptions
 from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
 from .state import Assessment, Workspace
 from .steps import executors
@@ -58,12 +58,27 @@ class Report:
     run_folder: Path
 
 
-def open_plan(request: Request) -> tuple[Plan, Callable[[], LoadedPipeline]]:
-    """The compiled plan of the pipeline and a way to get the loaded pipeline for running."""
+def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[], LoadedPipeline]]:
+    """The compiled plan of the pipeline and a way to get the loaded pipeline for running.
+
+    A plan saved by an earlier build is reused while valid; `keep` saves a freshly compiled one.
+    """
+    from . import plancache
+
+    plan, identity = plancache.load(request.pipeline, request.overrides, request.provider)
+    if plan is not None:
+        return plan, functools.cache(lambda: _load(request))
+    loaded = _load(request)
+    plan = compile_plan(loaded)
+    if keep:
+        plancache.save(identity, loaded, plan)
+    return plan, lambda: loaded
+
+
+def _load(request: Request) -> LoadedPipeline:
     from .pipeline import load
 
-    loaded = load(request.pipeline, overrides=request.overrides, provider=request.provider)
-    return compile_plan(loaded), lambda: loaded
+    return load(request.pipeline, overrides=request.overrides, provider=request.provider)
 
 
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
@@ -76,7 +91,7 @@ def predict(request: Request) -> tuple[Plan, list[Assessment]]:
 
 def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
     """Build the requested steps; one build per workdir at a time."""
-    plan, pipeline = open_plan(request)
+    plan, pipeline = open_plan(request, keep=True)
     options = Options(force=request.force, use_cache=request.use_cache)
     workspace = Workspace(plan, options, force=request.force)
     selected = plan.select(request.targets)
@@ -90,7 +105,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         events.listeners.extend(listeners)
         run_options = RunOptions(request.job_count, request.keep_going, request.use_cache)
         runner = Runner(
-            workspace, selected, run_options, events, folder, manifest, pipeline, executors()
+            workspace, selected, run_options, events, folder, manifest, pipeline, executors
         )
         try:
             status = _run(runner, events, folder, manifest, plan)
@@ -107,14 +122,7 @@ def _run(
     folder.write_manifest(manifest)
     events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=len(manifest.steps))
 
-    async def main() -> str:
-        remove = install_cancel_handlers(runner)
-        try:
-            return await runner.run()
-        finally:
-            remove()
-
-    status = asyncio.run(main())
+    status = runner.run()
     manifest.status = status
     manifest.finished = _now()
     manifest.duration_s = round(time.monotonic() - started, 3)

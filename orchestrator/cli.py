@@ -229,3 +229,87 @@ def status(
             click.echo(f"all {len(assessments)} steps up to date")
     if check and stale:
         raise SystemExit(1)
+
+
+# --------------------------------------------------------------------------- cache
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+          "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}  # fmt: skip
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _size(text: str) -> int:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match[2].lower() not in _UNITS:
+        raise UsageError(f"--max-size expects a size like 500MB or 2GiB, got '{text}'")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def _age(text: str) -> float:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise UsageError(f"--max-age expects a duration like 12h, 30d or 2w, got '{text}'")
+    return float(match[1]) * _SECONDS[match[2]]
+
+
+def _cache_of(pipeline: Path | None) -> Any:
+    from .cache import Cache
+    from .runs import state_dir
+
+    if pipeline is None:
+        return Cache(state_dir(Path.cwd()) / "cache")
+    from .pipeline import load
+
+    return Cache(state_dir(load(pipeline).workdir) / "cache")
+
+
+def _human(size: int) -> str:
+    if size < 1000:
+        return f"{size} B"
+    scaled = float(size)
+    for unit in ("KB", "MB", "GB"):
+        scaled /= 1000
+        if scaled < 1000:
+            break
+    return f"{scaled:.1f} {unit}"
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
+
+
+_cache_pipeline = click.argument(
+    "pipeline", required=False, type=click.Path(path_type=Path, dir_okay=False)
+)
+
+
+@cache.command("info")
+@_cache_pipeline
+@_reports_errors
+def cache_info(pipeline: Path | None) -> None:
+    """How many step results and files the cache holds, and their size."""
+    store = _cache_of(pipeline)
+    info = store.info()
+    click.echo(
+        f"{store.root}: {info.actions} step results, {info.objects} files, {_human(info.bytes)}"
+    )
+
+
+@cache.command("gc")
+@_cache_pipeline
+@click.option("--max-age", default="30d", show_default=True, help="Drop results unused this long.")
+@click.option("--max-size", help="Then drop the least recently used until the cache fits.")
+@_reports_errors
+def cache_gc(pipeline: Path | None, max_age: str, max_size: str | None) -> None:
+    """Remove old cache entries, and files no entry names."""
+    store = _cache_of(pipeline)
+    result = store.gc(max_age_s=_age(max_age), max_bytes=_size(max_size) if max_size else None)
+    click.echo(
+        f"removed {result.actions_removed} step results and {result.objects_removed} files,"
+        f" freed {_human(result.bytes_freed)}"
+    )

@@ -50,7 +50,10 @@ def expand(
     expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
     steps = expander.expand()
     groups = {group: tuple(members) for group, members in expander.groups.items()}
-    return LoadedPipeline(file, workdir, spec, source, variables, env, providers, steps, groups)
+    globs = {pattern: tuple(found) for pattern, found in expander.globs.items()}
+    return LoadedPipeline(
+        file, workdir, spec, source, variables, env, providers, steps, groups, globs
+    )
 
 
 class _StepExpander:
@@ -80,6 +83,7 @@ class _StepExpander:
         self.rendering: list[str] = []
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
+        self.globs: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ driver
 
@@ -153,7 +157,10 @@ class _StepExpander:
             raise fail_at(
                 f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
             ) from exc
-        return expand_glob(self.workdir, normal) if is_glob(normal) else [normal]
+        if not is_glob(normal):
+            return [normal]
+        self.globs[normal] = expand_glob(self.workdir, normal)
+        return self.globs[normal]
 
     # ------------------------------------------------------------------ outputs on demand
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .errors import Diagnostic, PipelineError, UsageError
-from .paths import expand_glob, is_dir, is_glob, reads_from
+from .paths import exists, is_dir, is_glob, reads_from
 from .templating import suggest
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     StepGraph = nx.DiGraph[str]
 
 
-class _OutputIndex:
+class OutputIndex:
     """Every declared output, searchable by path, by folder and by prefix.
 
     Two steps may not declare the same path; a step may write into a folder another declares.
@@ -64,6 +64,17 @@ class _OutputIndex:
                 found.add(owner)
         return found
 
+    def nested(self, step_id: str, outputs: Iterable[str]) -> tuple[str, ...]:
+        """Other steps' outputs inside the given output folders of `step_id`."""
+        found = {
+            path
+            for folder in outputs
+            if is_dir(folder)
+            for path in self._under(folder)
+            if self.owner[path] != step_id
+        }
+        return tuple(sorted(found))
+
     def _under(self, prefix: str) -> Iterator[str]:
         start = bisect.bisect_left(self.sorted, prefix)
         for path in self.sorted[start:]:
@@ -94,7 +105,7 @@ def build(pipeline: LoadedPipeline, *, check_inputs: bool = True) -> StepGraph:
     graph: StepGraph = nx.DiGraph()
     for step in pipeline.steps.values():
         graph.add_node(step.id, step=step)
-    index = _OutputIndex(pipeline.steps.values())
+    index = OutputIndex(pipeline.steps.values())
     diagnostics = [_conflict(pipeline, step, path, other) for step, path, other in index.conflicts]
     for step in pipeline.steps.values():
         diagnostics.extend(_add_path_edges(pipeline, graph, index, step, check_inputs))
@@ -113,7 +124,7 @@ def _conflict(pipeline: LoadedPipeline, step: Step, path: str, other: str) -> Di
 
 
 def _add_path_edges(
-    pipeline: LoadedPipeline, graph: StepGraph, index: _OutputIndex, step: Step, check: bool
+    pipeline: LoadedPipeline, graph: StepGraph, index: OutputIndex, step: Step, check: bool
 ) -> list[Diagnostic]:
     problems = []
     for input_path in step.inputs:
@@ -130,7 +141,12 @@ def _add_path_edges(
             producers.discard(step.id)
         for producer in producers:
             graph.add_edge(producer, step.id)
-        if check and not reads_own_output and not producers and not _exists(pipeline, input_path):
+        if (
+            check
+            and not reads_own_output
+            and not producers
+            and not exists(pipeline.workdir, input_path)
+        ):
             problems.append(
                 Diagnostic(
                     f"step '{step.id}': input '{input_path}' "
@@ -140,13 +156,6 @@ def _add_path_edges(
                 )
             )
     return problems
-
-
-def _exists(pipeline: LoadedPipeline, path: str) -> bool:
-    if is_glob(path):
-        return bool(expand_glob(pipeline.workdir, path))
-    target = pipeline.workdir / path
-    return target.is_dir() if is_dir(path) else target.exists()
 
 
 def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> list[Diagnostic]:

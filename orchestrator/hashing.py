@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,16 +53,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Stamp:
-    inode: int
-    mtime_ns: int
-    ctime_ns: int
-    size: int
+_Stamp = tuple[int, int, int, int]
+"""inode, mtime_ns, ctime_ns, size"""
 
-    @classmethod
-    def of(cls, stat: os.stat_result) -> _Stamp:
-        return cls(stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+
+def _stamp(stat: os.stat_result) -> _Stamp:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
 
 
 class StatCache:
@@ -80,19 +75,19 @@ class StatCache:
         if file is not None:
             self._entries = _read_stat_cache(file)
 
-    def sha256(self, path: Path) -> str | None:
+    def sha256(self, path: Path | str) -> str | None:
         """The content hash of `path`, or None if it is not a readable file."""
+        key = str(path)
         try:
-            stat = path.stat()
+            stat = os.stat(key)
         except OSError:
             return None
-        stamp = _Stamp.of(stat)
-        key = str(path)
+        stamp = _stamp(stat)
         known = self._entries.get(key)
         if known is not None and known[0] == stamp:
             return known[1]
         try:
-            digest = sha256_file(path)
+            digest = sha256_file(Path(key))
         except OSError:
             return None
         if time.time_ns() - stat.st_mtime_ns > RACY_WINDOW_NS:
@@ -109,10 +104,7 @@ class StatCache:
             return
         from .filestore import atomic_write
 
-        rows = {
-            path: [s.inode, s.mtime_ns, s.ctime_ns, s.size, digest]
-            for path, (s, digest) in self._entries.items()
-        }
+        rows = {path: [*stamp, digest] for path, (stamp, digest) in self._entries.items()}
         self.file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.file, canonical_json({"format": STAT_CACHE_FORMAT, "files": rows}))
         self._dirty = False
@@ -125,7 +117,7 @@ def _read_stat_cache(file: Path) -> dict[str, tuple[_Stamp, str]]:
         if data.get("format") != STAT_CACHE_FORMAT:
             return {}
         return {
-            path: (_Stamp(int(i), int(m), int(c), int(s)), str(d))
+            path: ((int(i), int(m), int(c), int(s)), str(d))
             for path, (i, m, c, s, d) in data["files"].items()
         }
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -153,11 +145,16 @@ class Hasher:
         self, declared: Iterable[str], exclude: Callable[[str], bool] | None = None
     ) -> dict[str, str | None]:
         """Each file's sha256 (None when missing), folders and globs expanded, sorted by path."""
+        root = f"{self.workdir}/"
+        sha256 = self.stat_cache.sha256
         result: dict[str, str | None] = {}
         for path in declared:
-            for file in self.files(path, exclude):
-                result[file] = self.stat_cache.sha256(self.workdir / file)
-        return dict(sorted(result.items()))
+            if is_dir(path) or is_glob(path) or exclude is not None:
+                for file in self.files(path, exclude):
+                    result[file] = sha256(root + file)
+            else:
+                result[path] = sha256(root + path)
+        return dict(sorted(result.items())) if len(result) > 1 else result
 
 
 def _walk(workdir: Path, folder: str) -> list[str]:

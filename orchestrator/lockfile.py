@@ -66,7 +66,14 @@ def read_lock(path: Path) -> dict[str, LockEntry]:
 
 
 def parse_lock(path: Path, text: str) -> dict[str, LockEntry]:
-    """Parse lock text; LockError names the file and what is wrong."""
+    """Parse lock text; LockError names the file and what is wrong.
+
+    Text exactly as `render_lock` writes it is read line by line; anything else (a hand edit,
+    a merge) goes through the YAML parser.
+    """
+    fast = _parse_rendered(text)
+    if fast is not None:
+        return fast
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -87,6 +94,54 @@ def parse_lock(path: Path, text: str) -> dict[str, LockEntry]:
     if not isinstance(steps, dict):
         raise _corrupt(path, "'steps' is not a mapping")
     return {str(name): _entry(path, str(name), raw) for name, raw in steps.items()}
+
+
+_STEP_LINE = re.compile(r"^  ([^ ].*):$")
+_DIGEST_LINE = re.compile(r'^    (key|definition): "([0-9a-f]{64})"$')
+_SECTION_LINE = re.compile(r"^    (inputs|outputs):( \{\})?$")
+_HASH_LINE = re.compile(r'^      ([^ ].*): "([0-9a-f]{64})"$')
+
+
+def _parse_rendered(text: str) -> dict[str, LockEntry] | None:
+    """Entries of text in `render_lock`'s exact layout, or None if it is laid out otherwise."""
+    try:
+        return _parse_lines(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_lines(text: str) -> dict[str, LockEntry] | None:
+    lines = text.split("\n")
+    if lines[:3] != [HEADER.rstrip("\n"), f"version: {LOCK_VERSION}", "steps:"] or lines[-1]:
+        return None
+    entries: dict[str, LockEntry] = {}
+    name: str | None = None
+    fields: dict[str, Any] = {}
+    section: dict[str, str] | None = None
+    for line in lines[3:-1]:
+        if match := _HASH_LINE.match(line):
+            if section is None:
+                return None
+            section[_key(match[1])] = match[2]
+        elif match := _SECTION_LINE.match(line):
+            section = fields[match[1]] = {}
+        elif match := _DIGEST_LINE.match(line):
+            fields[match[1]] = match[2]
+            section = None
+        elif match := _STEP_LINE.match(line):
+            if name is not None:
+                entries[name] = LockEntry(**fields)
+            name, fields, section = _key(match[1]), {}, None
+        else:
+            return None
+    if name is not None:
+        entries[name] = LockEntry(**fields)
+    return entries
+
+
+def _key(text: str) -> str:
+    """A key as `_scalar` wrote it."""
+    return json.loads(text) if text.startswith('"') else text
 
 
 def _entry(path: Path, name: str, raw: Any) -> LockEntry:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from pathlib import Path
 
 GLOB_CHARS = frozenset("*?[")
+_GLOB = re.compile(r"[*?\[]")
 
 
 class PathRefused(ValueError):
@@ -20,7 +22,7 @@ class PathRefused(ValueError):
 
 def is_glob(path: str) -> bool:
     """Whether the path is a glob pattern."""
-    return any(ch in GLOB_CHARS for ch in path)
+    return _GLOB.search(path) is not None
 
 
 def is_dir(path: str) -> bool:
@@ -108,3 +110,11 @@ def is_within(path: str, declared: str) -> bool:
     if is_dir(declared):
         return path.startswith(declared)
     return path == declared
+
+
+def exists(workdir: Path, path: str) -> bool:
+    """Whether a declared path is there: a file, a folder (``dir/``), or a glob with matches."""
+    if is_glob(path):
+        return bool(expand_glob(workdir, path))
+    target = workdir / path
+    return target.is_dir() if is_dir(path) else target.exists()

@@ -52,6 +52,8 @@ class LoadedPipeline:
     providers: Mapping[str, Provider]
     steps: Mapping[str, Step] = field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The `foreach` globs and what they matched when the pipeline was loaded."""
 
     @property
     def name(self) -> str:

@@ -8,13 +8,12 @@ pipeline is loaded again only when a step has to run.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .paths import is_dir, is_within
+from .paths import is_within
 from .templating import suggest
 
 if TYPE_CHECKING:
@@ -51,6 +50,8 @@ class Plan:
     workdir: str
     steps: Mapping[str, PlannedStep]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    """Inputs that no step writes: files, folders and globs the user provides."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown."""
@@ -85,6 +86,7 @@ class Plan:
             "name": self.name,
             "workdir": self.workdir,
             "groups": {name: list(ids) for name, ids in self.groups.items()},
+            "sources": list(self.sources),
             "steps": [_compact(asdict(step)) for step in self.steps.values()],
         }
 
@@ -107,7 +109,8 @@ class Plan:
             )
             steps[step.id] = step
         groups = {name: tuple(ids) for name, ids in data.get("groups", {}).items()}
-        return cls(data["pipeline"], data["name"], data["workdir"], steps, groups)
+        sources = tuple(data.get("sources", ()))
+        return cls(data["pipeline"], data["name"], data["workdir"], steps, groups, sources)
 
 
 _DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
@@ -128,8 +131,9 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
     from .hashing import definition_hash, resolved_definition
 
     graph = graphs.build(pipeline)
-    outputs = _Outputs(pipeline)
+    index = graphs.OutputIndex(pipeline.steps.values())
     steps = {}
+    sources: set[str] = set()
     for step_id in graphs.ordered(pipeline, graph):
         step = pipeline.steps[step_id]
         resolved = resolved_definition(step, pipeline.providers)
@@ -143,27 +147,15 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             always_run=step.spec.always_run,
             cache=step.spec.cache,
             provider=step.provider,
-            nested=outputs.nested_in(step_id, step.outputs),
+            nested=index.nested(step_id, step.outputs),
         )
+        sources.update(path for path in step.inputs if not index.producers(path))
     groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
-    return Plan(str(pipeline.file), pipeline.name, str(pipeline.workdir), steps, groups)
-
-
-class _Outputs:
-    """Every declared output, sorted, to find those nested in a folder output."""
-
-    def __init__(self, pipeline: LoadedPipeline) -> None:
-        pairs = sorted((out, s.id) for s in pipeline.steps.values() for out in s.outputs)
-        self.paths = [path for path, _ in pairs]
-        self.owners = [owner for _, owner in pairs]
-
-    def nested_in(self, step_id: str, outputs: Iterable[str]) -> tuple[str, ...]:
-        found = []
-        for folder in (out for out in outputs if is_dir(out)):
-            start = bisect.bisect_left(self.paths, folder)
-            for path, owner in zip(self.paths[start:], self.owners[start:], strict=True):
-                if not path.startswith(folder):
-                    break
-                if owner != step_id:
-                    found.append(path)
-        return tuple(sorted(set(found)))
+    return Plan(
+        str(pipeline.file),
+        pipeline.name,
+        str(pipeline.workdir),
+        steps,
+        groups,
+        tuple(sorted(sources)),
+    )

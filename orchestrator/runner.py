@@ -9,7 +9,6 @@ Cancellation (Ctrl-C, SIGTERM) ends the running steps and records `job.cancelled
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import signal
 import time
@@ -25,6 +24,8 @@ from .state import Assessment, Workspace
 from .steps import Executor, Outcome, StepContext, StepFailed
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .pipeline import LoadedPipeline
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -40,10 +41,15 @@ class RunOptions:
 
 
 class LockWriter:
-    """Writes the lock file after each recorded step, coalescing writes that pile up."""
+    """Writes the lock file after each recorded step.
+
+    Inside the event loop, writes run in a thread and coalesce when they pile up; outside it
+    (a build that only verifies and restores), one write at the end does.
+    """
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
+        self.in_loop = False
         self._dirty = False
         self._task: asyncio.Task[None] | None = None
 
@@ -51,20 +57,32 @@ class LockWriter:
         """Remember a step's entry and get it onto disk soon."""
         self.workspace.entries[step_id] = entry
         self._dirty = True
-        if self._task is None or self._task.done():
+        if self.in_loop and (self._task is None or self._task.done()):
+            import asyncio
+
             self._task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        import asyncio
+
         while self._dirty:
             self._dirty = False
-            known = self.workspace.plan.steps
-            entries = {k: v for k, v in self.workspace.entries.items() if k in known}
-            await asyncio.to_thread(write_lock, self.workspace.lock_file, entries)
+            await asyncio.to_thread(write_lock, self.workspace.lock_file, self._entries())
 
     async def flush(self) -> None:
         """Wait until every recorded entry is written."""
         while self._task is not None and not self._task.done():
             await self._task
+
+    def write_pending(self) -> None:
+        """Write now if anything recorded is not on disk yet."""
+        if self._dirty:
+            self._dirty = False
+            write_lock(self.workspace.lock_file, self._entries())
+
+    def _entries(self) -> dict[str, LockEntry]:
+        known = self.workspace.plan.steps
+        return {k: v for k, v in self.workspace.entries.items() if k in known}
 
 
 class Runner:
@@ -79,7 +97,7 @@ class Runner:
         folder: RunFolder,
         manifest: Manifest,
         pipeline: Callable[[], LoadedPipeline],
-        executors: dict[str, Executor],
+        executors: Callable[[], Mapping[str, Executor]],
     ) -> None:
         self.workspace = workspace
         self.plan = workspace.plan
@@ -108,27 +126,46 @@ class Runner:
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self) -> str:
-        """Build; the job's final status."""
+    def run(self) -> str:
+        """Build; the job's final status. The event loop starts only if a step has to run."""
         for step_id in self.selected:
             self.manifest.steps[step_id].status = "pending"
-        while True:
+        try:
             self._assess_ready()
-            while self.queued and len(self.running) < self.options.jobs and not self.stopping:
-                _, step_id, assessment = heapq.heappop(self.queued)
-                task = asyncio.ensure_future(self._execute(step_id, assessment))
-                self.running[task] = step_id
-            if not self.running:
-                break
-            done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                step_id = self.running.pop(task)
-                self._settle(step_id, task)
-        await self.lock.flush()
+            if self.queued:
+                import asyncio
+
+                asyncio.run(self._run_queued())
+        except KeyboardInterrupt:
+            self.cancelled = True
+        self.lock.write_pending()
         if self.cancelled:
             return CANCELLED
         statuses = {record.status for record in self.manifest.steps.values()}
         return SUCCEEDED if statuses <= {"ran", "restored", "up-to-date"} else FAILED
+
+    async def _run_queued(self) -> None:
+        import asyncio
+
+        self.lock.in_loop = True
+        remove = install_cancel_handlers(self)
+        try:
+            while True:
+                self._assess_ready()
+                while self.queued and len(self.running) < self.options.jobs and not self.stopping:
+                    _, step_id, assessment = heapq.heappop(self.queued)
+                    task = asyncio.ensure_future(self._execute(step_id, assessment))
+                    self.running[task] = step_id
+                if not self.running:
+                    break
+                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    step_id = self.running.pop(task)
+                    self._settle(step_id, task)
+            await self.lock.flush()
+        finally:
+            remove()
+            self.lock.in_loop = False
 
     def cancel(self) -> None:
         """Stop starting steps and end the running ones."""
@@ -220,6 +257,8 @@ class Runner:
             self.events.emit("cache.miss", step_id, key=assessment.key)
         self.events.emit("step.started", step_id, reasons=list(assessment.decision.reasons))
         started = time.monotonic()
+        import asyncio
+
         try:
             outcome = await self._run_kind(step_id)
             outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
@@ -249,7 +288,7 @@ class Runner:
     async def _run_kind(self, step_id: str) -> Outcome:
         pipeline = self.pipeline()
         step = pipeline.steps[step_id]
-        executor = self.executors.get(step.kind)
+        executor = self.executors().get(step.kind)
         if executor is None:
             raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
         scratch = self.folder.path / "scratch" / self.folder.log(step_id).stem
@@ -276,6 +315,8 @@ def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:
 
 def install_cancel_handlers(runner: Runner) -> Callable[[], None]:
     """Make SIGINT and SIGTERM cancel the build; returns a function that removes the handlers."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runner.cancel)

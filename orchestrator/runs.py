@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,17 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as written, with derived lists of completed, pending and failed steps."""
-        data = asdict(self)
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "pipeline": self.pipeline,
+            "workdir": self.workdir,
+            "targets": self.targets,
+            "status": self.status,
+            "started": self.started,
+            "finished": self.finished,
+            "duration_s": self.duration_s,
+            "steps": {step_id: vars(record) for step_id, record in self.steps.items()},
+        }
         data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
         data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
         data["failures"] = [
@@ -112,5 +122,5 @@ class RunFolder:
         """Write manifest.json atomically."""
         from .filestore import atomic_write
 
-        text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False)
+        text = json.dumps(manifest.to_json(), ensure_ascii=False)
         atomic_write(self.manifest, (text + "\n").encode("utf-8"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from .base import Executor, Outcome, StepContext, StepFailed
 
 
+@functools.cache
 def executors() -> dict[str, Executor]:
-    """The executor of each step kind that can run."""
+    """The executor of each step kind that can run (imported when first needed)."""
     from . import shell, template
 
     return {"shell": shell.execute, "template": template.execute}

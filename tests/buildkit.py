@@ -1,0 +1,240 @@
+"""Helpers for end-to-end build tests: a project folder, `orch` in-process or as a process,
+readers for runs, events, manifests and the lock, and process-group bookkeeping.
+
+Every step of the test pipelines appends its name to `runs.log` when its command runs, so
+`Project.new_runs()` says exactly which commands ran since the last look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+from orchestrator.lockfile import LockEntry, read_lock
+
+T = TypeVar("T")
+Event = dict[str, Any]
+
+COUNTER = "runs.log"
+RUNS = Path(".orch") / "runs"
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "a condition") -> T:
+    """The first truthy value of `predicate`, polled every few milliseconds until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def read_events(run: Path) -> list[Event]:
+    """The complete lines of a run's events.jsonl (a line still being written is left out)."""
+    try:
+        text = (run / "events.jsonl").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Build:
+    """One `orch` invocation: its exit code, output and the run folder it created (if any)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    run: Path | None
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    def events(self, type: str | None = None, step: str | None = None) -> list[Event]:
+        assert self.run is not None, "this invocation started no run"
+        return [
+            event
+            for event in read_events(self.run)
+            if (type is None or event["type"] == type) and (step is None or event["step"] == step)
+        ]
+
+    def started(self) -> list[str]:
+        """The steps whose command this build started, in order."""
+        return [event["step"] for event in self.events("step.started")]
+
+    def manifest(self) -> dict[str, Any]:
+        assert self.run is not None, "this invocation started no run"
+        data: dict[str, Any] = json.loads((self.run / "manifest.json").read_text())
+        return data
+
+    def statuses(self) -> dict[str, str]:
+        """Each selected step's status in the manifest."""
+        return {step: record["status"] for step, record in self.manifest()["steps"].items()}
+
+
+@dataclass
+class Project:
+    """A workdir holding a pipeline `orch.yaml`; `orch` runs in it with the cwd set to it."""
+
+    root: Path
+    _seen: int = 0
+    pid_files: list[str] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ files
+
+    def write(self, relative: str, content: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        return path
+
+    def read(self, relative: str) -> str:
+        return (self.root / relative).read_text(encoding="utf-8")
+
+    def exists(self, relative: str) -> bool:
+        return os.path.lexists(self.root / relative)
+
+    def pipeline(self, text: str) -> Path:
+        return self.write("orch.yaml", textwrap.dedent(text))
+
+    def new_runs(self) -> list[str]:
+        """The step commands that ran since the last call (lines appended to runs.log)."""
+        path = self.root / COUNTER
+        lines = path.read_text().splitlines() if path.exists() else []
+        new, self._seen = lines[self._seen :], len(lines)
+        return new
+
+    def lock(self) -> dict[str, LockEntry]:
+        return read_lock(self.root / "orch.lock")
+
+    def run_folders(self) -> set[Path]:
+        folder = self.root / RUNS
+        return set(folder.iterdir()) if folder.is_dir() else set()
+
+    # ------------------------------------------------------------------ orch in-process
+
+    def orch(self, *args: str) -> Build:
+        """Run `orch ARGS` in-process (the cwd must be the project root)."""
+        assert Path.cwd() == self.root, "use the `project` fixture, which changes into the root"
+        before = self.run_folders()
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        return Build(result.exit_code, result.stdout, result.stderr, self._new_run(before))
+
+    def _new_run(self, before: set[Path]) -> Path | None:
+        new = self.run_folders() - before
+        assert len(new) <= 1, f"one invocation made several runs: {new}"
+        return new.pop() if new else None
+
+    # ------------------------------------------------------------------ orch as a process
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """Start `python -m orchestrator ARGS` in the root; the fixture reaps it."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", *args],
+            cwd=self.root,
+            env={**os.environ, "CI": "1", "NO_COLOR": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def wait_for_run(self, before: set[Path], process: subprocess.Popen[str]) -> Path:
+        """The run folder a spawned build creates."""
+
+        def created() -> Path | None:
+            assert process.poll() is None, f"orch exited early: {process.communicate()}"
+            new = self.run_folders() - before
+            return new.pop() if new else None
+
+        return wait_for(created, what="the run folder")
+
+    def wait_for_event(
+        self, run: Path, type: str, step: str, process: subprocess.Popen[str]
+    ) -> Event:
+        """Wait until the run's events show `type` for `step`."""
+
+        def seen() -> Event | None:
+            assert process.poll() is None, f"orch exited early: {process.communicate()}"
+            found = [e for e in read_events(run) if e["type"] == type and e["step"] == step]
+            return found[0] if found else None
+
+        return wait_for(seen, what=f"{type} of {step}")
+
+    # ------------------------------------------------------------------ step processes
+
+    def step_group(self, pid_file: str) -> int:
+        """The process group of a step that wrote `$$` (its shell's pid = its group) to a file."""
+        self.pid_files.append(pid_file)
+        text = wait_for(lambda: self.exists(pid_file) and self.read(pid_file).strip(), what=pid_file)
+        return int(text)
+
+    def cleanup(self) -> None:
+        """Kill what a test may have left behind: step process groups and orch processes."""
+        for pid_file in self.pid_files:
+            with contextlib.suppress(OSError, ValueError):
+                kill_group(int(self.read(pid_file)))
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of a process group that are still alive (zombies do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, int, str]]:
+    """Every entry under root (root included): kind, mtime_ns, size and a content digest."""
+    found = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        stat = path.lstat()
+        if path.is_symlink():
+            kind, digest = "link", os.readlink(path)
+        elif path.is_dir():
+            kind, digest = "dir", ""
+        else:
+            kind, digest = "file", hashlib.sha256(path.read_bytes()).hexdigest()
+        found[path.relative_to(root).as_posix()] = (kind, stat.st_mtime_ns, stat.st_size, digest)
+    return found

@@ -1,0 +1,775 @@
+"""`orch build` and `orch status` end to end: real folders, real shell steps, real signals.
+
+Each step command appends its name to `runs.log`, so a test knows exactly which commands ran.
+Builds run in-process through click's CliRunner, except where signals or a second concurrent
+build are involved: there `python -m orchestrator` runs as a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .buildkit import (
+    Project,
+    kill_group,
+    live_members,
+    read_events,
+    sha256,
+    snapshot,
+    wait_for,
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    root = tmp_path / "work"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    project = Project(root)
+    try:
+        yield project
+    finally:
+        project.cleanup()
+
+
+# --------------------------------------------------------------------------- pipelines
+
+# a -> b -> c -> e, and d -> e. `a` drops comment lines, so a comment edit changes nothing
+# downstream; only `e` uses the var `sep` (through its env); `c` captures its stdout.
+DIAMOND = """\
+version: 1
+vars:
+  sep: "--"
+steps:
+  a:
+    inputs: [src.txt]
+    run: echo a >> runs.log; grep -v '^#' src.txt > a.txt
+    output: a.txt
+  b:
+    inputs: [a.txt]
+    run: echo b >> runs.log; tr a-z A-Z < a.txt > b.txt
+    output: b.txt
+  c:
+    inputs: [b.txt]
+    run: echo c >> runs.log; cat b.txt b.txt
+    stdout: c.txt
+  d:
+    inputs: [other.txt]
+    run: echo d >> runs.log; cat other.txt > d.txt
+    output: d.txt
+  e:
+    inputs: [c.txt, d.txt]
+    env: { SEP: "{{ sep }}" }
+    run: echo e >> runs.log; (cat c.txt; echo "$SEP"; cat d.txt) > e.txt
+    output: e.txt
+"""
+ALL = ["a", "b", "c", "d", "e"]
+
+
+def diamond(project: Project) -> None:
+    project.write("src.txt", "# notes\nhello\n")
+    project.write("other.txt", "world\n")
+    project.pipeline(DIAMOND)
+
+
+def built_diamond(project: Project) -> None:
+    diamond(project)
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert project.new_runs() == ALL
+
+
+CHAIN = ["one", "two", "three", "four", "five"]
+WAIT_FOR_GO = "echo $$ > three.pid; while [ ! -e go ]; do sleep 0.01; done"
+FAIL_UNLESS_FIXED = "[ -e fixed ] || exit 1"
+
+
+def chain(project: Project, third: str) -> None:
+    """one -> two -> three -> four -> five; `three` prints two.txt (captured), then `third`."""
+    project.write("src.txt", "seed\n")
+    three = f"echo three >> runs.log; cat two.txt; {third}"
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          one:
+            inputs: [src.txt]
+            run: echo one >> runs.log; cat src.txt > one.txt
+            output: one.txt
+          two:
+            inputs: [one.txt]
+            run: echo two >> runs.log; cat one.txt one.txt > two.txt
+            output: two.txt
+          three:
+            inputs: [two.txt]
+            run: {json.dumps(three)}
+            stdout: three.txt
+          four:
+            inputs: [three.txt]
+            run: echo four >> runs.log; cat three.txt > four.txt
+            output: four.txt
+          five:
+            inputs: [four.txt]
+            run: echo five >> runs.log; cat four.txt > five.txt
+            output: five.txt
+        """
+    )
+
+
+# --------------------------------------------------------------------------- up to date
+
+
+def test_first_build_runs_every_step_then_everything_is_up_to_date(project: Project) -> None:
+    diamond(project)
+    first = project.orch("build", "-j", "1")
+    assert first.exit_code == 0, first.stderr
+    assert project.new_runs() == ALL
+    assert first.statuses() == dict.fromkeys(ALL, "ran")
+    assert first.lines[-1].startswith("succeeded in ")
+    assert first.lines[-1].endswith(": 5 ran")
+    assert project.read("e.txt") == "HELLO\nHELLO\n--\nworld\n"
+    assert project.read("c.txt") == "HELLO\nHELLO\n"
+    assert sorted(project.lock()) == ALL
+
+    second = project.orch("build")
+    assert second.exit_code == 0
+    assert project.new_runs() == []
+    assert second.stdout == "all 5 steps up to date\n"
+    assert second.statuses() == dict.fromkeys(ALL, "up-to-date")
+    skipped = second.events("step.skipped")
+    assert [(e["step"], e["data"]["reason"]) for e in skipped] == [
+        (step, "up-to-date") for step in ALL
+    ]
+    assert second.started() == []
+
+
+def test_editing_an_input_reruns_that_step_and_its_dependents_only(project: Project) -> None:
+    built_diamond(project)
+    project.write("other.txt", "there\n")
+    status = project.orch("status")
+    assert status.lines == [
+        "up-to-date  a",
+        "up-to-date  b",
+        "up-to-date  c",
+        "run         d  (input modified: other.txt)",
+        "run         e  (upstream will change)",
+    ]
+
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["d", "e"]
+    assert result.statuses() == {
+        "a": "up-to-date",
+        "b": "up-to-date",
+        "c": "up-to-date",
+        "d": "ran",
+        "e": "ran",
+    }
+    assert result.manifest()["steps"]["e"]["reasons"] == ["input modified: d.txt"]
+    assert project.read("e.txt") == "HELLO\nHELLO\n--\nthere\n"
+
+    project.write("src.txt", "# notes\nbye\n")
+    assert project.orch("build", "-j", "1").exit_code == 0
+    assert project.new_runs() == ["a", "b", "c", "e"]
+    assert project.read("e.txt") == "BYE\nBYE\n--\nthere\n"
+
+
+def test_editing_a_command_reruns_that_step(project: Project) -> None:
+    built_diamond(project)
+    text = DIAMOND.replace("tr a-z A-Z < a.txt > b.txt", "tr a-z A-Z < a.txt | rev > b.txt")
+    project.pipeline(text)
+    status = project.orch("status")
+    assert "run         b  (definition changed)" in status.lines
+    assert project.orch("build", "-j", "1").exit_code == 0
+    assert project.new_runs() == ["b", "c", "e"]
+    assert project.read("c.txt") == "OLLEH\nOLLEH\n"
+
+
+def test_a_rerun_with_identical_output_does_not_rerun_dependents(project: Project) -> None:
+    built_diamond(project)
+
+    # An input edit that `a` filters out: `a` reruns, writes the same bytes, nothing follows.
+    project.write("src.txt", "# other notes\nhello\n")
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["a"]
+    assert result.statuses() == {"a": "ran", **dict.fromkeys(["b", "c", "d", "e"], "up-to-date")}
+    written = result.events("file.written", "a")
+    assert written == [] or written[0]["data"]["wrote"] is False
+
+    # A command edit with the same output: only that step reruns.
+    project.pipeline(DIAMOND.replace("cat other.txt > d.txt", "cat < other.txt > d.txt"))
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["d"]
+    assert result.manifest()["steps"]["d"]["reasons"] == ["definition changed"]
+    assert result.statuses()["e"] == "up-to-date"
+
+
+def test_changing_a_var_only_one_step_uses_reruns_only_that_step(project: Project) -> None:
+    built_diamond(project)
+    status = project.orch("status", "--set", "sep===")
+    assert [line for line in status.lines if not line.startswith("up-to-date")] == [
+        "run         e  (definition changed)"
+    ]
+    result = project.orch("build", "--set", "sep===")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["e"]
+    assert project.read("e.txt") == "HELLO\nHELLO\n==\nworld\n"
+
+    # Back to the pipeline's value: the earlier result comes back from the cache.
+    result = project.orch("build")
+    assert result.exit_code == 0
+    assert project.new_runs() == []
+    assert result.statuses()["e"] == "restored"
+    assert project.read("e.txt") == "HELLO\nHELLO\n--\nworld\n"
+
+    # Editing the var in the pipeline file.
+    project.pipeline(DIAMOND.replace('sep: "--"', 'sep: "**"'))
+    assert project.orch("build").exit_code == 0
+    assert project.new_runs() == ["e"]
+    assert project.read("e.txt") == "HELLO\nHELLO\n**\nworld\n"
+
+
+def test_template_step_renders_vars_and_inputs_and_rerenders_when_they_change(
+    project: Project,
+) -> None:
+    project.write("name.txt", "Ada")
+    project.pipeline(
+        """\
+        version: 1
+        vars: { greeting: Hello }
+        steps:
+          hello:
+            inputs: [name.txt]
+            template: "{{ greeting }}, {{ read('name.txt') }}!\\n"
+            output: hello.txt
+        """
+    )
+    assert project.orch("build").exit_code == 0
+    assert project.read("hello.txt") == "Hello, Ada!\n"
+    assert project.orch("build").stdout == "all 1 step up to date\n"
+
+    result = project.orch("build", "--set", "greeting=Hi")
+    assert result.started() == ["hello"]
+    assert project.read("hello.txt") == "Hi, Ada!\n"
+
+    project.write("name.txt", "Grace")
+    result = project.orch("build", "--set", "greeting=Hi")
+    assert result.started() == ["hello"]
+    assert project.read("hello.txt") == "Hi, Grace!\n"
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def test_a_deleted_output_is_restored_from_the_cache_without_running(project: Project) -> None:
+    built_diamond(project)
+    (project.root / "b.txt").unlink()
+    (project.root / "c.txt").unlink()
+    status = project.orch("status")
+    assert "restore     b  (output missing: b.txt)" in status.lines
+    assert "restore     c  (output missing: c.txt)" in status.lines
+
+    result = project.orch("build")
+    assert result.exit_code == 0
+    assert project.new_runs() == []
+    assert [e["step"] for e in result.events("step.restored")] == ["b", "c"]
+    assert result.started() == []
+    assert project.read("b.txt") == "HELLO\n"
+    assert project.read("c.txt") == "HELLO\nHELLO\n"
+    assert result.statuses() == {
+        "a": "up-to-date",
+        "b": "restored",
+        "c": "restored",
+        "d": "up-to-date",
+        "e": "up-to-date",
+    }
+    assert project.orch("status", "--check").exit_code == 0
+
+
+def test_reverting_an_input_restores_earlier_outputs_without_running(project: Project) -> None:
+    built_diamond(project)
+    project.write("src.txt", "# notes\nchanged\n")
+    assert project.orch("build").exit_code == 0
+    assert project.new_runs() == ["a", "b", "c", "e"]
+    assert project.read("e.txt") == "CHANGED\nCHANGED\n--\nworld\n"
+
+    project.write("src.txt", "# notes\nhello\n")
+    status = project.orch("status")
+    assert status.lines[0] == "restore     a  (input modified: src.txt)"
+    result = project.orch("build")
+    assert result.exit_code == 0
+    assert project.new_runs() == []
+    assert [e["step"] for e in result.events("step.restored")] == ["a", "b", "c", "e"]
+    assert project.read("a.txt") == "hello\n"
+    assert project.read("e.txt") == "HELLO\nHELLO\n--\nworld\n"
+    written = {e["data"]["path"]: e["data"]["sha256"] for e in result.events("file.written")}
+    assert written["e.txt"] == sha256("HELLO\nHELLO\n--\nworld\n")
+    assert project.orch("status", "--check").exit_code == 0
+
+
+def test_no_cache_neither_restores_nor_stores(project: Project) -> None:
+    diamond(project)
+    assert project.orch("build", "--no-cache", "-j", "1").exit_code == 0
+    assert project.new_runs() == ALL
+
+    # Nothing was stored, so a lost output has to be made again.
+    (project.root / "a.txt").unlink()
+    result = project.orch("build")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["a"]
+    assert result.statuses()["b"] == "up-to-date"
+
+    # Now the cache holds it, but --no-cache does not restore it.
+    (project.root / "a.txt").unlink()
+    result = project.orch("build", "--no-cache")
+    assert project.new_runs() == ["a"]
+    assert result.events("step.restored") == []
+    assert project.read("a.txt") == "hello\n"
+
+
+def test_force_reruns_every_step(project: Project) -> None:
+    built_diamond(project)
+    result = project.orch("build", "-B", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ALL
+    assert result.manifest()["steps"]["a"]["reasons"] == ["forced (--force)"]
+    assert result.events("step.restored") == []
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_resume_after_a_failure_skips_the_steps_that_succeeded(project: Project) -> None:
+    chain(project, FAIL_UNLESS_FIXED)
+    failed = project.orch("build", "-j", "1")
+    assert failed.exit_code == 1
+    assert project.new_runs() == ["one", "two", "three"]
+    assert failed.statuses() == {
+        "one": "ran",
+        "two": "ran",
+        "three": "failed",
+        "four": "blocked",
+        "five": "blocked",
+    }
+    assert failed.manifest()["failures"][0]["kind"] == "exit"
+    assert any(line.startswith("FAILED    three  (exited with code 1") for line in failed.lines)
+    assert "run details: " in failed.stderr
+    assert not project.exists("three.txt")
+    assert sorted(project.lock()) == ["one", "two"]
+
+    project.write("fixed", "")
+    resumed = project.orch("build", "-j", "1")
+    assert resumed.exit_code == 0
+    assert project.new_runs() == ["three", "four", "five"]
+    assert resumed.statuses() == {
+        "one": "up-to-date",
+        "two": "up-to-date",
+        "three": "ran",
+        "four": "ran",
+        "five": "ran",
+    }
+    assert project.read("five.txt") == "seed\nseed\n"
+
+
+TWO_BRANCHES = """\
+version: 1
+steps:
+  bad:
+    run: echo bad >> runs.log; exit 3
+    output: bad.txt
+  after_bad:
+    inputs: [bad.txt]
+    run: echo after_bad >> runs.log; cat bad.txt > after_bad.txt
+    output: after_bad.txt
+  last_bad:
+    inputs: [after_bad.txt]
+    run: echo last_bad >> runs.log; cat after_bad.txt > last_bad.txt
+    output: last_bad.txt
+  good:
+    run: echo good >> runs.log; echo ok > good.txt
+    output: good.txt
+  after_good:
+    inputs: [good.txt]
+    run: echo after_good >> runs.log; cat good.txt > after_good.txt
+    output: after_good.txt
+"""
+
+
+def test_keep_going_finishes_the_other_branch_and_blocks_dependents(project: Project) -> None:
+    project.pipeline(TWO_BRANCHES)
+    result = project.orch("build", "-k", "-j", "1")
+    assert result.exit_code == 1
+    assert project.new_runs() == ["bad", "good", "after_good"]
+    assert project.read("after_good.txt") == "ok\n"
+    assert result.statuses() == {
+        "bad": "failed",
+        "after_bad": "blocked",
+        "last_bad": "blocked",
+        "good": "ran",
+        "after_good": "ran",
+    }
+    assert "blocked   after_bad  (upstream step 'bad' failed)" in result.lines
+    assert "blocked   last_bad  (upstream step 'bad' failed)" in result.lines
+    manifest = result.manifest()
+    assert manifest["status"] == "failed"
+    assert manifest["completed_steps"] == ["good", "after_good"]
+    (failure,) = manifest["failures"]
+    assert (failure["step"], failure["kind"]) == ("bad", "exit")
+    assert "exited with code 3" in failure["message"]
+    assert sorted(project.lock()) == ["after_good", "good"]
+
+
+def test_without_keep_going_no_new_step_starts_after_a_failure(project: Project) -> None:
+    project.pipeline(TWO_BRANCHES)
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 1
+    assert project.new_runs() == ["bad"]
+    assert result.started() == ["bad"]
+    assert result.statuses() == {
+        "bad": "failed",
+        "after_bad": "blocked",
+        "last_bad": "blocked",
+        "good": "pending",
+        "after_good": "pending",
+    }
+    assert result.manifest()["pending_steps"] == [
+        "bad",
+        "after_bad",
+        "last_bad",
+        "good",
+        "after_good",
+    ]
+    assert not project.exists("good.txt")
+    assert project.lock() == {}
+
+
+def test_a_missing_declared_output_fails_the_step(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          lazy:
+            run: echo lazy >> runs.log
+            output: never.txt
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 1
+    assert project.new_runs() == ["lazy"]
+    (failure,) = result.events("step.failed", "lazy")
+    assert failure["data"]["kind"] == "missing_output"
+    assert "never.txt" in failure["data"]["message"]
+    assert result.manifest()["failures"][0]["kind"] == "missing_output"
+    assert project.lock() == {}
+    assert project.orch("status", "--check").exit_code == 1
+
+
+def test_a_step_timeout_fails_it_and_kills_its_process_group(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          slow:
+            run: echo $$ > slow.pid; sleep 60 & while :; do sleep 0.05; done
+            output: slow.txt
+            timeout_s: 0.5
+        """
+    )
+    started = time.monotonic()
+    result = project.orch("build")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 1
+    (failure,) = result.events("step.failed", "slow")
+    assert failure["data"]["kind"] == "timeout"
+    assert "timed out after 0.5 s" in failure["data"]["message"]
+    assert result.manifest()["failures"][0]["kind"] == "timeout"
+    group = project.step_group("slow.pid")
+    wait_for(lambda: not live_members(group), timeout=5, what="the step's processes to end")
+
+
+# --------------------------------------------------------------------------- targets, -j
+
+
+def test_targets_build_only_what_they_need(project: Project) -> None:
+    diamond(project)
+    result = project.orch("build", "orch.yaml", "c", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["a", "b", "c"]
+    assert set(result.statuses()) == {"a", "b", "c"}
+    assert not project.exists("d.txt")
+    assert not project.exists("e.txt")
+    assert project.orch("status", "orch.yaml", "c", "--check").exit_code == 0
+    assert project.orch("status", "--check").exit_code == 1
+
+    assert project.orch("build", "d").exit_code == 0
+    assert project.new_runs() == ["d"]
+
+    unknown = project.orch("build", "orch.yaml", "nope")
+    assert unknown.exit_code == 2
+    assert "no step named 'nope'" in unknown.stderr
+    assert unknown.run is None
+
+
+def test_jobs_run_independent_steps_at_the_same_time(project: Project) -> None:
+    # Each step waits for the other's marker: they can only finish if they run together.
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          left:
+            run: touch left.ready; while [ ! -e right.ready ]; do sleep 0.01; done; echo l > l.txt
+            output: l.txt
+            timeout_s: 5
+          right:
+            run: touch right.ready; while [ ! -e left.ready ]; do sleep 0.01; done; echo r > r.txt
+            output: r.txt
+            timeout_s: 5
+        """
+    )
+    result = project.orch("build", "-j", "2")
+    assert result.exit_code == 0, result.stdout
+    assert result.statuses() == {"left": "ran", "right": "ran"}
+    types = [(e["type"], e["step"]) for e in result.events() if e["type"].startswith("step.")]
+    assert types[:2] == [("step.started", "left"), ("step.started", "right")]
+
+
+# --------------------------------------------------------------------------- status, dry run
+
+
+def test_status_check_names_the_changed_file_and_passes_when_up_to_date(
+    project: Project,
+) -> None:
+    diamond(project)
+    never = project.orch("status", "--check")
+    assert never.exit_code == 1
+    assert never.lines[0] == "run         a  (never built)"
+
+    built_diamond(project)
+    clean = project.orch("status", "--check")
+    assert clean.exit_code == 0
+    assert clean.lines[-1] == "all 5 steps up to date"
+    data = json.loads(project.orch("status", "--json").stdout)
+    assert data["up_to_date"] is True
+    assert {s["step"]: s["action"] for s in data["steps"]} == dict.fromkeys(ALL, "up-to-date")
+
+    project.write("other.txt", "changed\n")
+    stale = project.orch("status", "--check")
+    assert stale.exit_code == 1
+    assert "run         d  (input modified: other.txt)" in stale.lines
+    data = json.loads(project.orch("status", "--check", "--json").stdout)
+    assert data["up_to_date"] is False
+    assert data["pipeline"] == "orch.yaml"
+    assert data["steps"][3] == {
+        "step": "d",
+        "action": "run",
+        "reasons": ["input modified: other.txt"],
+    }
+    assert data["steps"][4] == {"step": "e", "action": "run", "reasons": ["upstream will change"]}
+
+
+def test_dry_run_writes_nothing(project: Project) -> None:
+    diamond(project)
+    before = snapshot(project.root)
+    fresh = project.orch("build", "-n")
+    assert fresh.exit_code == 0
+    assert fresh.lines[-1] == "dry run: 5 of 5 steps would change"
+    assert snapshot(project.root) == before
+    assert not project.exists(".orch")
+    assert not project.exists("orch.lock")
+
+    built_diamond(project)
+    project.write("src.txt", "# notes\nchanged\n")
+    (project.root / "d.txt").unlink()
+    before = snapshot(project.root)
+    result = project.orch("build", "--dry-run")
+    assert result.exit_code == 0
+    assert result.lines == [
+        "run         a  (input modified: src.txt)",
+        "run         b  (upstream will change)",
+        "run         c  (upstream will change)",
+        "restore     d  (output missing: d.txt)",
+        "run         e  (upstream will change)",
+        "dry run: 5 of 5 steps would change",
+    ]
+    assert result.run is None
+    assert project.new_runs() == []
+    assert snapshot(project.root) == before
+
+
+# --------------------------------------------------------------------------- safety
+
+
+@pytest.mark.parametrize(
+    "declared",
+    ["output: out/x.txt", "outputs: [out/]", "stdout: out/x.txt"],
+)
+def test_an_output_through_a_symlink_outside_the_workdir_is_refused(
+    project: Project, tmp_path: Path, declared: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.root / "out").symlink_to(outside, target_is_directory=True)
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          leak:
+            run: echo leak >> runs.log; mkdir -p out; echo hi > out/x.txt
+            {declared}
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 2
+    assert "leads outside the workdir" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(outside.iterdir()) == []
+    assert project.new_runs() == []
+    assert not project.exists(".orch")
+    assert not project.exists("orch.lock")
+
+
+@pytest.mark.parametrize(
+    ("declared", "replace"),
+    [
+        ("outputs: [out/]", 'mkdir -p "$AWAY"; echo x > "$AWAY/f.txt"; ln -s "$AWAY" out'),
+        ("output: out/f.txt", 'mkdir -p "$AWAY"; ln -s "$AWAY" out; echo x > out/f.txt'),
+    ],
+)
+def test_a_step_that_swaps_its_output_folder_for_a_symlink_fails_unrecorded(
+    project: Project, tmp_path: Path, declared: str, replace: str
+) -> None:
+    away = tmp_path / "away"
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          swap:
+            env: {{ AWAY: {json.dumps(str(away))} }}
+            run: echo swap >> runs.log; rm -rf out; {replace}
+            {declared}
+          reader:
+            needs: [swap]
+            run: echo reader >> runs.log; ls out > listing.txt
+            output: listing.txt
+        """
+    )
+    result = project.orch("build", "-k")
+    assert result.exit_code == 1
+    assert project.new_runs() == ["swap"]
+    (failure,) = result.events("step.failed", "swap")
+    assert failure["data"]["kind"] == "refused"
+    assert "outside the workdir" in failure["data"]["message"]
+    assert result.statuses() == {"swap": "failed", "reader": "blocked"}
+    assert project.lock() == {}
+    assert result.manifest()["files"] == {}
+    actions = project.root / ".orch" / "cache" / "actions"
+    assert not actions.exists() or list(actions.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
+    chain(project, WAIT_FOR_GO)
+    process = project.spawn("build", "-j", "1")
+    run = project.wait_for_run(set(), process)
+    project.wait_for_event(run, "step.started", "three", process)
+    group = project.step_group("three.pid")
+    # The lock is written after each success; both finished steps must be on disk.
+    wait_for(lambda: sorted(project.lock()) == ["one", "two"], what="the lock entries")
+
+    process.kill()
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    assert not project.exists("three.txt")
+    assert [p.name for p in project.root.glob(".three.txt*")] == []
+    assert sorted(project.lock()) == ["one", "two"]
+    assert project.new_runs() == ["one", "two", "three"]
+
+    # The step runs in its own session, so it outlives a kill -9 of orch; end it ourselves.
+    assert live_members(group)
+    kill_group(group)
+    wait_for(lambda: not live_members(group), what="the orphaned step to end")
+
+    project.write("go", "")
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert project.new_runs() == ["three", "four", "five"]
+    assert result.statuses() == {
+        "one": "up-to-date",
+        "two": "up-to-date",
+        "three": "ran",
+        "four": "ran",
+        "five": "ran",
+    }
+    assert project.read("three.txt") == "seed\nseed\n"
+
+
+def test_sigint_cancels_the_build_and_ends_the_running_step(project: Project) -> None:
+    chain(project, WAIT_FOR_GO)
+    process = project.spawn("build", "-j", "1")
+    run = project.wait_for_run(set(), process)
+    project.wait_for_event(run, "step.started", "three", process)
+    group = project.step_group("three.pid")
+
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    events = read_events(run)
+    assert events[-1]["type"] == "job.cancelled"
+    assert [e["data"]["kind"] for e in events if e["type"] == "step.failed"] == ["cancelled"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "cancelled"
+    assert manifest["completed_steps"] == ["one", "two"]
+    assert "three" in manifest["pending_steps"]
+    assert manifest["steps"]["three"]["status"] == "cancelled"
+    wait_for(lambda: not live_members(group), timeout=5, what="the step's processes to end")
+    assert not project.exists("three.txt")
+    assert sorted(project.lock()) == ["one", "two"]
+
+    project.write("go", "")
+    project.new_runs()
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["three", "four", "five"]
+
+
+def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project) -> None:
+    chain(project, WAIT_FOR_GO)
+    first = project.spawn("build", "-j", "1")
+    run = project.wait_for_run(set(), first)
+    project.wait_for_event(run, "step.started", "three", first)
+
+    started = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "build", "-j", "1"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert time.monotonic() - started < 10
+    assert second.returncode == 1
+    assert "another build is running" in second.stderr
+    assert f"(pid {first.pid})" in second.stderr
+    assert project.run_folders() == {run}
+
+    project.write("go", "")
+    stdout, stderr = first.communicate(timeout=20)
+    assert first.returncode == 0, stderr
+    assert project.new_runs() == CHAIN
+    assert json.loads((run / "manifest.json").read_text())["status"] == "succeeded"
+    assert sorted(project.lock()) == sorted(CHAIN)
+    assert project.read("five.txt") == "seed\nseed\n"
+    assert stdout.splitlines()[-1].endswith(": 5 ran")

@@ -80,10 +80,10 @@ class Cache:
             target = self._object(digest)
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, data)
+                atomic_write(target, data, durable=False)
         record = {"format": ACTION_FORMAT, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
         self.actions.mkdir(parents=True, exist_ok=True)
-        atomic_write(self._action(key), canonical_json(record))
+        atomic_write(self._action(key), canonical_json(record), durable=False)
 
     def lookup(self, key: str) -> Action | None:
         """The action recorded for `key` if it and all its objects are present."""

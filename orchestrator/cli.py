@@ -268,14 +268,12 @@ def _cache_of(pipeline: Path | None) -> Any:
 
 
 def _human(size: int) -> str:
-    if size < 1000:
-        return f"{size} B"
-    scaled = float(size)
-    for unit in ("KB", "MB", "GB"):
-        scaled /= 1000
+    scaled, unit = float(size), "B"
+    for larger in ("KB", "MB", "GB"):
         if scaled < 1000:
             break
-    return f"{scaled:.1f} {unit}"
+        scaled, unit = scaled / 1000, larger
+    return f"{size} B" if unit == "B" else f"{scaled:.1f} {unit}"
 
 
 @cli.group()

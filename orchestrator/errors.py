@@ -3,7 +3,8 @@
     OrchError                  anything orch reports to a person; the CLI maps it to an exit code
     ├── PipelineError          the pipeline is invalid (exit 2); carries one or more Diagnostics
     ├── TemplateError          a template failed to render (wrapped into a PipelineError at load)
-    └── UsageError             the command line asks for something impossible (exit 2)
+    ├── UsageError             the command line asks for something impossible (exit 2)
+    └── StepFailed             a step did not produce its outputs; recorded, never shown raw
 
 Library code raises these and never prints; `cli.py` renders them. Third-party errors are wrapped
 with ``raise ... from exc`` so that no foreign exception reaches the user.
@@ -93,3 +94,12 @@ class PipelineError(OrchError):
 
 class TemplateError(OrchError):
     """A template could not be rendered; the loader adds where it stands."""
+
+
+class StepFailed(OrchError):
+    """A step did not produce its outputs; `kind` says why (exit, timeout, missing_output, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message

@@ -75,20 +75,26 @@ def _same_content(target: Path, data: bytes) -> bool:
         return False
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Replace `target` with `data` so readers see the old file or the new one, never a part."""
+def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `target` with `data` so readers see the old file or the new one, never a part.
+
+    `durable` also waits for the data to reach the disk (fsync of the file and its folder);
+    state that verifies itself when read back, such as the cache, can do without.
+    """
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_folder(target.parent)
+    if durable:
+        _fsync_folder(target.parent)
 
 
 def _mode_for(target: Path) -> int:

@@ -20,8 +20,10 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any
 
+from .errors import OrchError
 from .paths import expand_glob, is_dir, is_glob
 
 if TYPE_CHECKING:
@@ -61,6 +63,12 @@ def _stamp(stat: os.stat_result) -> _Stamp:
     return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
 
 
+class PathEscapes(OrchError):
+    """A file met while hashing is a symlink that leads outside the workdir."""
+
+    exit_code = 2
+
+
 class StatCache:
     """Remembers each file's sha256 with its inode, mtime, ctime and size.
 
@@ -68,8 +76,10 @@ class StatCache:
     remembered, since a change in the same clock tick could leave every stamp equal.
     """
 
-    def __init__(self, file: Path | None = None) -> None:
+    def __init__(self, file: Path | None = None, root: Path | None = None) -> None:
+        """Entries are kept in `file`; a symlink leading outside `root` is refused."""
         self.file = file
+        self.root = os.path.realpath(root) if root is not None else None
         self._entries: dict[str, tuple[_Stamp, str]] = {}
         self._dirty = False
         if file is not None:
@@ -79,7 +89,10 @@ class StatCache:
         """The content hash of `path`, or None if it is not a readable file."""
         key = str(path)
         try:
-            stat = os.stat(key)
+            stat = os.lstat(key)
+            if S_ISLNK(stat.st_mode):
+                self._check_link(key)
+                stat = os.stat(key)
         except OSError:
             return None
         stamp = _stamp(stat)
@@ -98,6 +111,13 @@ class StatCache:
             self._dirty = True
         return digest
 
+    def _check_link(self, path: str) -> None:
+        if self.root is None:
+            return
+        real = os.path.realpath(path)
+        if real != self.root and not real.startswith(self.root + os.sep):
+            raise PathEscapes(f"'{path}' is a symlink leading outside the workdir (to {real})")
+
     def save(self) -> None:
         """Write the cache atomically if anything changed."""
         if self.file is None or not self._dirty:
@@ -106,7 +126,8 @@ class StatCache:
 
         rows = {path: [*stamp, digest] for path, (stamp, digest) in self._entries.items()}
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.file, canonical_json({"format": STAT_CACHE_FORMAT, "files": rows}))
+        record = canonical_json({"format": STAT_CACHE_FORMAT, "files": rows})
+        atomic_write(self.file, record, durable=False)
         self._dirty = False
 
 
@@ -158,12 +179,15 @@ class Hasher:
 
 
 def _walk(workdir: Path, folder: str) -> list[str]:
+    """The files under a folder; symlinked folders inside it are listed as if they were files,
+    so that hashing meets them (and refuses those leading outside)."""
     root = workdir / folder
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         relative = Path(dirpath).relative_to(workdir).as_posix()
-        found.extend(f"{relative}/{name}" for name in filenames)
+        linked = [name for name in dirnames if os.path.islink(os.path.join(dirpath, name))]
+        found.extend(f"{relative}/{name}" for name in [*filenames, *linked])
     return sorted(found)
 
 

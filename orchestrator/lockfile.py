@@ -179,16 +179,26 @@ def _corrupt(path: Path, why: str) -> LockError:
 
 def render_lock(entries: Mapping[str, LockEntry]) -> str:
     """The lock file text: steps, and paths within them, sorted; digests quoted."""
-    lines = [HEADER.rstrip("\n"), f"version: {LOCK_VERSION}", "steps:" + ("" if entries else " {}")]
-    for name in sorted(entries):
-        entry = entries[name]
-        lines.append(f"  {_scalar(name)}:")
-        lines.append(f'    key: "{entry.key}"')
-        lines.append(f'    definition: "{entry.definition}"')
-        for section, hashes in (("inputs", entry.inputs), ("outputs", entry.outputs)):
-            lines.append(f"    {section}:" + ("" if hashes else " {}"))
-            lines.extend(f'      {_scalar(path)}: "{hashes[path]}"' for path in sorted(hashes))
+    return join_blocks({name: render_entry(name, entry) for name, entry in entries.items()})
+
+
+def render_entry(name: str, entry: LockEntry) -> str:
+    """The block of one step in the lock file."""
+    lines = [
+        f"  {_scalar(name)}:",
+        f'    key: "{entry.key}"',
+        f'    definition: "{entry.definition}"',
+    ]
+    for section, hashes in (("inputs", entry.inputs), ("outputs", entry.outputs)):
+        lines.append(f"    {section}:" + ("" if hashes else " {}"))
+        lines.extend(f'      {_scalar(path)}: "{hashes[path]}"' for path in sorted(hashes))
     return "\n".join(lines) + "\n"
+
+
+def join_blocks(blocks: Mapping[str, str]) -> str:
+    """The lock file text from the rendered blocks of its steps."""
+    head = f"{HEADER}version: {LOCK_VERSION}\nsteps:" + ("\n" if blocks else " {}\n")
+    return head + "".join(blocks[name] for name in sorted(blocks))
 
 
 def _scalar(text: str) -> str:
@@ -200,6 +210,11 @@ def _scalar(text: str) -> str:
 
 def write_lock(path: Path, entries: Mapping[str, LockEntry]) -> None:
     """Write the lock file atomically."""
+    write_text(path, render_lock(entries))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write rendered lock text atomically and durably."""
     from .filestore import atomic_write
 
-    atomic_write(path, render_lock(entries).encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"))

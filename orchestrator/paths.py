@@ -46,11 +46,9 @@ def normalize(path: str) -> str:
 
 def escapes_through_symlink(workdir: Path, path: str) -> bool:
     """Whether the deepest existing part of `path` resolves outside the workdir."""
-    root = workdir.resolve()
-    target = root / path.rstrip("/")
-    while not os.path.lexists(target) and target != root:
-        target = target.parent
-    return not target.resolve().is_relative_to(root)
+    root = os.path.realpath(workdir)
+    real = os.path.realpath(os.path.join(root, path.rstrip("/")))
+    return not (real == root or real.startswith(root + os.sep))
 
 
 def _glob_reaches_into(pattern: str, directory: str) -> bool:
@@ -116,5 +114,5 @@ def exists(workdir: Path, path: str) -> bool:
     """Whether a declared path is there: a file, a folder (``dir/``), or a glob with matches."""
     if is_glob(path):
         return bool(expand_glob(workdir, path))
-    target = workdir / path
-    return target.is_dir() if is_dir(path) else target.exists()
+    target = f"{workdir}/{path}"
+    return os.path.isdir(target) if is_dir(path) else os.path.exists(target)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .hashing import canonical_json, sha256_file
-from .paths import exists, expand_glob, normalize
+from .paths import escapes_through_symlink, exists, expand_glob, is_dir, normalize
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def load(
         if saved.get("format") != PLAN_FORMAT or saved.get("identity") != identity:
             return None, identity
         plan = Plan.from_json(saved["plan"])
-        if not _unchanged(Path(plan.workdir), saved["reads"], plan.sources):
+        if not _unchanged(Path(plan.workdir), saved["reads"], plan):
             return None, identity
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, identity
@@ -78,7 +79,8 @@ def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
     }
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(file, json.dumps(record, separators=(",", ":")).encode("utf-8"))
+        data = json.dumps(record, separators=(",", ":")).encode("utf-8")
+        atomic_write(file, data, durable=False)
     except OSError:
         return
 
@@ -134,11 +136,23 @@ def _digest(path: Path) -> str | None:
         return None
 
 
-def _unchanged(workdir: Path, reads: Mapping[str, Any], sources: tuple[str, ...]) -> bool:
+def _unchanged(workdir: Path, reads: Mapping[str, Any], plan: Plan) -> bool:
     for path, digest in reads["files"].items():
         if _digest(workdir / path) != digest:
             return False
     for pattern, found in reads["globs"].items():
         if expand_glob(workdir, pattern) != found:
             return False
-    return all(exists(workdir, path) for path in sources)
+    return all(exists(workdir, path) for path in plan.sources) and _confined(workdir, plan)
+
+
+def _confined(workdir: Path, plan: Plan) -> bool:
+    """Whether no folder holding a declared path now leads outside the workdir (a fresh load
+    refuses such paths where they are declared)."""
+    folders = {
+        posixpath.dirname(path.rstrip("/")) or "."
+        for step in plan.steps.values()
+        for path in (*step.inputs, *step.outputs)
+    }
+    folders.update(path for step in plan.steps.values() for path in step.outputs if is_dir(path))
+    return not any(escapes_through_symlink(workdir, folder) for folder in folders if folder != ".")

@@ -14,19 +14,22 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .errors import StepFailed
 from .events import EventLog
-from .lockfile import LockEntry, write_lock
+from .filestore import WriteRefused
+from .hashing import PathEscapes
+from .lockfile import LockEntry, join_blocks, render_entry, write_text
 from .planner import Action
 from .runs import Manifest, RunFolder
 from .state import Assessment, Workspace
-from .steps import Executor, Outcome, StepContext, StepFailed
 
 if TYPE_CHECKING:
     import asyncio
 
     from .pipeline import LoadedPipeline
+    from .steps import Executor, Outcome
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 
@@ -43,46 +46,62 @@ class RunOptions:
 class LockWriter:
     """Writes the lock file after each recorded step.
 
-    Inside the event loop, writes run in a thread and coalesce when they pile up; outside it
-    (a build that only verifies and restores), one write at the end does.
+    Each step's block is rendered once; a write joins the blocks. Inside the event loop, writes
+    run in a thread and coalesce when they pile up, and `written` waits until an entry is on
+    disk; outside it (a build that only verifies and restores), one write at the end does.
     """
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.in_loop = False
-        self._dirty = False
+        self._blocks: dict[str, str] | None = None
+        self._recorded = 0
+        self._written = 0
         self._task: asyncio.Task[None] | None = None
 
-    def record(self, step_id: str, entry: LockEntry) -> None:
-        """Remember a step's entry and get it onto disk soon."""
+    def record(self, step_id: str, entry: LockEntry) -> int:
+        """Remember a step's entry and get it onto disk soon; the number to wait for."""
         self.workspace.entries[step_id] = entry
-        self._dirty = True
+        self._render()[step_id] = render_entry(step_id, entry)
+        self._recorded += 1
         if self.in_loop and (self._task is None or self._task.done()):
             import asyncio
 
             self._task = asyncio.ensure_future(self._drain())
+        return self._recorded
+
+    async def written(self, number: int) -> None:
+        """Wait until the entry `record` numbered is on disk."""
+        while self._written < number and self._task is not None:
+            await self._task
+
+    def _render(self) -> dict[str, str]:
+        if self._blocks is None:
+            known = self.workspace.plan.steps
+            self._blocks = {
+                name: render_entry(name, entry)
+                for name, entry in self.workspace.entries.items()
+                if name in known
+            }
+        return self._blocks
 
     async def _drain(self) -> None:
         import asyncio
 
-        while self._dirty:
-            self._dirty = False
-            await asyncio.to_thread(write_lock, self.workspace.lock_file, self._entries())
+        while self._written < self._recorded:
+            number, text = self._recorded, join_blocks(self._render())
+            await asyncio.to_thread(write_text, self.workspace.lock_file, text)
+            self._written = number
 
     async def flush(self) -> None:
         """Wait until every recorded entry is written."""
-        while self._task is not None and not self._task.done():
-            await self._task
+        await self.written(self._recorded)
 
     def write_pending(self) -> None:
         """Write now if anything recorded is not on disk yet."""
-        if self._dirty:
-            self._dirty = False
-            write_lock(self.workspace.lock_file, self._entries())
-
-    def _entries(self) -> dict[str, LockEntry]:
-        known = self.workspace.plan.steps
-        return {k: v for k, v in self.workspace.entries.items() if k in known}
+        if self._written < self._recorded:
+            write_text(self.workspace.lock_file, join_blocks(self._render()))
+            self._written = self._recorded
 
 
 class Runner:
@@ -176,23 +195,30 @@ class Runner:
             task.cancel()
 
     def _assess_ready(self) -> None:
+        """Settle every ready step that needs no job slot; queue the ones that must run."""
         while self.ready and not self.stopping:
             _, step_id = heapq.heappop(self.ready)
-            assessment = self.workspace.assess(self.plan.steps[step_id])
-            record = self.manifest.steps[step_id]
-            record.reasons = list(assessment.decision.reasons)
-            action = assessment.decision.action
-            if action == Action.UP_TO_DATE:
-                self.events.emit("step.skipped", step_id, reason="up-to-date")
-                self.manifest.files.update(_present(assessment.outputs))
-                self._complete(step_id, "up-to-date")
-            elif action == Action.RESTORE and self._restore(assessment):
-                self._complete(step_id, "restored")
-            else:
-                heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
+            try:
+                assessment = self.workspace.assess(self.plan.steps[step_id])
+                self.manifest.steps[step_id].reasons = list(assessment.decision.reasons)
+                action = assessment.decision.action
+                if action == Action.UP_TO_DATE:
+                    self.events.emit("step.skipped", step_id, reason="up-to-date")
+                    self.manifest.files.update(_present(assessment.outputs))
+                    self._complete(step_id, "up-to-date")
+                elif action == Action.RESTORE and self._restore(assessment):
+                    self._complete(step_id, "restored")
+                else:
+                    heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
+            except (PathEscapes, WriteRefused) as exc:
+                self._settle_status(
+                    step_id, self._failed(step_id, None, StepFailed("refused", str(exc)))
+                )
 
     def _settle(self, step_id: str, task: asyncio.Task[str]) -> None:
-        status = CANCELLED if task.cancelled() else task.result()
+        self._settle_status(step_id, CANCELLED if task.cancelled() else task.result())
+
+    def _settle_status(self, step_id: str, status: str) -> None:
         if status == "ran":
             self._complete(step_id, status)
             return
@@ -251,39 +277,56 @@ class Runner:
 
     async def _execute(self, step_id: str, assessment: Assessment) -> str:
         """Run one step; its status: ran or failed (cancellation propagates)."""
-        step = self.plan.steps[step_id]
+        import asyncio
+
         record = self.manifest.steps[step_id]
-        if self.options.store and step.cache:
+        if self.options.store and self.plan.steps[step_id].cache:
             self.events.emit("cache.miss", step_id, key=assessment.key)
         self.events.emit("step.started", step_id, reasons=list(assessment.decision.reasons))
         started = time.monotonic()
-        import asyncio
-
         try:
-            outcome = await self._run_kind(step_id)
-            outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
+            outputs, meta = await self._produce(step_id, assessment)
         except StepFailed as exc:
-            record.duration_s = round(time.monotonic() - started, 3)
-            record.failure = {"kind": exc.kind, "message": exc.message}
-            self.events.emit(
-                "step.failed",
-                step_id,
-                "error",
-                kind=exc.kind,
-                message=exc.message,
-                duration_s=record.duration_s,
-            )
-            return FAILED
+            return self._failed(step_id, started, exc)
+        except (PathEscapes, WriteRefused) as exc:
+            return self._failed(step_id, started, StepFailed("refused", str(exc)))
+        except OSError as exc:
+            return self._failed(step_id, started, StepFailed("io", str(exc)))
         except asyncio.CancelledError:
             record.duration_s = round(time.monotonic() - started, 3)
             self.events.emit("step.failed", step_id, "error", kind="cancelled", message="cancelled")
             raise
         record.duration_s = round(time.monotonic() - started, 3)
-        record.meta = dict(outcome.meta)
-        self.lock.record(step_id, assessment.entry(outputs))
+        record.meta = meta
         self.manifest.files.update(outputs)
-        self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **outcome.meta)
+        self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **meta)
         return "ran"
+
+    async def _produce(
+        self, step_id: str, assessment: Assessment
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """Run the step, keep its outputs in the cache and its entry in the lock file."""
+        import asyncio
+
+        outcome = await self._run_kind(step_id)
+        outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
+        await self.lock.written(self.lock.record(step_id, assessment.entry(outputs)))
+        return outputs, dict(outcome.meta)
+
+    def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> str:
+        record = self.manifest.steps[step_id]
+        if started is not None:
+            record.duration_s = round(time.monotonic() - started, 3)
+        record.failure = {"kind": failure.kind, "message": failure.message}
+        self.events.emit(
+            "step.failed",
+            step_id,
+            "error",
+            kind=failure.kind,
+            message=failure.message,
+            duration_s=record.duration_s,
+        )
+        return FAILED
 
     async def _run_kind(self, step_id: str) -> Outcome:
         pipeline = self.pipeline()
@@ -292,11 +335,12 @@ class Runner:
         if executor is None:
             raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
         scratch = self.folder.path / "scratch" / self.folder.log(step_id).stem
-        scratch.mkdir(parents=True, exist_ok=True)
         log = self.folder.log(step_id)
+        from .steps import StepContext
+
         return await executor(StepContext(pipeline, step, log, scratch, self.events))
 
-    def _finish(self, assessment: Assessment, meta: dict[str, object]) -> dict[str, str]:
+    def _finish(self, assessment: Assessment, meta: Mapping[str, Any]) -> dict[str, str]:
         """Hash a finished step's outputs and keep them in the cache."""
         step = assessment.step
         hashes = self.workspace.output_hashes(step)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .cache import Action as CachedAction
-from .cache import Cache
 from .hashing import Hasher, StatCache, step_key
 from .lockfile import LockEntry, LockError, lock_path, read_lock
 from .paths import is_within
 from .plan import Plan, PlannedStep
 from .planner import Action, Current, Decision, Options, decide
 from .runs import state_dir
+
+if TYPE_CHECKING:
+    from .cache import Action as CachedAction
+    from .cache import Cache
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,16 @@ class Workspace:
         self.options = options
         self.lock_file = lock_path(Path(plan.pipeline))
         self.state = state_dir(self.workdir)
-        self.stat_cache = StatCache(self.state / "stat-cache.json")
+        self.stat_cache = StatCache(self.state / "stat-cache.json", root=self.workdir)
         self.hasher = Hasher(self.workdir, self.stat_cache)
-        self.cache = Cache(self.state / "cache")
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
+
+    @cached_property
+    def cache(self) -> Cache:
+        """The content-addressed cache (loaded when a step is not up to date)."""
+        from .cache import Cache
+
+        return Cache(self.state / "cache")
 
     def output_hashes(self, step: PlannedStep) -> dict[str, str | None]:
         """The step's output files now (None = missing), without other steps' nested outputs."""

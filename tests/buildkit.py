@@ -33,7 +33,9 @@ COUNTER = "runs.log"
 RUNS = Path(".orch") / "runs"
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "a condition") -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "a condition"
+) -> T:
     """The first truthy value of `predicate`, polled every few milliseconds until `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -190,8 +192,12 @@ class Project:
     def step_group(self, pid_file: str) -> int:
         """The process group of a step that wrote `$$` (its shell's pid = its group) to a file."""
         self.pid_files.append(pid_file)
-        text = wait_for(lambda: self.exists(pid_file) and self.read(pid_file).strip(), what=pid_file)
-        return int(text)
+
+        def written() -> int | None:
+            text = self.read(pid_file).strip() if self.exists(pid_file) else ""
+            return int(text) if text.isdigit() else None
+
+        return wait_for(written, what=pid_file)
 
     def cleanup(self) -> None:
         """Kill what a test may have left behind: step process groups and orch processes."""

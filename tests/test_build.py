@@ -8,12 +8,14 @@ build are involved: there `python -m orchestrator` runs as a child process.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +28,9 @@ from .buildkit import (
     snapshot,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
 
 # a -> b -> c -> e, and d -> e. `a` drops comment lines, so a comment edit changes nothing
 # downstream; only `e` uses the var `sep` (through its env); `c` captures its stdout.
-DIAMOND = """\
+FIVE_STEPS = """\
 version: 1
 vars:
   sep: "--"
@@ -74,14 +79,14 @@ steps:
 ALL = ["a", "b", "c", "d", "e"]
 
 
-def diamond(project: Project) -> None:
+def five_steps(project: Project) -> None:
     project.write("src.txt", "# notes\nhello\n")
     project.write("other.txt", "world\n")
-    project.pipeline(DIAMOND)
+    project.pipeline(FIVE_STEPS)
 
 
-def built_diamond(project: Project) -> None:
-    diamond(project)
+def built_five_steps(project: Project) -> None:
+    five_steps(project)
     result = project.orch("build", "-j", "1")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert project.new_runs() == ALL
@@ -128,7 +133,7 @@ def chain(project: Project, third: str) -> None:
 
 
 def test_first_build_runs_every_step_then_everything_is_up_to_date(project: Project) -> None:
-    diamond(project)
+    five_steps(project)
     first = project.orch("build", "-j", "1")
     assert first.exit_code == 0, first.stderr
     assert project.new_runs() == ALL
@@ -152,7 +157,7 @@ def test_first_build_runs_every_step_then_everything_is_up_to_date(project: Proj
 
 
 def test_editing_an_input_reruns_that_step_and_its_dependents_only(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
     project.write("other.txt", "there\n")
     status = project.orch("status")
     assert status.lines == [
@@ -183,18 +188,19 @@ def test_editing_an_input_reruns_that_step_and_its_dependents_only(project: Proj
 
 
 def test_editing_a_command_reruns_that_step(project: Project) -> None:
-    built_diamond(project)
-    text = DIAMOND.replace("tr a-z A-Z < a.txt > b.txt", "tr a-z A-Z < a.txt | rev > b.txt")
-    project.pipeline(text)
+    built_five_steps(project)
+    edited = "tr a-z A-Z < a.txt | sed 's/$/!/' > b.txt"
+    project.pipeline(FIVE_STEPS.replace("tr a-z A-Z < a.txt > b.txt", edited))
     status = project.orch("status")
     assert "run         b  (definition changed)" in status.lines
     assert project.orch("build", "-j", "1").exit_code == 0
     assert project.new_runs() == ["b", "c", "e"]
-    assert project.read("c.txt") == "OLLEH\nOLLEH\n"
+    assert project.read("c.txt") == "HELLO!\nHELLO!\n"
+    assert project.read("e.txt") == "HELLO!\nHELLO!\n--\nworld\n"
 
 
 def test_a_rerun_with_identical_output_does_not_rerun_dependents(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
 
     # An input edit that `a` filters out: `a` reruns, writes the same bytes, nothing follows.
     project.write("src.txt", "# other notes\nhello\n")
@@ -202,11 +208,22 @@ def test_a_rerun_with_identical_output_does_not_rerun_dependents(project: Projec
     assert result.exit_code == 0
     assert project.new_runs() == ["a"]
     assert result.statuses() == {"a": "ran", **dict.fromkeys(["b", "c", "d", "e"], "up-to-date")}
-    written = result.events("file.written", "a")
-    assert written == [] or written[0]["data"]["wrote"] is False
+
+    # A captured stdout with the same bytes is not rewritten: its mtime stays put.
+    project.pipeline(FIVE_STEPS.replace("cat b.txt b.txt", "cat b.txt; cat b.txt"))
+    before = (project.root / "c.txt").stat()
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["c"]
+    (written,) = result.events("file.written", "c")
+    assert (written["data"]["wrote"], written["data"]["reason"]) == (False, "nochange")
+    after = (project.root / "c.txt").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert result.statuses()["e"] == "up-to-date"
 
     # A command edit with the same output: only that step reruns.
-    project.pipeline(DIAMOND.replace("cat other.txt > d.txt", "cat < other.txt > d.txt"))
+    text = FIVE_STEPS.replace("cat b.txt b.txt", "cat b.txt; cat b.txt")
+    project.pipeline(text.replace("cat other.txt > d.txt", "cat < other.txt > d.txt"))
     result = project.orch("build", "-j", "1")
     assert result.exit_code == 0
     assert project.new_runs() == ["d"]
@@ -215,7 +232,7 @@ def test_a_rerun_with_identical_output_does_not_rerun_dependents(project: Projec
 
 
 def test_changing_a_var_only_one_step_uses_reruns_only_that_step(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
     status = project.orch("status", "--set", "sep===")
     assert [line for line in status.lines if not line.startswith("up-to-date")] == [
         "run         e  (definition changed)"
@@ -233,7 +250,7 @@ def test_changing_a_var_only_one_step_uses_reruns_only_that_step(project: Projec
     assert project.read("e.txt") == "HELLO\nHELLO\n--\nworld\n"
 
     # Editing the var in the pipeline file.
-    project.pipeline(DIAMOND.replace('sep: "--"', 'sep: "**"'))
+    project.pipeline(FIVE_STEPS.replace('sep: "--"', 'sep: "**"'))
     assert project.orch("build").exit_code == 0
     assert project.new_runs() == ["e"]
     assert project.read("e.txt") == "HELLO\nHELLO\n**\nworld\n"
@@ -272,12 +289,17 @@ def test_template_step_renders_vars_and_inputs_and_rerenders_when_they_change(
 
 
 def test_a_deleted_output_is_restored_from_the_cache_without_running(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
     (project.root / "b.txt").unlink()
-    (project.root / "c.txt").unlink()
+    project.write("c.txt", "edited by hand\n")
     status = project.orch("status")
-    assert "restore     b  (output missing: b.txt)" in status.lines
-    assert "restore     c  (output missing: c.txt)" in status.lines
+    assert status.lines == [
+        "up-to-date  a",
+        "restore     b  (output missing: b.txt)",
+        "restore     c  (output modified: c.txt)",
+        "up-to-date  d",
+        "up-to-date  e",
+    ]
 
     result = project.orch("build")
     assert result.exit_code == 0
@@ -297,7 +319,7 @@ def test_a_deleted_output_is_restored_from_the_cache_without_running(project: Pr
 
 
 def test_reverting_an_input_restores_earlier_outputs_without_running(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
     project.write("src.txt", "# notes\nchanged\n")
     assert project.orch("build").exit_code == 0
     assert project.new_runs() == ["a", "b", "c", "e"]
@@ -305,7 +327,13 @@ def test_reverting_an_input_restores_earlier_outputs_without_running(project: Pr
 
     project.write("src.txt", "# notes\nhello\n")
     status = project.orch("status")
-    assert status.lines[0] == "restore     a  (input modified: src.txt)"
+    assert status.lines == [
+        "restore     a  (input modified: src.txt)",
+        "restore     b  (input modified: a.txt)",
+        "restore     c  (input modified: b.txt)",
+        "up-to-date  d",
+        "restore     e  (input modified: c.txt)",
+    ]
     result = project.orch("build")
     assert result.exit_code == 0
     assert project.new_runs() == []
@@ -318,7 +346,7 @@ def test_reverting_an_input_restores_earlier_outputs_without_running(project: Pr
 
 
 def test_no_cache_neither_restores_nor_stores(project: Project) -> None:
-    diamond(project)
+    five_steps(project)
     assert project.orch("build", "--no-cache", "-j", "1").exit_code == 0
     assert project.new_runs() == ALL
 
@@ -338,7 +366,7 @@ def test_no_cache_neither_restores_nor_stores(project: Project) -> None:
 
 
 def test_force_reruns_every_step(project: Project) -> None:
-    built_diamond(project)
+    built_five_steps(project)
     result = project.orch("build", "-B", "-j", "1")
     assert result.exit_code == 0
     assert project.new_runs() == ALL
@@ -501,7 +529,7 @@ def test_a_step_timeout_fails_it_and_kills_its_process_group(project: Project) -
 
 
 def test_targets_build_only_what_they_need(project: Project) -> None:
-    diamond(project)
+    five_steps(project)
     result = project.orch("build", "orch.yaml", "c", "-j", "1")
     assert result.exit_code == 0
     assert project.new_runs() == ["a", "b", "c"]
@@ -549,12 +577,12 @@ def test_jobs_run_independent_steps_at_the_same_time(project: Project) -> None:
 def test_status_check_names_the_changed_file_and_passes_when_up_to_date(
     project: Project,
 ) -> None:
-    diamond(project)
+    five_steps(project)
     never = project.orch("status", "--check")
     assert never.exit_code == 1
     assert never.lines[0] == "run         a  (never built)"
 
-    built_diamond(project)
+    built_five_steps(project)
     clean = project.orch("status", "--check")
     assert clean.exit_code == 0
     assert clean.lines[-1] == "all 5 steps up to date"
@@ -578,7 +606,7 @@ def test_status_check_names_the_changed_file_and_passes_when_up_to_date(
 
 
 def test_dry_run_writes_nothing(project: Project) -> None:
-    diamond(project)
+    five_steps(project)
     before = snapshot(project.root)
     fresh = project.orch("build", "-n")
     assert fresh.exit_code == 0
@@ -587,7 +615,7 @@ def test_dry_run_writes_nothing(project: Project) -> None:
     assert not project.exists(".orch")
     assert not project.exists("orch.lock")
 
-    built_diamond(project)
+    built_five_steps(project)
     project.write("src.txt", "# notes\nchanged\n")
     (project.root / "d.txt").unlink()
     before = snapshot(project.root)
@@ -612,6 +640,7 @@ def test_dry_run_writes_nothing(project: Project) -> None:
 @pytest.mark.parametrize(
     "declared",
     ["output: out/x.txt", "outputs: [out/]", "stdout: out/x.txt"],
+    ids=["output", "outputs-folder", "stdout"],
 )
 def test_an_output_through_a_symlink_outside_the_workdir_is_refused(
     project: Project, tmp_path: Path, declared: str
@@ -644,6 +673,7 @@ def test_an_output_through_a_symlink_outside_the_workdir_is_refused(
         ("outputs: [out/]", 'mkdir -p "$AWAY"; echo x > "$AWAY/f.txt"; ln -s "$AWAY" out'),
         ("output: out/f.txt", 'mkdir -p "$AWAY"; ln -s "$AWAY" out; echo x > out/f.txt'),
     ],
+    ids=["output-folder", "folder-of-output-file"],
 )
 def test_a_step_that_swaps_its_output_folder_for_a_symlink_fails_unrecorded(
     project: Project, tmp_path: Path, declared: str, replace: str
@@ -676,6 +706,111 @@ def test_a_step_that_swaps_its_output_folder_for_a_symlink_fails_unrecorded(
     assert not actions.exists() or list(actions.iterdir()) == []
 
 
+def test_an_output_folder_replaced_by_a_symlink_after_a_build_is_refused(
+    project: Project, tmp_path: Path
+) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          gen:
+            run: echo gen >> runs.log; mkdir -p out; echo x > out/x.txt
+            output: out/x.txt
+        """
+    )
+    assert project.orch("build").exit_code == 0
+    assert project.new_runs() == ["gen"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.root / "out" / "x.txt").unlink()
+    (project.root / "out").rmdir()
+    (project.root / "out").symlink_to(outside, target_is_directory=True)
+    runs = project.run_folders()
+
+    for args in [("build",), ("build", "-B")]:
+        result = project.orch(*args)
+        assert list(outside.iterdir()) == []
+        assert project.new_runs() == []
+        assert (result.exit_code, result.run) == (2, None), "the pipeline must be refused"
+        assert "leads outside the workdir" in result.stderr
+    assert project.run_folders() == runs
+    status = project.orch("status")
+    assert status.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        'ln -s "$AWAY" out/sub; echo x > out/sub/f.txt',
+        'ln -s "$AWAY/secret.txt" out/s.txt',
+    ],
+    ids=["folder-link", "file-link"],
+)
+def test_a_symlink_leading_outside_inside_an_output_folder_fails_the_step(
+    project: Project, tmp_path: Path, link: str
+) -> None:
+    away = tmp_path / "away"
+    away.mkdir()
+    (away / "secret.txt").write_text("secret\n")
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          gen:
+            env: {{ AWAY: {json.dumps(str(away))} }}
+            run: echo gen >> runs.log; mkdir -p out; echo y > out/g.txt; {link}
+            outputs: [out/]
+        """
+    )
+    result = project.orch("build")
+    assert project.new_runs() == ["gen"]
+    assert result.exit_code == 1, "a step whose output folder leads outside must fail"
+    (failure,) = result.events("step.failed", "gen")
+    assert failure["data"]["kind"] == "refused"
+    assert project.lock() == {}
+    objects = project.root / ".orch" / "cache" / "objects"
+    cached = [p.read_text() for p in objects.rglob("*") if p.is_file()] if objects.exists() else []
+    assert "secret\n" not in cached
+
+
+def test_a_refused_restore_fails_that_step_and_the_build_goes_on(
+    project: Project, tmp_path: Path
+) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          gen:
+            run: echo gen >> runs.log; mkdir -p out/sub; echo x > out/sub/f.txt
+            outputs: [out/]
+          other:
+            run: echo other >> runs.log; echo o > o.txt
+            output: o.txt
+        """
+    )
+    assert project.orch("build", "-j", "1").exit_code == 0
+    assert project.new_runs() == ["gen", "other"]
+
+    # The output folder's subfolder now leads outside; both outputs are gone.
+    away = tmp_path / "away"
+    away.mkdir()
+    (project.root / "out" / "sub" / "f.txt").unlink()
+    (project.root / "out" / "sub").rmdir()
+    (project.root / "out" / "sub").symlink_to(away, target_is_directory=True)
+    (project.root / "o.txt").unlink()
+
+    result = project.orch("build", "-k", "-j", "1")
+    assert list(away.iterdir()) == []
+    assert result.exit_code == 1
+    assert project.new_runs() == []
+    assert result.statuses() == {"gen": "failed", "other": "restored"}
+    assert project.read("o.txt") == "o\n"
+    (failure,) = result.manifest()["failures"]
+    assert (failure["step"], failure["kind"]) == ("gen", "refused")
+    assert result.manifest()["status"] == "failed"
+    assert result.events()[-1]["type"] == "job.failed"
+
+
 # --------------------------------------------------------------------------- signals
 
 
@@ -685,7 +820,8 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
     run = project.wait_for_run(set(), process)
     project.wait_for_event(run, "step.started", "three", process)
     group = project.step_group("three.pid")
-    # The lock is written after each success; both finished steps must be on disk.
+    # Both finished steps are in the lock (that they are before `three` starts is pinned by
+    # test_a_finished_step_is_in_the_lock_before_the_next_step_starts).
     wait_for(lambda: sorted(project.lock()) == ["one", "two"], what="the lock entries")
 
     process.kill()
@@ -695,8 +831,11 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
     assert sorted(project.lock()) == ["one", "two"]
     assert project.new_runs() == ["one", "two", "three"]
 
-    # The step runs in its own session, so it outlives a kill -9 of orch; end it ourselves.
+    # The step runs in its own session, so it outlives a kill -9 of orch; it must not keep
+    # the workdir locked, though.
     assert live_members(group)
+    upstream = project.orch("build", "orch.yaml", "two")
+    assert (upstream.exit_code, upstream.stdout) == (0, "all 2 steps up to date\n")
     kill_group(group)
     wait_for(lambda: not live_members(group), what="the orphaned step to end")
 
@@ -714,14 +853,72 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
     assert project.read("three.txt") == "seed\nseed\n"
 
 
-def test_sigint_cancels_the_build_and_ends_the_running_step(project: Project) -> None:
+def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No step is cached, so a lost lock entry means running the step again.
+    project.write("src.txt", "seed\n")
+    snapshot_lock = "cp orch.lock lock-at-three.txt 2>/dev/null || rm -f lock-at-three.txt"
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          one:
+            inputs: [src.txt]
+            cache: false
+            run: echo one >> runs.log; cat src.txt > one.txt
+            output: one.txt
+          two:
+            inputs: [one.txt]
+            cache: false
+            run: echo two >> runs.log; cat one.txt > two.txt
+            output: two.txt
+          three:
+            inputs: [two.txt]
+            cache: false
+            run: echo three >> runs.log; {snapshot_lock}; touch three.started; cat two.txt
+            stdout: three.txt
+        """
+    )
+    # A slow disk: putting the lock file in place takes until `three` has started (at most
+    # half a second). Every atomic write ends with os.replace. Were the lock written in the
+    # background, `three` would start before the entries of `one` and `two` are on disk.
+    replace = os.replace
+
+    def slow_replace(source: StrPath, target: StrPath) -> None:
+        if Path(target).name == "orch.lock":
+            deadline = time.monotonic() + 0.5
+            while not project.exists("three.started") and time.monotonic() < deadline:
+                time.sleep(0.005)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    assert project.orch("build", "-j", "1").exit_code == 0
+    assert project.new_runs() == ["one", "two", "three"]
+
+    # A kill -9 while `three` ran would have left the lock as `three` saw it, and no three.txt.
+    lock = project.root / "orch.lock"
+    if project.exists("lock-at-three.txt"):
+        lock.write_text(project.read("lock-at-three.txt"))
+    else:
+        lock.unlink()
+    (project.root / "three.txt").unlink()
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0
+    assert project.new_runs() == ["three"], "steps that finished before the kill ran again"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_cancels_the_build_and_ends_the_running_step(
+    project: Project, sig: signal.Signals
+) -> None:
     chain(project, WAIT_FOR_GO)
     process = project.spawn("build", "-j", "1")
     run = project.wait_for_run(set(), process)
     project.wait_for_event(run, "step.started", "three", process)
     group = project.step_group("three.pid")
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
@@ -737,8 +934,8 @@ def test_sigint_cancels_the_build_and_ends_the_running_step(project: Project) ->
     assert not project.exists("three.txt")
     assert sorted(project.lock()) == ["one", "two"]
 
+    assert project.new_runs() == ["one", "two", "three"]
     project.write("go", "")
-    project.new_runs()
     result = project.orch("build", "-j", "1")
     assert result.exit_code == 0
     assert project.new_runs() == ["three", "four", "five"]

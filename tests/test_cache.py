@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 from orchestrator.cache import Cache
+from orchestrator.cli import cli
 
 
 def sha(text: str) -> str:
@@ -123,3 +128,37 @@ def test_a_corrupt_action_file_is_a_miss_and_gc_removes_it(tmp_path: Path) -> No
     assert broken.exists()  # unreadable records name no object, so they never protect one
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert not broken.exists()
+
+
+def test_cache_commands_report_and_trim_what_builds_stored(
+    write_pipeline: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = write_pipeline(
+        """\
+        version: 1
+        steps:
+          one: {run: "echo one > one.txt", output: one.txt}
+          two: {run: "echo two > two.txt", output: two.txt}
+        """
+    )
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(cli, ["build"]).exit_code == 0
+    info = CliRunner().invoke(cli, ["cache", "info", str(pipeline)])
+    assert info.exit_code == 0
+    assert ": 2 step results, 2 files, " in info.output
+
+    kept = CliRunner().invoke(cli, ["cache", "gc"])
+    assert kept.output.startswith("removed 0 step results and 0 files")
+
+    trimmed = CliRunner().invoke(cli, ["cache", "gc", "--max-size", "0"])
+    assert trimmed.output.startswith("removed 2 step results and 2 files")
+    assert ": 0 step results, 0 files, 0 B" in CliRunner().invoke(cli, ["cache", "info"]).output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--max-age", "3 fortnights"), ("--max-size", "lots")]
+)
+def test_cache_gc_refuses_unreadable_limits(option: str, value: str) -> None:
+    result = CliRunner().invoke(cli, ["cache", "gc", option, value])
+    assert result.exit_code == 2
+    assert f"{option} expects" in result.output

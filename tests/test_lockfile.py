@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from orchestrator.lockfile import (
     LockEntry,
     LockError,
+    _parse_rendered,
     lock_path,
+    parse_lock,
     read_lock,
     render_lock,
     write_lock,
@@ -86,3 +90,39 @@ def test_a_lock_path_that_cannot_be_read_gives_a_clear_error(tmp_path: Path) -> 
     (tmp_path / "p.lock").mkdir()
     with pytest.raises(LockError, match=r"p\.lock: cannot read the lock file"):
         read_lock(tmp_path / "p.lock")
+
+
+_PATHS = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1
+).filter(lambda text: text.strip() == text)
+_DIGESTS = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+_ENTRIES = st.dictionaries(
+    _PATHS,
+    st.builds(
+        LockEntry,
+        key=_DIGESTS,
+        definition=_DIGESTS,
+        inputs=st.dictionaries(_PATHS, _DIGESTS, max_size=3),
+        outputs=st.dictionaries(_PATHS, _DIGESTS, max_size=3),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ENTRIES)
+def test_the_line_reader_and_a_yaml_parser_agree_on_every_written_lock(
+    entries: dict[str, LockEntry],
+) -> None:
+    text = render_lock(entries)
+    assert parse_lock(Path("x.lock"), text) == entries
+    assert _parse_rendered(text) == (entries if entries else None)
+    plain = YAML(typ="safe", pure=True).load(text)
+    assert {name: raw["key"] for name, raw in (plain["steps"] or {}).items()} == {
+        name: entry.key for name, entry in entries.items()
+    }
+
+
+def test_a_hand_edited_lock_is_read_by_the_yaml_parser(tmp_path: Path) -> None:
+    text = render_lock(ENTRIES).replace('  qa:\n    key: "', '  qa:\n    # reviewed\n    key: "')
+    assert parse_lock(tmp_path / "x.lock", text) == ENTRIES

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from .base import Executor, Outcome, StepContext, StepFailed
+from ..errors import StepFailed
+from .base import Executor, Outcome, StepContext
 
 
 @functools.cache

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OrchError, TemplateError
+from ..errors import StepFailed, TemplateError
 from ..filestore import WriteRefused, WriteResult, safe_write
 from ..paths import escapes_through_symlink, is_dir
 from ..templating import READ_PLACEHOLDER, Reader, Renderer
@@ -15,15 +15,6 @@ from ..templating import READ_PLACEHOLDER, Reader, Renderer
 if TYPE_CHECKING:
     from ..events import EventLog
     from ..pipeline import LoadedPipeline, Step
-
-
-class StepFailed(OrchError):
-    """A step did not produce its outputs; `kind` says why (exit, timeout, missing_output, ...)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
 
 
 @dataclass
@@ -42,6 +33,7 @@ class StepContext:
     step: Step
     log: Path
     scratch: Path
+    """A folder of the step's own for temporary files (created by the executor that needs it)."""
     events: EventLog
     renderer: Renderer = field(default_factory=Renderer)
 

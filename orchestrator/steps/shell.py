@@ -13,8 +13,9 @@ import os
 import signal
 from typing import IO
 
+from ..errors import StepFailed
 from ..spec import ShellStep
-from .base import Outcome, StepContext, StepFailed
+from .base import Outcome, StepContext
 
 SHELL = "/bin/sh"
 GRACE_S = 5.0
@@ -28,7 +29,10 @@ async def execute(ctx: StepContext) -> Outcome:
     command = str(ctx.runtime(spec.run, definition["run"]))
     env = {**ctx.pipeline.env, **ctx.runtime(spec.env, definition["env"])}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
-    capture = ctx.scratch / "stdout" if spec.stdout is not None else None
+    capture = None
+    if spec.stdout is not None:
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        capture = ctx.scratch / "stdout"
     with ctx.log.open("ab") as log:
         log.write(f"$ {command}\n".encode())
         log.flush()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import TemplateError
+from ..errors import StepFailed, TemplateError
 from ..settings import context_for
 from ..templating import Reader
-from .base import Outcome, StepContext, StepFailed
+from .base import Outcome, StepContext
 
 
 async def execute(ctx: StepContext) -> Outcome:

@@ -1,0 +1,119 @@
+"""A saved plan is reused only while everything it was compiled from is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator.cli import cli
+
+PIPELINE = """\
+    version: 1
+    dotenv: [.env]
+    vars:
+      word: hello
+    steps:
+      echo:
+        foreach: "data/*.txt"
+        inputs: ["{{ item }}"]
+        run: "cat {{ item }} > out/{{ item | basename }}"
+        output: "out/{{ item | basename }}"
+      shout:
+        run: "echo {{ word }} $GREETING {{ env.FROM_DOTENV }} > shout.txt"
+        env:
+          GREETING: "{{ env.GREETING | default('hi') }}"
+        output: shout.txt
+      page:
+        inputs: [page.j2]
+        template: page.j2
+        output: page.txt
+"""
+
+FILES = {
+    "data/a.txt": "a\n",
+    ".env": "FROM_DOTENV=one\n",
+    "page.j2": "Page for {{ word }}\n",
+}
+
+
+@pytest.fixture
+def workdir(
+    write_pipeline: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    (tmp_path / "out").mkdir()
+    write_pipeline(PIPELINE, FILES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GREETING", raising=False)
+    assert build().exit_code == 0
+    assert list((tmp_path / ".orch" / "plans").glob("*.json")), "the build saved its plan"
+    return tmp_path
+
+
+def build(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["build", *args])
+
+
+def ran(result: Result) -> list[str]:
+    return [line.split()[1] for line in result.output.splitlines() if line.startswith("run ")]
+
+
+def test_an_unchanged_pipeline_is_up_to_date_through_the_saved_plan(workdir: Path) -> None:
+    result = build()
+    assert result.exit_code == 0
+    assert result.output == "all 3 steps up to date\n"
+
+
+def test_editing_the_pipeline_compiles_it_again(workdir: Path) -> None:
+    pipeline = workdir / "orch.yaml"
+    pipeline.write_text(pipeline.read_text().replace("> shout.txt", ">> shout.txt"))
+    assert ran(build()) == ["shout"]
+
+
+def test_a_changed_environment_variable_reaches_the_step(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GREETING", "hey")
+    assert ran(build()) == ["shout"]
+    assert (workdir / "shout.txt").read_text() == "hello hey one\n"
+
+
+def test_a_changed_dotenv_file_is_seen(workdir: Path) -> None:
+    (workdir / ".env").write_text("FROM_DOTENV=two\n")
+    result = build()
+    assert (workdir / "shout.txt").read_text() == "hello hi two\n", result.output
+
+
+def test_set_values_are_part_of_the_plan(workdir: Path) -> None:
+    assert sorted(ran(build("--set", "word=bye"))) == ["page", "shout"]
+    assert (workdir / "page.txt").read_text() == "Page for bye\n"
+
+
+def test_an_edited_template_file_rerenders(workdir: Path) -> None:
+    (workdir / "page.j2").write_text("Another page for {{ word }}\n")
+    assert ran(build()) == ["page"]
+    assert (workdir / "page.txt").read_text() == "Another page for hello\n"
+
+
+def test_a_file_new_to_a_foreach_glob_adds_a_step(workdir: Path) -> None:
+    (workdir / "data" / "b.txt").write_text("b\n")
+    assert ran(build()) == ["echo@data/b.txt"]
+    assert (workdir / "out" / "b.txt").read_text() == "b\n"
+
+
+def test_a_deleted_source_input_is_reported_where_it_is_declared(workdir: Path) -> None:
+    (workdir / "page.j2").unlink()
+    result = build()
+    assert result.exit_code == 2
+    assert "orch.yaml:" in result.output and "page.j2" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_corrupt_saved_plan_is_ignored(workdir: Path) -> None:
+    for plan in (workdir / ".orch" / "plans").glob("*.json"):
+        plan.write_text('{"format": 1, "identity": ')
+    result = build()
+    assert result.exit_code == 0
+    assert result.output == "all 3 steps up to date\n"

@@ -142,6 +142,7 @@ class Runner:
         self.running: dict[asyncio.Task[str], str] = {}
         self.stopping = False
         self.cancelled = False
+        self.lock_failed = False
 
     # ------------------------------------------------------------------ the loop
 
@@ -161,7 +162,8 @@ class Runner:
         if self.cancelled:
             return CANCELLED
         statuses = {record.status for record in self.manifest.steps.values()}
-        return SUCCEEDED if statuses <= {"ran", "restored", "up-to-date"} else FAILED
+        done = statuses <= {"ran", "restored", "up-to-date"} and not self.lock_failed
+        return SUCCEEDED if done else FAILED
 
     async def _run_queued(self) -> None:
         import asyncio
@@ -182,6 +184,9 @@ class Runner:
                     step_id = self.running.pop(task)
                     self._settle(step_id, task)
             await self.lock.flush()
+        except OSError as exc:
+            self.lock_failed = True
+            self.events.emit("lock.failed", level="error", message=str(exc))
         finally:
             remove()
             self.lock.in_loop = False
@@ -310,7 +315,9 @@ class Runner:
 
         outcome = await self._run_kind(step_id)
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
-        await self.lock.written(self.lock.record(step_id, assessment.entry(outputs)))
+        number = self.lock.record(step_id, assessment.entry(outputs))
+        if self.children[step_id]:
+            await self.lock.written(number)  # the steps after it start once it is on disk
         return outputs, dict(outcome.meta)
 
     def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> str:

@@ -20,10 +20,10 @@ from .planner import Options
 from .runner import CANCELLED, Runner, RunOptions
 from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
 from .state import Assessment, Workspace
-from .steps import executors
 
 if TYPE_CHECKING:
     from .pipeline import LoadedPipeline
+    from .steps import Executor
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         events.listeners.extend(listeners)
         run_options = RunOptions(request.job_count, request.keep_going, request.use_cache)
         runner = Runner(
-            workspace, selected, run_options, events, folder, manifest, pipeline, executors
+            workspace, selected, run_options, events, folder, manifest, pipeline, _executors
         )
         try:
             status = _run(runner, events, folder, manifest, plan)
@@ -137,6 +137,12 @@ def _run(
     )
     folder.write_manifest(manifest)
     return status
+
+
+def _executors() -> Mapping[str, Executor]:
+    from .steps import executors
+
+    return executors()
 
 
 def _now() -> str:

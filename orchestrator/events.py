@@ -15,12 +15,23 @@ from pathlib import Path
 from typing import IO, Any
 
 Event = dict[str, Any]
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 Listener = Callable[[Event], None]
 
 
 def timestamp() -> str:
     """Now, as ISO-8601 UTC with milliseconds and a Z."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _line(event: Event) -> str:
+    """The JSON line of an event: the envelope's fields are plain ASCII words, so only the step
+    and the data need an encoder."""
+    return (
+        f'{{"ts": "{event["ts"]}", "level": "{event["level"]}", "job_id": "{event["job_id"]}",'
+        f' "type": "{event["type"]}", "step": {_ENCODER.encode(event["step"])},'
+        f' "data": {_ENCODER.encode(event["data"])}}}\n'
+    )
 
 
 class EventLog:
@@ -44,7 +55,7 @@ class EventLog:
             "data": data,
         }
         if self._file is not None:
-            self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            self._file.write(_line(event))
             self._file.flush()
         for listener in self.listeners:
             listener(event)

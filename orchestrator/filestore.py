@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +80,8 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     `durable` also waits for the data to reach the disk (fsync of the file and its folder);
     state that verifies itself when read back, such as the cache, can do without.
     """
+    import tempfile
+
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _mode_for(target))

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 KEY_FORMAT = 1
 STAT_CACHE_FORMAT = 1
-RACY_WINDOW_NS = 2_000_000_000
+RACY_WINDOW_NS = 100_000_000
+COARSE_RACY_WINDOW_NS = 2_000_000_000
+_SECOND_NS = 1_000_000_000
 _CHUNK = 1 << 20
 
 
@@ -72,8 +74,9 @@ class PathEscapes(OrchError):
 class StatCache:
     """Remembers each file's sha256 with its inode, mtime, ctime and size.
 
-    A file is rehashed unless all four match. Files modified within the last two seconds are not
-    remembered, since a change in the same clock tick could leave every stamp equal.
+    A file is rehashed unless all four match. Files modified too recently are not remembered,
+    since a change within the same clock tick could leave every stamp equal: within 100 ms, or
+    two seconds where the filesystem keeps whole seconds only (FAT, some network filesystems).
     """
 
     def __init__(self, file: Path | None = None, root: Path | None = None) -> None:
@@ -103,7 +106,7 @@ class StatCache:
             digest = sha256_file(Path(key))
         except OSError:
             return None
-        if time.time_ns() - stat.st_mtime_ns > RACY_WINDOW_NS:
+        if time.time_ns() - stat.st_mtime_ns > _racy_window(stat.st_mtime_ns):
             self._entries[key] = (stamp, digest)
             self._dirty = True
         elif known is not None:
@@ -129,6 +132,11 @@ class StatCache:
         record = canonical_json({"format": STAT_CACHE_FORMAT, "files": rows})
         atomic_write(self.file, record, durable=False)
         self._dirty = False
+
+
+def _racy_window(mtime_ns: int) -> int:
+    """How long after a change a file's stamps may still miss the next change."""
+    return COARSE_RACY_WINDOW_NS if mtime_ns % _SECOND_NS == 0 else RACY_WINDOW_NS
 
 
 def _read_stat_cache(file: Path) -> dict[str, tuple[_Stamp, str]]:

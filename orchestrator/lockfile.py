@@ -119,15 +119,19 @@ def _parse_lines(text: str) -> dict[str, LockEntry] | None:
     fields: dict[str, Any] = {}
     section: dict[str, str] | None = None
     for line in lines[3:-1]:
-        if match := _HASH_LINE.match(line):
-            if section is None:
+        if line.startswith("      "):
+            match = _HASH_LINE.match(line)
+            if match is None or section is None:
                 return None
             section[_key(match[1])] = match[2]
-        elif match := _SECTION_LINE.match(line):
-            section = fields[match[1]] = {}
-        elif match := _DIGEST_LINE.match(line):
-            fields[match[1]] = match[2]
-            section = None
+        elif line.startswith("    "):
+            if match := _DIGEST_LINE.match(line):
+                fields[match[1]] = match[2]
+                section = None
+            elif match := _SECTION_LINE.match(line):
+                section = fields[match[1]] = {}
+            else:
+                return None
         elif match := _STEP_LINE.match(line):
             if name is not None:
                 entries[name] = LockEntry(**fields)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .paths import is_within
-from .templating import suggest
 
 if TYPE_CHECKING:
     from .pipeline import LoadedPipeline
@@ -69,6 +68,8 @@ class Plan:
         for target in wanted:
             members = self.members(target)
             if members is None:
+                from .templating import suggest
+
                 names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
                 raise UsageError(f"no step named '{target}'{suggest(target, names)}")
             stack.extend(members)

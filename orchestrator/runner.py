@@ -10,7 +10,6 @@ Cancellation (Ctrl-C, SIGTERM) ends the running steps and records `job.cancelled
 from __future__ import annotations
 
 import heapq
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -367,6 +366,7 @@ def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:
 def install_cancel_handlers(runner: Runner) -> Callable[[], None]:
     """Make SIGINT and SIGTERM cancel the build; returns a function that removes the handlers."""
     import asyncio
+    import signal
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

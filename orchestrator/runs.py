@@ -119,8 +119,8 @@ class RunFolder:
         return self.logs / log_name(step_id)
 
     def write_manifest(self, manifest: Manifest) -> None:
-        """Write manifest.json atomically."""
+        """Write manifest.json atomically (a record of the run, not state a build relies on)."""
         from .filestore import atomic_write
 
         text = json.dumps(manifest.to_json(), ensure_ascii=False)
-        atomic_write(self.manifest, (text + "\n").encode("utf-8"))
+        atomic_write(self.manifest, (text + "\n").encode("utf-8"), durable=False)

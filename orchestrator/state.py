@@ -81,7 +81,11 @@ class Workspace:
         inputs = self.hasher.hashes(step.inputs)
         if overlay:
             inputs = _overlaid(inputs, overlay, step.inputs)
-        key = step_key(step.kind, step.definition, inputs)
+        entry = self.entries.get(step.id)
+        if entry is not None and entry.definition == step.definition and entry.inputs == inputs:
+            key = entry.key  # the same definition and inputs give the same key
+        else:
+            key = step_key(step.kind, step.definition, inputs)
         outputs = self.output_hashes(step)
         options = Options(
             force=self.options.force,
@@ -89,7 +93,6 @@ class Workspace:
             use_cache=self.options.use_cache and step.cache,
         )
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
-        entry = self.entries.get(step.id)
         decision = decide(entry, current, options)
         cached = None
         if decision.action == Action.RUN and options.use_cache and not upstream_will_change:

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator.hashing import (
     Hasher,
     StatCache,
@@ -153,3 +155,25 @@ def test_llm_keys_hold_provider_kind_model_and_options_but_not_its_name_or_setti
     )
     assert renamed_and_tuned == plain
     assert definition("  p: { kind: openai, model: m2, options: { temperature: 0 } }\n") != plain
+
+
+@pytest.mark.parametrize(
+    ("age_ns", "whole_second", "remembered"),
+    [
+        (500_000_000, False, True),
+        (1_000_000_000, True, False),
+        (3_000_000_000, True, True),
+    ],
+)
+def test_files_on_whole_second_filesystems_wait_longer_to_be_remembered(
+    tmp_path: Path, age_ns: int, whole_second: bool, remembered: bool
+) -> None:
+    data = tmp_path / "d.txt"
+    data.write_text("x")
+    mtime = time.time_ns() - age_ns
+    mtime = mtime - mtime % 1_000_000_000 if whole_second else mtime | 1
+    os.utime(data, ns=(mtime, mtime))
+    cache = StatCache(tmp_path / "cache.json")
+    cache.sha256(data)
+    cache.save()
+    assert (tmp_path / "cache.json").exists() == remembered

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .errors import OrchError
 
@@ -39,14 +39,13 @@ class LockError(OrchError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class LockEntry:
+class LockEntry(NamedTuple):
     """What the last successful run of one step recorded."""
 
     key: str
     definition: str
-    inputs: Mapping[str, str] = field(default_factory=dict)
-    outputs: Mapping[str, str] = field(default_factory=dict)
+    inputs: Mapping[str, str] = MappingProxyType({})
+    outputs: Mapping[str, str] = MappingProxyType({})
 
 
 def lock_path(pipeline_file: Path) -> Path:

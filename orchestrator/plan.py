@@ -9,8 +9,8 @@ pipeline is loaded again only when a step has to run.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import UsageError
 from .paths import is_within
@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from .pipeline import LoadedPipeline
 
 
-@dataclass(frozen=True)
-class PlannedStep:
+class PlannedStep(NamedTuple):
     """One step as the build sees it."""
 
     id: str
@@ -88,7 +87,7 @@ class Plan:
             "workdir": self.workdir,
             "groups": {name: list(ids) for name, ids in self.groups.items()},
             "sources": list(self.sources),
-            "steps": [_compact(asdict(step)) for step in self.steps.values()],
+            "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
     @classmethod

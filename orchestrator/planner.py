@@ -8,8 +8,8 @@ modified; outputs missing or modified; upstream will change — and `orch status
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from .lockfile import LockEntry
 
@@ -23,8 +23,7 @@ class Action(StrEnum):
     BLOCKED = "blocked"
 
 
-@dataclass(frozen=True)
-class Current:
+class Current(NamedTuple):
     """What a step looks like now: its key, definition hash and file hashes (None = missing)."""
 
     key: str
@@ -36,8 +35,7 @@ class Current:
     upstream_failed: bool = False
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """The build flags that bear on a decision."""
 
     force: bool = False
@@ -45,16 +43,19 @@ class Options:
     use_cache: bool = True
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """An action and the reasons for it, in the documented order."""
 
     action: Action
-    reasons: tuple[str, ...] = field(default_factory=tuple)
+    reasons: tuple[str, ...] = ()
 
 
-def decide(entry: LockEntry | None, current: Current, options: Options = Options()) -> Decision:
+_DEFAULTS = Options()
+
+
+def decide(entry: LockEntry | None, current: Current, options: Options | None = None) -> Decision:
     """Whether a step is up to date, can be restored from the cache, must run, or is blocked."""
+    options = options or _DEFAULTS
     if current.upstream_failed:
         return Decision(Action.BLOCKED, ("an upstream step failed",))
     reasons = _reasons(entry, current)

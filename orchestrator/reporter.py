@@ -30,6 +30,8 @@ class PlainReporter:
             self._line("restored", step, "; ".join(data.get("reasons", [])))
         elif kind == "step.failed":
             self._line("FAILED", step, data.get("message", ""))
+        elif kind == "lock.failed":
+            self.echo(f"ERROR     {data.get('message', '')}")
         elif kind == "step.skipped" and data.get("reason") == "blocked":
             self._line("blocked", step, f"upstream step '{data.get('upstream')}' failed")
 

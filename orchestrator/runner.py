@@ -157,7 +157,10 @@ class Runner:
                 asyncio.run(self._run_queued())
         except KeyboardInterrupt:
             self.cancelled = True
-        self.lock.write_pending()
+        try:
+            self.lock.write_pending()
+        except OSError as exc:
+            self._lock_failed(exc)
         if self.cancelled:
             return CANCELLED
         statuses = {record.status for record in self.manifest.steps.values()}
@@ -184,11 +187,16 @@ class Runner:
                     self._settle(step_id, task)
             await self.lock.flush()
         except OSError as exc:
-            self.lock_failed = True
-            self.events.emit("lock.failed", level="error", message=str(exc))
+            self._lock_failed(exc)
         finally:
             remove()
             self.lock.in_loop = False
+
+    def _lock_failed(self, error: OSError) -> None:
+        self.lock_failed = True
+        self.events.emit(
+            "lock.failed", level="error", message=f"cannot write the lock file: {error}"
+        )
 
     def cancel(self) -> None:
         """Stop starting steps and end the running ones."""

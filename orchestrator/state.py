@@ -7,10 +7,9 @@ to the pure `planner.decide`; `orch build`, `--dry-run` and `orch status` all go
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .hashing import Hasher, StatCache, step_key
 from .lockfile import LockEntry, LockError, lock_path, read_lock
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
     from .cache import Cache
 
 
-@dataclass(frozen=True)
-class Assessment:
+class Assessment(NamedTuple):
     """A step's decision together with the hashes it was made on."""
 
     step: PlannedStep
@@ -53,6 +51,15 @@ class Workspace:
         self.stat_cache = StatCache(self.state / "stat-cache.json", root=self.workdir)
         self.hasher = Hasher(self.workdir, self.stat_cache)
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
+        self._options = {
+            (always_run, cache): Options(
+                force=options.force,
+                always_run=options.always_run or always_run,
+                use_cache=options.use_cache and cache,
+            )
+            for always_run in (False, True)
+            for cache in (False, True)
+        }
 
     @cached_property
     def cache(self) -> Cache:
@@ -87,11 +94,7 @@ class Workspace:
         else:
             key = step_key(step.kind, step.definition, inputs)
         outputs = self.output_hashes(step)
-        options = Options(
-            force=self.options.force,
-            always_run=self.options.always_run or step.always_run,
-            use_cache=self.options.use_cache and step.cache,
-        )
+        options = self._options[step.always_run, step.cache]
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
         decision = decide(entry, current, options)
         cached = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .buildlock import BuildLock
-from .events import EventLog, Listener
+from .events import EventLog, Listener, timestamp
 from .plan import Plan, compile_plan
 from .planner import Options
 from .runner import CANCELLED, Runner, RunOptions
@@ -38,6 +38,11 @@ class Request:
     force: bool = False
     keep_going: bool = False
     use_cache: bool = True
+
+    @property
+    def options(self) -> Options:
+        """The flags that bear on each step's decision."""
+        return Options(force=self.force, use_cache=self.use_cache)
 
     @property
     def job_count(self) -> int:
@@ -84,19 +89,18 @@ def _load(request: Request) -> LoadedPipeline:
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
     plan, _ = open_plan(request)
-    options = Options(force=request.force, use_cache=request.use_cache)
-    workspace = Workspace(plan, options, force=request.force)
+    workspace = Workspace(plan, request.options, force=request.force)
     return plan, workspace.predict(plan.select(request.targets))
 
 
 def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
     """Build the requested steps; one build per workdir at a time."""
     plan, pipeline = open_plan(request, keep=True)
-    options = Options(force=request.force, use_cache=request.use_cache)
-    workspace = Workspace(plan, options, force=request.force)
     selected = plan.select(request.targets)
-    state = ensure_state_dir(workspace.workdir)
+    state = ensure_state_dir(Path(plan.workdir))
     with BuildLock(state / "build.lock"):
+        # The lock file is read only while holding the workdir, so no other build changes it.
+        workspace = Workspace(plan, request.options, force=request.force)
         job_id = new_job_id()
         folder = RunFolder(workspace.workdir, job_id)
         manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
@@ -124,7 +128,7 @@ def _run(
 
     status = runner.run()
     manifest.status = status
-    manifest.finished = _now()
+    manifest.finished = timestamp()
     manifest.duration_s = round(time.monotonic() - started, 3)
     summary = manifest.to_json()
     level = "info" if status != CANCELLED else "warning"

@@ -119,9 +119,9 @@ def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     """Every file and glob that rendering the pipeline looked at, with what it saw."""
     files = [normalize(name) for name in loaded.spec.dotenv]
     for step in loaded.steps.values():
-        for field in ("template_file", "prompt_file"):
-            if field in step.definition and "vars" not in step.definition:
-                files.append(step.definition[field])
+        for field, rendered in (("template_file", "template"), ("prompt_file", "prompt")):
+            if field in step.definition and step.definition.get(rendered) is not None:
+                files.append(step.definition[field])  # rendered at plan time
     workdir = loaded.workdir
     return {
         "files": {path: _digest(workdir / path) for path in sorted(set(files))},

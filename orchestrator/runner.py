@@ -13,6 +13,7 @@ import heapq
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import StepFailed
@@ -20,6 +21,7 @@ from .events import EventLog
 from .filestore import WriteRefused
 from .hashing import PathEscapes
 from .lockfile import LockEntry, join_blocks, render_entry, write_text
+from .paths import escapes_through_symlink, is_dir
 from .planner import Action
 from .runs import Manifest, RunFolder
 from .state import Assessment, Workspace
@@ -357,6 +359,7 @@ class Runner:
     def _finish(self, assessment: Assessment, meta: Mapping[str, Any]) -> dict[str, str]:
         """Hash a finished step's outputs and keep them in the cache."""
         step = assessment.step
+        _check_outputs(self.workspace.workdir, step.outputs)
         hashes = self.workspace.output_hashes(step)
         missing = sorted(path for path, digest in hashes.items() if digest is None)
         if missing:
@@ -365,6 +368,17 @@ class Runner:
         if self.options.store and step.cache:
             self.workspace.cache.store(assessment.key, self.workspace.workdir, outputs, meta)
         return outputs
+
+
+def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
+    """Fail unless every declared output exists, as a file or a folder, inside the workdir."""
+    for path in outputs:
+        if escapes_through_symlink(workdir, path):
+            raise StepFailed("refused", f"output '{path}' leads outside the workdir")
+        target = workdir / path
+        if not (target.is_dir() if is_dir(path) else target.is_file()):
+            what = "folder" if is_dir(path) else "file"
+            raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
 
 
 def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from orchestrator.lockfile import read_lock
+
 from .buildkit import (
     Project,
     kill_group,
@@ -970,3 +972,28 @@ def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project
     assert sorted(project.lock()) == sorted(CHAIN)
     assert project.read("five.txt") == "seed\nseed\n"
     assert stdout.splitlines()[-1].endswith(": 5 ran")
+
+
+# --------------------------------------------------------------------------- the lock file
+
+
+@pytest.mark.parametrize("text", ["steps: [\n", "version: 9\nsteps: {}\n"])
+def test_an_unusable_lock_file_stops_the_build_until_forced(project: Project, text: str) -> None:
+    built_five_steps(project)
+    lock = project.root / "orch.lock"
+    lock.write_text(text)
+    before = snapshot(project.root)
+    refused = project.orch("build")
+    assert refused.exit_code == 2
+    assert "orch.lock" in refused.stderr and "--force" in refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    after = snapshot(project.root)
+    # The lock file is read while holding the workdir; holding it only touches .orch/build.lock.
+    assert after.pop(".orch/build.lock")[2] == 0
+    before.pop(".orch/build.lock")
+    assert after == before, "a refused build writes nothing else"
+
+    forced = project.orch("build", "-B", "-j", "1")
+    assert forced.exit_code == 0, forced.stderr
+    assert project.new_runs() == ALL
+    assert sorted(read_lock(lock)) == ALL

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed, TemplateError
 from ..filestore import WriteRefused, WriteResult, safe_write
-from ..paths import escapes_through_symlink, is_dir
 from ..templating import READ_PLACEHOLDER, Reader, Renderer
 
 if TYPE_CHECKING:
@@ -66,17 +65,6 @@ class StepContext:
             raise StepFailed("refused", str(exc)) from exc
         self.emit("file.written", **result.as_event_data())
         return result
-
-    def check_outputs(self) -> None:
-        """Fail unless every declared output exists, as a file or a folder, inside the workdir."""
-        for path in self.step.outputs:
-            if escapes_through_symlink(self.workdir, path):
-                raise StepFailed("refused", f"output '{path}' leads outside the workdir")
-            target = self.workdir / path
-            present = target.is_dir() if is_dir(path) else target.is_file()
-            if not present:
-                what = "folder" if is_dir(path) else "file"
-                raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
 
 
 _PLACEHOLDER_MARK = READ_PLACEHOLDER.split("{", 1)[0]

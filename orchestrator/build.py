@@ -38,6 +38,7 @@ class Request:
     force: bool = False
     keep_going: bool = False
     use_cache: bool = True
+    offline: bool = False
 
     @property
     def options(self) -> Options:
@@ -107,7 +108,9 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         manifest.steps = {step_id: StepRecord() for step_id in selected}
         events = EventLog(job_id, folder.events)
         events.listeners.extend(listeners)
-        run_options = RunOptions(request.job_count, request.keep_going, request.use_cache)
+        run_options = RunOptions(
+            request.job_count, request.keep_going, request.use_cache, request.offline
+        )
         runner = Runner(
             workspace, selected, run_options, events, folder, manifest, pipeline, _executors
         )
@@ -147,9 +150,3 @@ def _executors() -> Mapping[str, Executor]:
     from .steps import executors
 
     return executors()
-
-
-def _now() -> str:
-    from .events import timestamp
-
-    return timestamp()

@@ -151,6 +151,12 @@ _provider_option = click.option("--provider", metavar="NAME", help="Provider for
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would run; write nothing.")
 @click.option("-k", "--keep-going", is_flag=True, help="Go on with steps a failure does not block.")
 @click.option("--no-cache", is_flag=True, help="Neither restore from nor store in the cache.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    envvar="ORCH_OFFLINE",
+    help="Fail steps that would call a provider over the network [ORCH_OFFLINE].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -161,6 +167,7 @@ def build(
     dry_run: bool,
     keep_going: bool,
     no_cache: bool,
+    offline: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -176,6 +183,7 @@ def build(
         force=force,
         keep_going=keep_going,
         use_cache=not no_cache,
+        offline=offline,
     )
     if dry_run:
         _, assessments = builds.predict(request)

@@ -24,7 +24,7 @@ from .paths import (
 from .pipeline import LoadedPipeline, Step
 from .settings import fail_at
 from .source import PathKey, SourceDocument
-from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from .spec import FakeProvider, LlmStep, Pipeline, Provider, ShellStep, TemplateStep
 from .templating import Reader, Renderer, StepsView, forbidden_read, suggest
 
 StepSpec = ShellStep | LlmStep | TemplateStep
@@ -400,7 +400,12 @@ class _StepExpander:
             definition.update(
                 self._file_definition(step_id, ("prompt_file",), "prompt", prompt_file, context)
             )
-        return definition, self._provider_of(step_id, spec, context)
+        if spec.json_schema is not None:
+            self._check_schema(step_id, spec.json_schema)
+        provider = self._provider_of(step_id, spec, context)
+        self._check_model(step_id, provider, definition["model"])
+        inputs.extend(self._recorded_reply(step_id, provider))
+        return definition, provider
 
     # ------------------------------------------------------------------ helpers
 
@@ -482,6 +487,45 @@ class _StepExpander:
                 self.source,
                 ("steps", self.instances[step_id][0], *field),
             ) from exc
+
+    def _check_schema(self, step_id: str, schema: dict[str, Any]) -> None:
+        from jsonschema import exceptions, validators
+
+        try:
+            validators.validator_for(schema).check_schema(schema)
+        except exceptions.SchemaError as exc:
+            raise fail_at(
+                f"step '{step_id}': 'schema' is not a valid JSON Schema: {exc.message}",
+                self.source,
+                ("steps", self.instances[step_id][0], "schema"),
+            ) from exc
+
+    def _check_model(self, step_id: str, provider: str, model: str | None) -> None:
+        config = self.providers[provider]
+        if model or config.model or config.kind == "fake":
+            return
+        raise fail_at(
+            f"step '{step_id}' has no model: set 'model' on the step or on provider '{provider}'",
+            self.source,
+            ("steps", self.instances[step_id][0]),
+            key=True,
+        )
+
+    def _recorded_reply(self, step_id: str, provider: str) -> list[str]:
+        """A fake provider's reply file for the step: an input, so editing it reruns the step."""
+        from .providers.fake import reply_files
+
+        config = self.providers[provider]
+        if not isinstance(config, FakeProvider) or config.echo:
+            return []
+        for candidate in reply_files(config.responses, step_id, self.instances[step_id][0]):
+            try:
+                path = normalize(candidate)
+            except PathRefused:
+                continue
+            if (self.workdir / path).is_file() and not escapes_through_symlink(self.workdir, path):
+                return [path]
+        return []
 
     def _provider_of(self, step_id: str, spec: LlmStep, context: Mapping[str, Any]) -> str:
         where: tuple[PathKey, ...] = ("steps", self.instances[step_id][0])

@@ -208,13 +208,19 @@ def resolved_definition(step: Step, providers: Mapping[str, Provider]) -> dict[s
     An llm step's provider enters as kind, model and options (the provider's merged with the
     step's), never by its name, address, key, timeouts or retry settings.
     """
+    from .spec import DEFAULT_OPTIONS
+
     definition = dict(step.definition)
     if step.provider is not None:
         provider = providers[step.provider]
         definition["provider"] = {
             "kind": provider.kind,
             "model": definition.pop("model", None) or provider.model,
-            "options": {**provider.options, **definition.pop("options", {})},
+            "options": {
+                **DEFAULT_OPTIONS.get(provider.kind, {}),
+                **provider.options,
+                **definition.pop("options", {}),
+            },
         }
     definition["outputs"] = sorted(step.outputs)
     return definition

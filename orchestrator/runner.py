@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .pipeline import LoadedPipeline
+    from .providers import Providers
     from .steps import Executor, Outcome
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -42,6 +43,7 @@ class RunOptions:
     jobs: int = 1
     keep_going: bool = False
     store: bool = True
+    offline: bool = False
 
 
 class LockWriter:
@@ -144,6 +146,7 @@ class Runner:
         self.stopping = False
         self.cancelled = False
         self.lock_failed = False
+        self._providers: Providers | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -193,6 +196,8 @@ class Runner:
         finally:
             remove()
             self.lock.in_loop = False
+            if self._providers is not None:
+                await self._providers.aclose()
 
     def _lock_failed(self, error: OSError) -> None:
         self.lock_failed = True
@@ -354,7 +359,27 @@ class Runner:
         log = self.folder.log(step_id)
         from .steps import StepContext
 
-        return await executor(StepContext(pipeline, step, log, scratch, self.events))
+        context = StepContext(
+            pipeline,
+            step,
+            log,
+            scratch,
+            self.events,
+            providers=self.providers,
+            others=self.plan.steps[step_id].nested,
+        )
+        return await executor(context)
+
+    def providers(self) -> Providers:
+        """The build's providers, created on first use and closed when the loop ends."""
+        if self._providers is None:
+            from .providers import Providers
+
+            pipeline = self.pipeline()
+            self._providers = Providers(
+                pipeline.providers, pipeline.env, pipeline.workdir, offline=self.options.offline
+            )
+        return self._providers
 
     def _finish(self, assessment: Assessment, meta: Mapping[str, Any]) -> dict[str, str]:
         """Hash a finished step's outputs and keep them in the cache."""

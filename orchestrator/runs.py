@@ -1,7 +1,8 @@
 """Run folders `<workdir>/.orch/runs/<job_id>/`: events, logs and the manifest of one build.
 
 manifest.json  job id, pipeline, status, timings, per-step records, completed and pending
-               steps, failures with their kind, and the files the build produced
+               steps, failures with their kind, provider calls, tokens and cost, and the
+               files the build produced
 events.jsonl   see `events`
 logs/<step>.log
 """
@@ -93,6 +94,7 @@ class Manifest:
             {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
         ]
         data["counts"] = _counts(r.status for r in self.steps.values())
+        data["usage"] = _usage(r.meta for r in self.steps.values())
         data["files"] = dict(sorted(self.files.items()))
         return data
 
@@ -102,6 +104,22 @@ def _counts(statuses: Iterable[str]) -> dict[str, int]:
     for status in statuses:
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _usage(metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Provider calls, tokens and (where a price is known) cost over the steps that ran."""
+    tokens = {"input": 0, "output": 0, "cached": 0}
+    calls, cost, priced = 0, 0.0, False
+    for meta in metas:
+        calls += meta.get("calls", 0)
+        for name, count in meta.get("tokens", {}).items():
+            tokens[name] = tokens.get(name, 0) + count
+        if "cost" in meta:
+            cost, priced = cost + meta["cost"], True
+    usage: dict[str, Any] = {"calls": calls, "tokens": tokens}
+    if priced:
+        usage["cost"] = round(cost, 6)
+    return usage
 
 
 class RunFolder:

@@ -82,6 +82,13 @@ def render_vars(
 def render_providers(
     spec: Pipeline, source: SourceDocument, renderer: Renderer, base: Mapping[str, Any]
 ) -> dict[str, Provider]:
+    from .errors import UsageError
+    from .providers.config import overrides
+
+    try:
+        overrides(base["env"])
+    except UsageError as exc:
+        raise PipelineError.at(str(exc), None, source.file) from exc
     providers: dict[str, Provider] = {}
     context = {**base, "read": forbidden_read("providers")}
     for name, provider in spec.providers.items():

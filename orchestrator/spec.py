@@ -27,6 +27,8 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "llm": ("prompt", "prompt_file", "messages"),
     "template": ("template",),
 }
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"anthropic": {"max_tokens": 4096}}
+"""Request options a provider kind needs; they enter step keys like any other option."""
 RESERVED_NAMES = frozenset({"env", "vars", "steps", "item", "key", "inputs", "outputs", "read"})
 
 StepName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
@@ -47,7 +49,9 @@ class Price(_Model):
 
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
-    cached: float = Field(0.0, ge=0)
+    cached: float | None = Field(
+        None, ge=0, description="Price of cached input tokens; default: the input price."
+    )
 
 
 class _ProviderBase(_Model):
@@ -56,8 +60,8 @@ class _ProviderBase(_Model):
         default_factory=dict, description="Request options (temperature, max_tokens, ...)."
     )
     timeout_s: PositiveSeconds = Field(120.0, description="Per-request timeout.")
-    total_timeout_s: PositiveSeconds | None = Field(
-        None, description="Time budget for one call including retries."
+    total_timeout_s: PositiveSeconds = Field(
+        600.0, description="Time budget for one call, retries and waits included."
     )
     max_retries: int = Field(3, ge=0, description="Retries after the first attempt.")
     retry_after_cap_s: PositiveSeconds = Field(

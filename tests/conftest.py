@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.llm_server import LlmServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -26,3 +28,10 @@ def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
         return pipeline
 
     return write
+
+
+@pytest.fixture
+def llm_server() -> Iterator[LlmServer]:
+    """A loopback server speaking the OpenAI, Anthropic and Ollama wire formats."""
+    with LlmServer() as server:
+        yield server

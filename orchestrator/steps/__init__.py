@@ -11,9 +11,9 @@ from .base import Executor, Outcome, StepContext
 @functools.cache
 def executors() -> dict[str, Executor]:
     """The executor of each step kind that can run (imported when first needed)."""
-    from . import shell, template
+    from . import llm, shell, template
 
-    return {"shell": shell.execute, "template": template.execute}
+    return {"shell": shell.execute, "template": template.execute, "llm": llm.execute}
 
 
 __all__ = ["Executor", "Outcome", "StepContext", "StepFailed", "executors"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..templating import READ_PLACEHOLDER, Reader, Renderer
 if TYPE_CHECKING:
     from ..events import EventLog
     from ..pipeline import LoadedPipeline, Step
+    from ..providers import Providers
 
 
 @dataclass
@@ -35,6 +37,10 @@ class StepContext:
     """A folder of the step's own for temporary files (created by the executor that needs it)."""
     events: EventLog
     renderer: Renderer = field(default_factory=Renderer)
+    providers: Callable[[], Providers] | None = None
+    """The build's providers, created when a step first needs one."""
+    others: tuple[str, ...] = ()
+    """Outputs of other steps inside this step's output folders."""
 
     @property
     def workdir(self) -> Path:
@@ -57,14 +63,39 @@ class StepContext:
         except TemplateError as exc:
             raise StepFailed("template", str(exc)) from exc
 
+    def render_file(self, path: str) -> str:
+        """A template file among the inputs, rendered with real `read()` contents."""
+        from ..settings import context_for
+
+        try:
+            text = (self.workdir / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StepFailed("template", f"cannot read template '{path}': {exc}") from exc
+        context = context_for(self.pipeline, self.step, Reader(self.step.inputs, self.workdir))
+        try:
+            return self.renderer.render(text, context)
+        except TemplateError as exc:
+            raise StepFailed("template", f"in {path}: {exc}") from exc
+
     def write(self, path: str, content: bytes | str) -> WriteResult:
         """Write one output through `safe_write` and record `file.written`."""
-        try:
-            result = safe_write(self.workdir, path, content)
-        except WriteRefused as exc:
-            raise StepFailed("refused", str(exc)) from exc
+        (result,) = _write_all(self.workdir, {path: content})
         self.emit("file.written", **result.as_event_data())
         return result
+
+    async def write_all(self, contents: Mapping[str, bytes | str]) -> list[WriteResult]:
+        """Write several outputs in a worker thread, then record a `file.written` for each."""
+        results = await asyncio.to_thread(_write_all, self.workdir, contents)
+        for result in results:
+            self.emit("file.written", **result.as_event_data())
+        return results
+
+
+def _write_all(workdir: Path, contents: Mapping[str, bytes | str]) -> list[WriteResult]:
+    try:
+        return [safe_write(workdir, path, content) for path, content in contents.items()]
+    except WriteRefused as exc:
+        raise StepFailed("refused", str(exc)) from exc
 
 
 _PLACEHOLDER_MARK = READ_PLACEHOLDER.split("{", 1)[0]

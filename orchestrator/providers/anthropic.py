@@ -1,0 +1,53 @@
+"""Anthropic's Messages API: `POST {base_url}/v1/messages` with `x-api-key`,
+`anthropic-version`, a top-level `system` and the required `max_tokens`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ChatRequest, Reply, Usage
+from .wire import field, invalid, number
+
+API_VERSION = "2023-06-01"
+
+
+class AnthropicWire:
+    """The Messages wire format."""
+
+    kind = "anthropic"
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}/v1/messages"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {**request.options, "model": request.model}
+        system = request.system_text()
+        if system:
+            body["system"] = system
+        body["messages"] = [dict(m) for m in request.messages if m["role"] != "system"]
+        return body
+
+    def parse(self, payload: Any) -> Reply:
+        blocks = field(payload, "content", list)
+        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+        if not texts:
+            raise invalid("the reply has no text content")
+        usage = payload.get("usage") or {}
+        cached = number(usage, "cache_read_input_tokens")
+        written = number(usage, "cache_creation_input_tokens")
+        return Reply(
+            text="".join(texts),
+            finish_reason=payload.get("stop_reason"),
+            usage=Usage(
+                input=number(usage, "input_tokens") + cached + written,
+                output=number(usage, "output_tokens"),
+                cached=cached,
+            ),
+            raw=payload,
+        )

@@ -1,0 +1,132 @@
+"""The protocol every provider kind speaks: a chat request in, a reply with normalised usage out.
+
+    ProviderError(StepFailed)   a call that did not give a reply; `kind` is one of KINDS
+
+A provider never raises anything else: transport and parsing errors are wrapped with a kind and
+a message a person understands, and API keys are never part of either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import StepFailed
+
+if TYPE_CHECKING:
+    from ..spec import Price
+
+KINDS = (
+    "timeout",
+    "rate_limit",
+    "server",
+    "client",
+    "connection",
+    "invalid_response",
+    "circuit_breaker",
+    "offline",
+)
+RETRYABLE = frozenset({"timeout", "rate_limit", "server", "connection", "invalid_response"})
+
+
+class ProviderError(StepFailed):
+    """A provider call that failed; `retry` says whether another attempt may help."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retry: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(kind, message)
+        self.retry = kind in RETRYABLE if retry is None else retry
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait before the next attempt, when it said."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What an llm step asks: messages (role and content), a model and request options."""
+
+    messages: tuple[Mapping[str, str], ...]
+    model: str | None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None
+
+    def system_text(self) -> str | None:
+        """The step's `system` and any system messages, joined."""
+        parts = [self.system] if self.system else []
+        parts += [m["content"] for m in self.messages if m["role"] == "system"]
+        return "\n\n".join(parts) if parts else None
+
+    def chat(self) -> list[dict[str, str]]:
+        """The messages with the system text first, as chat-completion servers take them."""
+        system = self.system_text()
+        rest = [dict(m) for m in self.messages if m["role"] != "system"]
+        return [{"role": "system", "content": system}, *rest] if system else rest
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one or more calls: input (cached ones included), output, and cached input."""
+
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input + other.input, self.output + other.output, self.cached + other.cached
+        )
+
+    def cost(self, price: Price) -> float:
+        """The price of these tokens; cached input at its own price, else at the input price."""
+        cached_price = price.input if price.cached is None else price.cached
+        fresh = self.input - self.cached
+        total = fresh * price.input + self.cached * cached_price + self.output * price.output
+        return round(total / 1_000_000, 6)
+
+    def as_dict(self) -> dict[str, int]:
+        """For events and the manifest."""
+        return {"input": self.input, "output": self.output, "cached": self.cached}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A model's answer."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    raw: Any = None
+    """The decoded response payload, as the server sent it."""
+    attempts: int = 1
+
+
+class Emit(Protocol):
+    """Records an event about the calling step (`StepContext.emit`)."""
+
+    def __call__(self, type: str, level: str = "info", **data: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """Who is calling: the step (the fake provider finds its reply by it) and its event sink."""
+
+    step: str
+    group: str
+    emit: Emit
+
+
+class Provider(Protocol):
+    """A configured provider of one kind."""
+
+    name: str
+    kind: str
+
+    async def complete(self, request: ChatRequest, call: Call) -> Reply:
+        """Send one request (with retries where the kind has them); raise ProviderError."""
+        ...

@@ -1,0 +1,68 @@
+"""The offline provider: deterministic replies without a network.
+
+The reply to step `s` is the file `<responses>/s.md` (a foreach instance `g@item` falls back to
+`<responses>/g.md`); with `echo: true` it is the rendered prompt. Token counts are word counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..paths import PathRefused, escapes_through_symlink, normalize
+from .base import Call, ChatRequest, ProviderError, Reply, Usage
+from .config import Settings
+
+
+class FakeProvider:
+    """Replies from files, or echoes."""
+
+    def __init__(self, settings: Settings, workdir: Path) -> None:
+        self.name = settings.name
+        self.kind = settings.kind
+        self.settings = settings
+        self.workdir = workdir
+
+    async def complete(self, request: ChatRequest, call: Call) -> Reply:
+        """The recorded reply for the calling step."""
+        prompt = "\n\n".join(m["content"] for m in request.messages if m["role"] != "system")
+        call.emit("llm.request", provider=self.name, model=request.model, attempt=1)
+        text = prompt if self.settings.echo else self._recorded(call)
+        words = len((request.system_text() or "").split()) + len(prompt.split())
+        usage = Usage(input=words, output=len(text.split()))
+        call.emit(
+            "llm.response",
+            provider=self.name,
+            model=request.model,
+            attempt=1,
+            duration_s=0.0,
+            finish_reason="stop",
+            tokens=usage.as_dict(),
+        )
+        return Reply(text=text, finish_reason="stop", usage=usage)
+
+    def _recorded(self, call: Call) -> str:
+        candidates = reply_files(self.settings.responses, call.step, call.group)
+        for candidate in candidates:
+            try:
+                path = normalize(candidate)
+            except PathRefused:
+                continue
+            if escapes_through_symlink(self.workdir, path):
+                raise ProviderError("client", f"the reply file {path} leads outside the workdir")
+            try:
+                return (self.workdir / path).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ProviderError("client", f"cannot read the reply file {path}: {exc}") from exc
+        raise ProviderError(
+            "client",
+            f"provider '{self.name}' has no reply for this step: create {candidates[0]}",
+        )
+
+
+def reply_files(responses: str | None, step: str, group: str) -> list[str]:
+    """Where the reply of a step may be, first match wins (paths relative to the workdir)."""
+    folder = (responses or ".").rstrip("/")
+    names = [step] if step == group else [step, group]
+    return [f"{folder}/{name}.md" for name in names]

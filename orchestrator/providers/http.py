@@ -1,0 +1,273 @@
+"""The one retry loop every HTTP provider kind goes through.
+
+An attempt checks the circuit breaker, takes a concurrency slot, sends one request on the shared
+httpx client and classifies what came back. `backoff` retries the attempts that may succeed
+later: connect errors, timeouts, 408, 409, 429, 5xx (529 included) and unreadable replies; never
+any other 4xx. Waits grow exponentially from 0.5 s to 8 s with jitter, or follow the server's
+`retry-after-ms` / `retry-after` (seconds or an HTTP date) up to `retry_after_cap_s`; a longer
+wait fails the call saying until when. `max_retries` and `total_timeout_s` bound the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import backoff
+import httpx
+
+from .base import Call, ChatRequest, ProviderError, Reply
+from .breaker import CircuitBreaker
+from .config import display_url
+from .wire import WireFormat, error_message
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+FIRST_WAIT_S = 0.5
+LONGEST_WAIT_S = 8.0
+RETRIED_STATUSES = frozenset({408, 409, 429})
+_MESSAGE_LIMIT = 300
+
+
+class Delay(float):
+    """Seconds to wait before the next attempt; `asked` when the server said how long."""
+
+    asked: bool = False
+
+
+class HttpProvider:
+    """A provider reached over HTTP, in one of the wire formats."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        wire: WireFormat,
+        client: Callable[[], httpx.AsyncClient],
+        breaker: Callable[[str | None], CircuitBreaker],
+        slots: asyncio.Semaphore | None,
+    ) -> None:
+        self.name = settings.name
+        self.kind = settings.kind
+        self.settings = settings
+        self.wire = wire
+        self.client = client
+        self.breaker = breaker
+        self.slots = slots
+        self.where = display_url(settings.base_url)
+
+    async def complete(self, request: ChatRequest, call: Call) -> Reply:
+        """The reply to `request`, retrying what may pass on another attempt."""
+        attempts = 0
+
+        async def attempt() -> Reply:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(request, call, attempts)
+
+        def retrying(details: Mapping[str, Any]) -> None:
+            error: ProviderError = details["exception"]
+            call.emit(
+                "llm.retry",
+                "warning",
+                provider=self.name,
+                model=request.model,
+                attempt=details["tries"],
+                kind=error.kind,
+                message=error.message,
+                wait_s=round(details["wait"], 3),
+            )
+
+        with_retries = backoff.on_exception(
+            cast("Callable[..., Generator[float, None, None]]", _delays),
+            ProviderError,
+            max_tries=self.settings.max_retries + 1,
+            max_time=self.settings.total_timeout_s,
+            giveup=_final,
+            jitter=_jitter,
+            on_backoff=retrying,
+            raise_on_giveup=True,
+            logger=None,
+        )(attempt)
+        reply: Reply = await with_retries()
+        return replace(reply, attempts=attempts)
+
+    async def _attempt(self, request: ChatRequest, call: Call, number: int) -> Reply:
+        breaker = self.breaker(request.model)
+        if not breaker.allow():
+            raise self._breaker_open(breaker, request)
+        if self.slots is None:
+            return await self._observed(request, call, number, breaker)
+        async with self.slots:
+            return await self._observed(request, call, number, breaker)
+
+    async def _observed(
+        self, request: ChatRequest, call: Call, number: int, breaker: CircuitBreaker
+    ) -> Reply:
+        """One request, with its events and its effect on the breaker."""
+        identity: dict[str, Any] = {"provider": self.name, "model": request.model}
+        call.emit("llm.request", **identity, attempt=number)
+        started = time.monotonic()
+        try:
+            reply = await self._send(request)
+        except ProviderError as error:
+            if error.kind in ("timeout", "server", "connection", "invalid_response", "rate_limit"):
+                if breaker.failed():
+                    call.emit(
+                        "circuit.opened",
+                        "warning",
+                        **identity,
+                        kind=self.kind,
+                        base_url=self.where,
+                        failures=breaker.failures,
+                        cooldown_s=breaker.cooldown_s,
+                    )
+            else:
+                self._succeeded(breaker, call, identity)
+            raise
+        self._succeeded(breaker, call, identity)
+        call.emit(
+            "llm.response",
+            **identity,
+            attempt=number,
+            duration_s=round(time.monotonic() - started, 3),
+            finish_reason=reply.finish_reason,
+            tokens=reply.usage.as_dict(),
+        )
+        return reply
+
+    def _succeeded(self, breaker: CircuitBreaker, call: Call, identity: dict[str, Any]) -> None:
+        if breaker.succeeded():
+            call.emit("circuit.closed", **identity, kind=self.kind, base_url=self.where)
+
+    async def _send(self, request: ChatRequest) -> Reply:
+        """One HTTP request and its classified outcome."""
+        timeout = self.settings.timeout_s
+        try:
+            response = await self.client().post(
+                self.wire.url(self.settings.base_url),
+                json=self.wire.body(request),
+                headers=self.wire.headers(self.settings.api_key),
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                "timeout", f"no reply from {self.where} within {timeout:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError("connection", self._connection_message(exc)) from exc
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            excerpt = self._redact(response.text[:80])
+            raise ProviderError("invalid_response", f"the reply is not JSON: {excerpt!r}") from exc
+        return self.wire.parse(payload)
+
+    def _connection_message(self, exc: httpx.HTTPError) -> str:
+        if isinstance(exc, httpx.ConnectError):
+            return f"cannot connect to {self.where}: {self._redact(str(exc)) or 'refused'}"
+        detail = self._redact(str(exc)) or type(exc).__name__
+        return f"the connection to {self.where} failed: {detail}"
+
+    def _status_error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        try:
+            said = error_message(response.json())
+        except ValueError:
+            said = response.text.strip()[:_MESSAGE_LIMIT] or None
+        message = f"HTTP {status} {response.reason_phrase}" + (f": {said}" if said else "")
+        message = self._redact(message)[:_MESSAGE_LIMIT]
+        if status in (401, 403):
+            return ProviderError("client", message + self._key_hint())
+        if status not in RETRIED_STATUSES and status < 500:
+            return ProviderError("client", message)
+        kind = {408: "timeout", 429: "rate_limit"}.get(status, "server")
+        wait = retry_after(response.headers)
+        if wait is not None and wait > self.settings.retry_after_cap_s:
+            until = datetime.now(UTC) + timedelta(seconds=wait)
+            return ProviderError(
+                kind,
+                f"{message}; the server asks to wait until {until:%Y-%m-%dT%H:%M:%SZ}"
+                f" ({wait:g} s), more than the {self.settings.retry_after_cap_s:g} s cap"
+                " (retry_after_cap_s)",
+                retry=False,
+            )
+        return ProviderError(kind, message, retry_after=wait)
+
+    def _key_hint(self) -> str:
+        variable = self.settings.api_key_env
+        if variable is None:
+            return ""
+        if self.settings.api_key is None:
+            return f" (no API key: {variable} is not set)"
+        return f" (check the API key in {variable})"
+
+    def _breaker_open(self, breaker: CircuitBreaker, request: ChatRequest) -> ProviderError:
+        return ProviderError(
+            "circuit_breaker",
+            f"the circuit breaker for {self.kind} {self.where} {request.model} is open after"
+            f" {breaker.failures} consecutive failures; calls resume in"
+            f" {breaker.remaining_s():.1f} s",
+            retry=False,
+        )
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if key else text
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asks to wait: `retry-after-ms`, else `retry-after` (seconds or date)."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _final(error: Exception) -> bool:
+    return not (isinstance(error, ProviderError) and error.retry)
+
+
+def _delays() -> Generator[Delay, ProviderError, None]:
+    """backoff's wait generator: the server's wait when it gave one, else exponential."""
+    error = yield  # type: ignore[misc]  # backoff primes the generator with None
+    exponent = 0
+    while True:
+        if error.retry_after is not None:
+            delay = Delay(error.retry_after)
+            delay.asked = True
+        else:
+            delay = Delay(min(LONGEST_WAIT_S, FIRST_WAIT_S * 2**exponent))
+            exponent += 1
+        error = yield delay
+
+
+def _jitter(delay: float) -> float:
+    """Between half and all of our own wait; a little on top of a wait the server asked for."""
+    if getattr(delay, "asked", False):
+        return delay + random.uniform(0, min(1.0, 0.1 * delay))
+    return random.uniform(delay / 2, delay)

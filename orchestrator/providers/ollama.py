@@ -1,0 +1,51 @@
+"""Ollama's native chat API: `POST {base_url}/api/chat` without streaming.
+
+Ollama can answer 200 with `{"error": ...}` instead of a message; that is a server failure
+and is retried like a 5xx. Top-level request fields (format, keep_alive, think, tools) stay
+at the top; every other option goes under `options` (temperature, num_ctx, seed, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ChatRequest, ProviderError, Reply, Usage
+from .wire import field, invalid, number
+
+TOP_LEVEL = frozenset({"format", "keep_alive", "think", "tools"})
+
+
+class OllamaWire:
+    """The native /api/chat wire format."""
+
+    kind = "ollama"
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}/api/chat"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        top = {k: v for k, v in request.options.items() if k in TOP_LEVEL}
+        options = {k: v for k, v in request.options.items() if k not in TOP_LEVEL}
+        body = {**top, "model": request.model, "messages": request.chat(), "stream": False}
+        if options:
+            body["options"] = options
+        return body
+
+    def parse(self, payload: Any) -> Reply:
+        if isinstance(payload, dict) and payload.get("error"):
+            raise ProviderError("server", f"the server replied with an error: {payload['error']}")
+        message = field(payload, "message", dict)
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise invalid("the reply's message has no text content")
+        return Reply(
+            text=content,
+            finish_reason=payload.get("done_reason"),
+            usage=Usage(
+                input=number(payload, "prompt_eval_count"), output=number(payload, "eval_count")
+            ),
+            raw=payload,
+        )

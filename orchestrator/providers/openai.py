@@ -1,0 +1,46 @@
+"""OpenAI chat completions, and every server that speaks them (vLLM, llama.cpp, LM Studio,
+`mlx_lm.server`, Ollama's `/v1`): `POST {base_url}/chat/completions`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ChatRequest, Reply, Usage
+from .wire import field, invalid, number
+
+
+class OpenAIWire:
+    """The chat-completions wire format."""
+
+    kind = "openai"
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}/chat/completions"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return {**request.options, "model": request.model, "messages": request.chat()}
+
+    def parse(self, payload: Any) -> Reply:
+        choices = field(payload, "choices", list)
+        if not choices:
+            raise invalid("the reply has no choices")
+        choice = choices[0]
+        message = field(choice, "message", dict)
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise invalid("the reply's message has no text content")
+        usage = payload.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        return Reply(
+            text=content,
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(
+                input=number(usage, "prompt_tokens"),
+                output=number(usage, "completion_tokens"),
+                cached=number(details, "cached_tokens"),
+            ),
+            raw=payload,
+        )

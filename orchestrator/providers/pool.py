@@ -1,0 +1,124 @@
+"""The providers of one build: settings resolved once, one shared httpx client, one circuit
+breaker per (kind, base_url, model) and one concurrency limit per provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .base import Provider, ProviderError
+from .breaker import CircuitBreaker
+from .config import Settings, display_url, resolve
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..spec import Provider as ProviderSpec
+    from .wire import WireFormat
+
+
+SHARDS = 8
+"""httpx clients the requests are spread over: httpcore's connection pool does work in the
+square of its open connections on every request, so many small pools beat one large one."""
+
+
+class Providers:
+    """Gives each llm step its configured provider; `aclose` when the build ends."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, ProviderSpec],
+        env: Mapping[str, str],
+        workdir: Path,
+        *,
+        offline: bool = False,
+    ) -> None:
+        self.specs = specs
+        self.env = env
+        self.workdir = workdir
+        self.offline = offline
+        self._providers: dict[str, Provider] = {}
+        self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}
+        self._clients: list[httpx.AsyncClient] = []
+        self._turn = 0
+
+    def settings(self, name: str) -> Settings:
+        """The resolved settings of a declared provider."""
+        return resolve(name, self.specs[name], self.env)
+
+    def get(self, name: str) -> Provider:
+        """The provider called `name`; ProviderError `offline` for a network one when offline."""
+        provider = self._providers.get(name)
+        if provider is None:
+            provider = self._providers[name] = self._create(self.settings(name))
+        if self.offline and provider.kind != "fake":
+            raise ProviderError(
+                "offline",
+                f"needs a call to provider '{name}' ({provider.kind}), and offline mode"
+                " (--offline or ORCH_OFFLINE) forbids it",
+                retry=False,
+            )
+        return provider
+
+    def _create(self, settings: Settings) -> Provider:
+        if settings.kind == "fake":
+            from .fake import FakeProvider
+
+            return FakeProvider(settings, self.workdir)
+        from .http import HttpProvider
+
+        slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
+        return HttpProvider(
+            settings,
+            _wire(settings.kind),
+            self._http_client,
+            lambda model: self._breaker(settings, model),
+            slots,
+        )
+
+    def _breaker(self, settings: Settings, model: str | None) -> CircuitBreaker:
+        key = (settings.kind, display_url(settings.base_url), model)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(settings.cb_threshold, settings.cb_cooldown_s)
+            self._breakers[key] = breaker
+        return breaker
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """The next client of the shared set, in turn."""
+        if not self._clients:
+            import httpx
+
+            verify = httpx.create_ssl_context() if self._uses_tls() else False
+            self._clients = [
+                httpx.AsyncClient(verify=verify, follow_redirects=False) for _ in range(SHARDS)
+            ]
+        self._turn = (self._turn + 1) % SHARDS
+        return self._clients[self._turn]
+
+    def _uses_tls(self) -> bool:
+        """Whether any provider is reached over https (creating a TLS context takes time)."""
+        names = [name for name, spec in self.specs.items() if spec.kind != "fake"]
+        return any(not self.settings(name).base_url.startswith("http://") for name in names)
+
+    async def aclose(self) -> None:
+        """Close the shared clients."""
+        for client in self._clients:
+            await client.aclose()
+        self._clients = []
+
+
+def _wire(kind: str) -> WireFormat:
+    if kind == "openai":
+        from .openai import OpenAIWire
+
+        return OpenAIWire()
+    if kind == "anthropic":
+        from .anthropic import AnthropicWire
+
+        return AnthropicWire()
+    from .ollama import OllamaWire
+
+    return OllamaWire()

@@ -24,7 +24,7 @@ from .paths import (
 from .pipeline import LoadedPipeline, Step
 from .settings import fail_at
 from .source import PathKey, SourceDocument
-from .spec import FakeProvider, LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
 from .templating import Reader, Renderer, StepsView, forbidden_read, suggest
 
 StepSpec = ShellStep | LlmStep | TemplateStep
@@ -513,16 +513,10 @@ class _StepExpander:
 
     def _recorded_reply(self, step_id: str, provider: str) -> list[str]:
         """A fake provider's reply file for the step: an input, so editing it reruns the step."""
-        from .providers.fake import reply_files
+        from .providers.fake import reply_candidates
 
-        config = self.providers[provider]
-        if not isinstance(config, FakeProvider) or config.echo:
-            return []
-        for candidate in reply_files(config.responses, step_id, self.instances[step_id][0]):
-            try:
-                path = normalize(candidate)
-            except PathRefused:
-                continue
+        group = self.instances[step_id][0]
+        for path in reply_candidates(self.providers[provider], step_id, group):
             if (self.workdir / path).is_file() and not escapes_through_symlink(self.workdir, path):
                 return [path]
         return []

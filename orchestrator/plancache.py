@@ -116,9 +116,14 @@ def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
 
 
 def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
-    """Every file and glob that rendering the pipeline looked at, with what it saw."""
+    """Every file and glob that rendering the pipeline looked at, with what it saw (a fake
+    provider's reply files among them: whether one exists decides the step's inputs)."""
+    from .providers.fake import reply_candidates
+
     files = [normalize(name) for name in loaded.spec.dotenv]
     for step in loaded.steps.values():
+        provider = loaded.providers.get(step.provider) if step.provider else None
+        files.extend(reply_candidates(provider, step.id, step.group))  # present or not
         for field, rendered in (("template_file", "template"), ("prompt_file", "prompt")):
             if field in step.definition and step.definition.get(rendered) is not None:
                 files.append(step.definition[field])  # rendered at plan time

@@ -850,6 +850,36 @@ CASES = [
         "give exactly one of prompt, prompt_file or messages",
         absent=("not \n",),
     ),
+    case(
+        "llm-schema-that-is-not-a-json-schema",
+        """\
+        version: 1
+        providers: { p: { kind: fake, echo: true } }
+        steps:
+          a:
+            prompt: give json
+            extract: json
+            schema: { type: objekt }
+            output: a.json
+        """,
+        "schema:",
+        "'schema' is not a valid JSON Schema",
+        "objekt",
+    ),
+    case(
+        "llm-without-a-model",
+        """\
+        version: 1
+        providers: { p: { kind: openai } }
+        steps:
+          a:
+            prompt: hi
+            output: a.md
+        """,
+        "  a:",
+        "step 'a' has no model",
+        "provider 'p'",
+    ),
 ]
 
 

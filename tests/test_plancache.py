@@ -117,3 +117,28 @@ def test_a_corrupt_saved_plan_is_ignored(workdir: Path) -> None:
     result = build()
     assert result.exit_code == 0
     assert result.output == "all 3 steps up to date\n"
+
+
+def test_a_fake_reply_file_that_appears_later_becomes_an_input(
+    write_pipeline: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_pipeline(
+        """\
+        version: 1
+        providers: { offline: { kind: fake, responses: replies } }
+        steps:
+          ask: { prompt: question, output: answer.md }
+        """
+    )
+    monkeypatch.chdir(tmp_path)
+    first = build()
+    assert first.exit_code == 1
+    assert "create replies/ask.md" in first.output
+    (tmp_path / "replies").mkdir()
+    (tmp_path / "replies" / "ask.md").write_text("one\n")
+    assert build().exit_code == 0
+    (tmp_path / "replies" / "ask.md").write_text("two\n")
+    second = build()
+    assert ran(second) == ["ask"]
+    assert "input modified: replies/ask.md" in second.output
+    assert (tmp_path / "answer.md").read_text() == "two\n"

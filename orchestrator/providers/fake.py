@@ -7,10 +7,15 @@ The reply to step `s` is the file `<responses>/s.md` (a foreach instance `g@item
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..paths import PathRefused, escapes_through_symlink, normalize
+from ..spec import FakeProvider as FakeSpec
 from .base import Call, ChatRequest, ProviderError, Reply, Usage
 from .config import Settings
+
+if TYPE_CHECKING:
+    from ..spec import Provider
 
 
 class FakeProvider:
@@ -42,11 +47,7 @@ class FakeProvider:
 
     def _recorded(self, call: Call) -> str:
         candidates = reply_files(self.settings.responses, call.step, call.group)
-        for candidate in candidates:
-            try:
-                path = normalize(candidate)
-            except PathRefused:
-                continue
+        for path in _normalized(candidates):
             if escapes_through_symlink(self.workdir, path):
                 raise ProviderError("client", f"the reply file {path} leads outside the workdir")
             try:
@@ -66,3 +67,20 @@ def reply_files(responses: str | None, step: str, group: str) -> list[str]:
     folder = (responses or ".").rstrip("/")
     names = [step] if step == group else [step, group]
     return [f"{folder}/{name}.md" for name in names]
+
+
+def reply_candidates(config: Provider | None, step: str, group: str) -> list[str]:
+    """The normalised reply files a fake provider would read for a step; none for other kinds."""
+    if not isinstance(config, FakeSpec) or config.echo:
+        return []
+    return _normalized(reply_files(config.responses, step, group))
+
+
+def _normalized(paths: list[str]) -> list[str]:
+    found = []
+    for path in paths:
+        try:
+            found.append(normalize(path))
+        except PathRefused:
+            continue
+    return found

@@ -141,7 +141,12 @@ def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> An
 
 
 _targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [STEP]...")
-_provider_option = click.option("--provider", metavar="NAME", help="Provider for llm steps.")
+_provider_option = click.option(
+    "--provider",
+    metavar="NAME",
+    envvar="ORCH_PROVIDER",
+    help="Provider for llm steps without their own [ORCH_PROVIDER].",
+)
 
 
 @cli.command()

@@ -109,11 +109,13 @@ def default_provider(
     providers: Mapping[str, Provider],
     override: str | None,
 ) -> str | None:
-    """`--provider`, else the rendered `default_provider`, else the only provider declared."""
-    if override is not None:
+    """`--provider` (or ORCH_PROVIDER), else the rendered `default_provider`, else the only
+    provider declared. A pipeline that declares no providers ignores the override."""
+    if override is not None and providers:
         if override not in providers:
             raise PipelineError.at(
-                f"--provider '{override}': no such provider{suggest(override, providers)}",
+                f"--provider (or ORCH_PROVIDER) '{override}': no such provider"
+                f"{suggest(override, providers)}",
                 None,
                 source.file,
             )

@@ -104,3 +104,41 @@ def test_cost_prices_cached_input_at_its_own_price_or_the_input_price() -> None:
     assert usage.cost(Price(input=2.0, output=8.0)) == 2.0 + 4.0
     assert usage.cost(Price(input=2.0, output=8.0, cached=0.5)) == 1.2 + 0.2 + 4.0
     assert usage + Usage(1, 2, 3) == Usage(1_000_001, 500_002, 400_003)
+
+
+def _pipeline_with_two_providers(folder: Path) -> None:
+    (folder / "orch.yaml").write_text(
+        "version: 1\n"
+        "providers:\n"
+        "  first: { kind: fake, echo: true }\n"
+        "  second: { kind: fake, responses: replies }\n"
+        "default_provider: first\n"
+        "steps: { a: { prompt: hello, output: a.md } }\n"
+    )
+    (folder / "replies").mkdir()
+    (folder / "replies" / "a.md").write_text("from second\n")
+
+
+def test_orch_provider_chooses_the_provider_like_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pipeline_with_two_providers(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCH_PROVIDER", "second")
+    assert CliRunner().invoke(cli, ["build"]).exit_code == 0
+    assert (tmp_path / "a.md").read_text() == "from second\n"
+    monkeypatch.setenv("ORCH_PROVIDER", "third")
+    result = CliRunner().invoke(cli, ["build"])
+    assert result.exit_code == 2
+    assert "ORCH_PROVIDER) 'third': no such provider" in result.stderr
+
+
+def test_orch_provider_is_ignored_by_a_pipeline_without_providers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "orch.yaml").write_text(
+        "version: 1\nsteps: { a: { run: echo hi > a.txt, output: a.txt } }\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCH_PROVIDER", "openai")
+    assert CliRunner().invoke(cli, ["build"]).exit_code == 0

@@ -55,6 +55,8 @@ class ChatRequest:
     model: str | None
     options: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None
+    timeout_s: float | None = None
+    """The step's own per-request timeout, instead of the provider's."""
 
     def system_text(self) -> str | None:
         """The step's `system` and any system messages, joined."""

@@ -148,7 +148,7 @@ class HttpProvider:
 
     async def _send(self, request: ChatRequest) -> Reply:
         """One HTTP request and its classified outcome."""
-        timeout = self.settings.timeout_s
+        timeout = request.timeout_s or self.settings.timeout_s
         try:
             response = await self.client().post(
                 self.wire.url(self.settings.base_url),
@@ -211,11 +211,12 @@ class HttpProvider:
         return f" (check the API key in {variable})"
 
     def _breaker_open(self, breaker: CircuitBreaker, request: ChatRequest) -> ProviderError:
+        remaining = breaker.remaining_s()
+        when = f"calls resume in {remaining:.1f} s" if remaining else "a probe call is under way"
         return ProviderError(
             "circuit_breaker",
             f"the circuit breaker for {self.kind} {self.where} {request.model} is open after"
-            f" {breaker.failures} consecutive failures; calls resume in"
-            f" {breaker.remaining_s():.1f} s",
+            f" {breaker.failures} consecutive failures; {when}",
             retry=False,
         )
 

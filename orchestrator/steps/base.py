@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed, TemplateError
-from ..filestore import WriteRefused, WriteResult, safe_write
+from ..filestore import WriteRefused, WriteResult, confined, safe_write
 from ..templating import READ_PLACEHOLDER, Reader, Renderer
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class StepContext:
 
 def _write_all(workdir: Path, contents: Mapping[str, bytes | str]) -> list[WriteResult]:
     try:
+        for path in contents:
+            confined(workdir, path)  # refuse before writing anything
         return [safe_write(workdir, path, content) for path, content in contents.items()]
     except WriteRefused as exc:
         raise StepFailed("refused", str(exc)) from exc

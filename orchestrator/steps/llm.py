@@ -64,7 +64,9 @@ def _request(ctx: StepContext) -> ChatRequest:
         messages = ({"role": "user", "content": str(prompt)},)
     system = ctx.runtime(spec.system, definition["system"])
     provider = resolved_definition(ctx.step, ctx.pipeline.providers)["provider"]
-    return ChatRequest(messages, provider["model"], provider["options"], system)
+    return ChatRequest(
+        messages, provider["model"], provider["options"], system, timeout_s=spec.timeout_s
+    )
 
 
 def _contents(ctx: StepContext, text: str) -> dict[str, str]:

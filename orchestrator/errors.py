@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,5 @@ class StepFailed(OrchError):
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.meta: dict[str, Any] = {}
+        """What the step used before failing (provider calls, tokens), for the manifest."""

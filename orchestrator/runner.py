@@ -339,6 +339,7 @@ class Runner:
         if started is not None:
             record.duration_s = round(time.monotonic() - started, 3)
         record.failure = {"kind": failure.kind, "message": failure.message}
+        record.meta = dict(failure.meta)
         self.events.emit(
             "step.failed",
             step_id,

@@ -118,7 +118,7 @@ def _usage(metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
             cost, priced = cost + meta["cost"], True
     usage: dict[str, Any] = {"calls": calls, "tokens": tokens}
     if priced:
-        usage["cost"] = round(cost, 6)
+        usage["cost"] = round(cost, 10)
     return usage
 
 

@@ -35,10 +35,14 @@ class AnthropicWire:
 
     def parse(self, payload: Any) -> Reply:
         blocks = field(payload, "content", list)
-        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+        texts = [
+            b["text"]
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
         if not texts:
             raise invalid("the reply has no text content")
-        usage = payload.get("usage") or {}
+        usage = payload.get("usage")
         cached = number(usage, "cache_read_input_tokens")
         written = number(usage, "cache_creation_input_tokens")
         return Reply(

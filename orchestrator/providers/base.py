@@ -89,7 +89,7 @@ class Usage:
         cached_price = price.input if price.cached is None else price.cached
         fresh = self.input - self.cached
         total = fresh * price.input + self.cached * cached_price + self.output * price.output
-        return round(total / 1_000_000, 6)
+        return round(total / 1_000_000, 10)
 
     def as_dict(self) -> dict[str, int]:
         """For events and the manifest."""

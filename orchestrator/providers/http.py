@@ -65,11 +65,21 @@ class HttpProvider:
     async def complete(self, request: ChatRequest, call: Call) -> Reply:
         """The reply to `request`, retrying what may pass on another attempt."""
         attempts = 0
+        budget = self.settings.total_timeout_s
+        deadline = time.monotonic() + budget
 
         async def attempt() -> Reply:
             nonlocal attempts
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProviderError(
+                    "timeout",
+                    f"the call's time budget (total_timeout_s {budget:g} s) is spent",
+                    retry=False,
+                )
             attempts += 1
-            return await self._attempt(request, call, attempts)
+            timeout = min(request.timeout_s or self.settings.timeout_s, remaining)
+            return await self._attempt(request, call, attempts, timeout)
 
         def retrying(details: Mapping[str, Any]) -> None:
             error: ProviderError = details["exception"]
@@ -88,34 +98,45 @@ class HttpProvider:
             cast("Callable[..., Generator[float, None, None]]", _delays),
             ProviderError,
             max_tries=self.settings.max_retries + 1,
-            max_time=self.settings.total_timeout_s,
-            giveup=_final,
-            jitter=_jitter,
+            max_time=budget,
+            giveup=lambda error: _final(error) or time.monotonic() >= deadline,
+            jitter=lambda delay: min(_jitter(delay), max(0.0, deadline - time.monotonic())),
             on_backoff=retrying,
             raise_on_giveup=True,
             logger=None,
         )(attempt)
-        reply: Reply = await with_retries()
+        try:
+            reply: Reply = await with_retries()
+        except ProviderError as error:
+            error.meta["calls"] = attempts
+            raise
         return replace(reply, attempts=attempts)
 
-    async def _attempt(self, request: ChatRequest, call: Call, number: int) -> Reply:
+    async def _attempt(
+        self, request: ChatRequest, call: Call, number: int, timeout: float
+    ) -> Reply:
         breaker = self.breaker(request.model)
         if not breaker.allow():
             raise self._breaker_open(breaker, request)
         if self.slots is None:
-            return await self._observed(request, call, number, breaker)
+            return await self._observed(request, call, number, breaker, timeout)
         async with self.slots:
-            return await self._observed(request, call, number, breaker)
+            return await self._observed(request, call, number, breaker, timeout)
 
     async def _observed(
-        self, request: ChatRequest, call: Call, number: int, breaker: CircuitBreaker
+        self,
+        request: ChatRequest,
+        call: Call,
+        number: int,
+        breaker: CircuitBreaker,
+        timeout: float,
     ) -> Reply:
         """One request, with its events and its effect on the breaker."""
         identity: dict[str, Any] = {"provider": self.name, "model": request.model}
         call.emit("llm.request", **identity, attempt=number)
         started = time.monotonic()
         try:
-            reply = await self._send(request)
+            reply = await self._send(request, timeout)
         except ProviderError as error:
             if error.kind in ("timeout", "server", "connection", "invalid_response", "rate_limit"):
                 if breaker.failed():
@@ -146,9 +167,19 @@ class HttpProvider:
         if breaker.succeeded():
             call.emit("circuit.closed", **identity, kind=self.kind, base_url=self.where)
 
-    async def _send(self, request: ChatRequest) -> Reply:
-        """One HTTP request and its classified outcome."""
-        timeout = request.timeout_s or self.settings.timeout_s
+    async def _send(self, request: ChatRequest, timeout: float) -> Reply:
+        """One HTTP request and its classified outcome, with the API key out of any message."""
+        try:
+            return await self._exchange(request, timeout)
+        except ProviderError as error:
+            redacted = self._redact(error.message)
+            if redacted == error.message:
+                raise
+            raise ProviderError(
+                error.kind, redacted, retry=error.retry, retry_after=error.retry_after
+            ) from None
+
+    async def _exchange(self, request: ChatRequest, timeout: float) -> Reply:
         try:
             response = await self.client().post(
                 self.wire.url(self.settings.base_url),
@@ -169,7 +200,12 @@ class HttpProvider:
         except ValueError as exc:
             excerpt = self._redact(response.text[:80])
             raise ProviderError("invalid_response", f"the reply is not JSON: {excerpt!r}") from exc
-        return self.wire.parse(payload)
+        try:
+            return self.wire.parse(payload)
+        except (LookupError, TypeError, AttributeError, ValueError) as exc:
+            raise ProviderError(
+                "invalid_response", f"the reply has an unexpected shape ({type(exc).__name__})"
+            ) from exc
 
     def _connection_message(self, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.ConnectError):

@@ -32,8 +32,8 @@ class OpenAIWire:
         content = message.get("content")
         if not isinstance(content, str):
             raise invalid("the reply's message has no text content")
-        usage = payload.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
+        usage = payload.get("usage")
+        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         return Reply(
             text=content,
             finish_reason=choice.get("finish_reason"),

@@ -37,13 +37,19 @@ async def execute(ctx: StepContext) -> Outcome:
         reply = await provider.complete(request, Call(ctx.step.id, ctx.step.group, emit))
     except StepFailed as failure:
         log.note(f"failed ({failure.kind}): {failure.message}")
+        failure.meta.update({"provider": ctx.step.provider, "model": request.model})
         raise
     log.reply(reply)
-    contents = _contents(ctx, reply.text)
-    written = await ctx.write_all(contents)
+    meta = _usage(ctx, request, reply)
+    try:
+        contents = _contents(ctx, reply.text)
+        written = await ctx.write_all(contents)
+    except StepFailed as failure:
+        failure.meta.update(meta)  # the reply was paid for all the same
+        raise
     if ctx.step.spec.extract == "files":  # type: ignore[union-attr]
         _remove_stale(ctx, set(contents))
-    return Outcome(written=written, meta=_usage(ctx, request, reply))
+    return Outcome(written=written, meta=meta)
 
 
 def _request(ctx: StepContext) -> ChatRequest:

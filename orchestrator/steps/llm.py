@@ -3,6 +3,7 @@ outputs from the reply and write them; `logs/<step>.log` holds the request and t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ async def execute(ctx: StepContext) -> Outcome:
     providers = ctx.providers()
     request = _request(ctx)
     log = _Log(ctx.log)
-    log.request(ctx.step.provider, request)
+    await log.request(ctx.step.provider, request)
 
     def emit(type: str, level: str = "info", **data: Any) -> None:
         if type == "llm.retry":
@@ -39,7 +40,7 @@ async def execute(ctx: StepContext) -> Outcome:
         log.note(f"failed ({failure.kind}): {failure.message}")
         failure.meta.update({"provider": ctx.step.provider, "model": request.model})
         raise
-    log.reply(reply)
+    await log.reply(reply)
     meta = _usage(ctx, request, reply)
     try:
         contents = _contents(ctx, reply.text)
@@ -124,7 +125,7 @@ class _Log:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def request(self, provider: str, request: ChatRequest) -> None:
+    async def request(self, provider: str, request: ChatRequest) -> None:
         lines = [f"# request: provider {provider}, model {request.model}"]
         if request.options:
             lines.append(f"options: {_inline(request.options)}")
@@ -134,21 +135,24 @@ class _Log:
         for message in request.messages:
             if message["role"] != "system":
                 lines += ["", f"## {message['role']}", message["content"]]
-        self._write("\n".join(lines) + "\n", "w")
+        await self._write("\n".join(lines) + "\n", "w")
 
     def note(self, text: str) -> None:
-        self._write(f"\n# {text}\n", "a")
+        self._put(f"\n# {text}\n", "a")
 
-    def reply(self, reply: Reply) -> None:
+    async def reply(self, reply: Reply) -> None:
         usage = reply.usage
         head = (
             f"# reply: finish {reply.finish_reason}, tokens in {usage.input}"
             f" (cached {usage.cached}), out {usage.output}, attempts {reply.attempts}"
         )
-        self._write(f"\n{head}\n\n{reply.text}\n", "a")
+        await self._write(f"\n{head}\n\n{reply.text}\n", "a")
 
-    def _write(self, text: str, mode: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    async def _write(self, text: str, mode: str) -> None:
+        """Off the event loop: creating files waits on the disk's journal."""
+        await asyncio.to_thread(self._put, text, mode)
+
+    def _put(self, text: str, mode: str) -> None:
         with self.path.open(mode, encoding="utf-8") as file:
             file.write(text)
 

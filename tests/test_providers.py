@@ -1042,7 +1042,11 @@ def test_a_call_waiting_to_retry_does_not_hold_its_concurrency_slot(
     project: Project, llm_server: LlmServer
 ) -> None:
     llm_server.script_for("say a", rate_limited(0.4))
-    steps = {"a": llm("say a", "out/a.md"), "b": llm("say b", "out/b.md")}
+    steps = {
+        "a": llm("say a", "out/a.md"),
+        "gate": {"run": "echo > gate.txt", "output": "gate.txt"},  # b starts after a's call
+        "b": {**llm("say b", "out/b.md"), "needs": ["gate"]},
+    }
     write_orch(project, steps, {"p": provider(llm_server, max_concurrency=1)})
     build = ok(project.orch("build", "-j", "2"))
     order = [(r.body or {})["messages"][-1]["content"] for r in llm_server.requests]

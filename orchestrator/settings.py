@@ -86,7 +86,8 @@ def render_providers(
     from .providers.config import overrides
 
     try:
-        overrides(base["env"])
+        if spec.providers:
+            overrides(base["env"])
     except UsageError as exc:
         raise PipelineError.at(str(exc), None, source.file) from exc
     providers: dict[str, Provider] = {}

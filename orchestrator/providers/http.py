@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import backoff
 import httpx
 
-from .base import Call, ChatRequest, ProviderError, Reply
+from .base import RETRYABLE, Call, ChatRequest, ProviderError, Reply
 from .breaker import CircuitBreaker
 from .config import display_url
 from .wire import WireFormat, error_message
@@ -138,7 +138,7 @@ class HttpProvider:
         try:
             reply = await self._send(request, timeout)
         except ProviderError as error:
-            if error.kind in ("timeout", "server", "connection", "invalid_response", "rate_limit"):
+            if error.kind in RETRYABLE:  # the server is in trouble; anything else is an answer
                 if breaker.failed():
                     call.emit(
                         "circuit.opened",

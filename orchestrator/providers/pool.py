@@ -1,5 +1,6 @@
-"""The providers of one build: settings resolved once, one shared httpx client, one circuit
-breaker per (kind, base_url, model) and one concurrency limit per provider."""
+"""The providers of one build: settings resolved once per provider, a shared set of httpx
+clients, one circuit breaker per (kind, base_url, model) and one concurrency limit per
+provider."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class Providers:
         self.env = env
         self.workdir = workdir
         self.offline = offline
+        self._settings: dict[str, Settings] = {}
         self._providers: dict[str, Provider] = {}
         self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}
         self._clients: list[httpx.AsyncClient] = []
@@ -46,7 +48,9 @@ class Providers:
 
     def settings(self, name: str) -> Settings:
         """The resolved settings of a declared provider."""
-        return resolve(name, self.specs[name], self.env)
+        if name not in self._settings:
+            self._settings[name] = resolve(name, self.specs[name], self.env)
+        return self._settings[name]
 
     def get(self, name: str) -> Provider:
         """The provider called `name`; ProviderError `offline` for a network one when offline."""

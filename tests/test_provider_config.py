@@ -142,3 +142,10 @@ def test_orch_provider_is_ignored_by_a_pipeline_without_providers(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORCH_PROVIDER", "openai")
     assert CliRunner().invoke(cli, ["build"]).exit_code == 0
+
+
+def test_the_api_key_and_a_password_in_the_address_are_secrets() -> None:
+    provider = OpenAIProvider(kind="openai", base_url="http://me:pw-123@host:8000/v1")
+    settings = resolve("o", provider, {"OPENAI_API_KEY": "sk-1"})
+    assert settings.secrets() == ["sk-1", "pw-123"]
+    assert resolve("o", OpenAIProvider(kind="openai"), {}).secrets() == []

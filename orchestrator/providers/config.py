@@ -65,6 +65,13 @@ class Settings:
     responses: str | None = None
     echo: bool = False
 
+    def secrets(self) -> list[str]:
+        """Values no message may show: the API key and a password in `base_url`."""
+        found = [self.api_key] if self.api_key else []
+        userinfo = self.base_url.partition("://")[2].partition("/")[0].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        return [*found, password] if password else found
+
 
 def overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """The `ORCH_PROVIDER_*` settings set in `env`; UsageError for a value that is not valid."""

@@ -257,8 +257,10 @@ class HttpProvider:
         )
 
     def _redact(self, text: str) -> str:
-        key = self.settings.api_key
-        return text.replace(key, "***") if key else text
+        """`text` without the API key or a password in the address."""
+        for secret in self.settings.secrets():
+            text = text.replace(secret, "***")
+        return text
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

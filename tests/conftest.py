@@ -13,6 +13,8 @@ from tests.llm_server import LlmServer
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
+collect_ignore = ["golden"]  # the expected generated app, with tests of its own
+
 
 @pytest.fixture
 def write_pipeline(tmp_path: Path) -> Callable[..., Path]:

@@ -1,0 +1,67 @@
+"""Helpers for tests of the flagship pipeline: a copy of its inputs, orch as a process, and the
+files a build generates."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT
+
+PIPELINE = "pipelines/notes_app.yaml"
+SOURCES = ("pipelines", "specs")
+"""What the pipeline reads: its file, prompts, sample replies and the spec (not its lock)."""
+OUTPUTS = ("generated", "build")
+GOLDEN = ROOT / "tests" / "golden"
+_PYTEST_TIMING = re.compile(rb" in \d+\.\d+s")
+
+
+def copy_inputs(destination: Path) -> Path:
+    """The pipeline's inputs, copied without the lock file or any output."""
+    for name in SOURCES:
+        shutil.copytree(ROOT / name, destination / name, ignore=shutil.ignore_patterns("*.lock"))
+    return destination
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """The environment of a build: this interpreter first on PATH, no orch or provider settings."""
+    keep = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ORCH_", "OPENAI_", "ANTHROPIC_", "OLLAMA_"))
+    }
+    keep["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{keep.get('PATH', '')}"
+    return {**keep, **extra}
+
+
+def orch(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `orch` in `cwd` as a process."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def generated(root: Path) -> dict[str, bytes]:
+    """Every file a build of the pipeline wrote under `root`, by relative path.
+
+    The test report's timing ("6 passed in 0.41s") is left out, as it changes on every run.
+    """
+    found = {}
+    for name in OUTPUTS:
+        for path in sorted((root / name).rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.name == "qa.txt":
+                    data = _PYTEST_TIMING.sub(b"", data)
+                found[path.relative_to(root).as_posix()] = data
+    return found

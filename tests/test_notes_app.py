@@ -1,0 +1,131 @@
+"""What a new user meets first: the flagship pipeline built with the README's command in a fresh
+virtual environment, checked the way CI checks it, edited, and pointed at a real HTTP provider."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT
+from .llm_server import LlmServer
+from .notes_kit import GOLDEN, PIPELINE, copy_inputs, environment, generated, orch
+
+RESPONSES = ROOT / "pipelines" / "notes_app" / "responses"
+
+
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_inputs(tmp_path_factory.mktemp("notes-built"))
+    done = orch(root, "build", PIPELINE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
+
+
+@pytest.fixture
+def project(built_once: Path, tmp_path: Path) -> Path:
+    """A built copy of the pipeline, its own for each test."""
+    return Path(shutil.copytree(built_once, tmp_path / "project", symlinks=True))
+
+
+def ran(output: str) -> list[str]:
+    return [line.split()[1] for line in output.splitlines() if line.startswith("run ")]
+
+
+def readme_main_job() -> str:
+    """The README's command that installs orch and builds the flagship pipeline."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    return next(c.strip() for c in commands if c.startswith("pip install") and PIPELINE in c)
+
+
+def test_the_readme_main_job_builds_the_app_in_a_fresh_virtual_environment(
+    tmp_path: Path,
+) -> None:
+    project = copy_inputs(tmp_path / "repo")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / "orchestrator", project / "orchestrator", ignore=_caches)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    _see_installed_packages(venv)
+    script = f". {venv / 'bin' / 'activate'} && {readme_main_job()}"
+    env = environment(PIP_QUIET="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+
+    first = subprocess.run(
+        ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(ran(first.stdout)) == ["architect", "builder", "docs", "qa"]
+    assert generated(project) == generated(GOLDEN)
+
+    again = subprocess.run(
+        ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.strip().endswith("all 4 steps up to date")
+
+
+def _see_installed_packages(venv: Path) -> None:
+    """Let a new virtual environment import what this one has installed, so that pip finds
+    the dependencies satisfied and fetches nothing but its build backend."""
+    (site,) = venv.glob("lib/python*/site-packages")
+    paths = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")}
+    (site / "outer.pth").write_text("\n".join(sorted(paths)) + "\n", encoding="utf-8")
+
+
+def _caches(folder: str, names: list[str]) -> list[str]:
+    return [name for name in names if name in ("__pycache__",) or name.endswith(".egg-info")]
+
+
+def test_status_check_passes_when_up_to_date_and_names_an_edited_spec(project: Path) -> None:
+    assert orch(project, "status", "--check", PIPELINE).returncode == 0
+    with (project / "specs" / "notes_app.md").open("a", encoding="utf-8") as spec:
+        spec.write("- `GET /notes?q=` searches titles.\n")
+    checked = orch(project, "status", "--check", PIPELINE)
+    assert checked.returncode == 1
+    assert "input modified: specs/notes_app.md" in checked.stdout
+
+
+def test_editing_only_the_docs_prompt_reruns_docs_alone(project: Path) -> None:
+    prompt = project / "pipelines" / "notes_app" / "prompts" / "docs.md.j2"
+    prompt.write_text(prompt.read_text(encoding="utf-8") + "Keep it short.\n", encoding="utf-8")
+    done = orch(project, "build", PIPELINE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ran(done.stdout) == ["docs"]
+
+
+def _recorded_reply(fmt: str, body: dict[str, Any]) -> str:
+    """The sample reply of the step whose system prompt this request carries."""
+    system = body["messages"][0]["content"]
+    step = {
+        "You are a software architect.": "architect",
+        "You are a senior Python engineer.": "builder",
+        "You are a technical writer.": "docs",
+    }[system]
+    return (RESPONSES / f"{step}.md").read_text(encoding="utf-8")
+
+
+def test_the_openai_provider_builds_the_pipeline_over_http(
+    project: Path, llm_server: LlmServer
+) -> None:
+    llm_server.reply = _recorded_reply
+    done = orch(
+        project,
+        "build",
+        PIPELINE,
+        ORCH_PROVIDER="openai",
+        OPENAI_BASE_URL=llm_server.openai_url,
+        OPENAI_API_KEY="sk-notes-test",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(ran(done.stdout)) == ["architect", "builder", "docs"]  # qa: same files
+    assert sorted(r.path for r in llm_server.requests) == ["/v1/chat/completions"] * 3
+    assert {r.headers["authorization"] for r in llm_server.requests} == {"Bearer sk-notes-test"}
+    assert generated(project) == generated(GOLDEN)

@@ -504,6 +504,25 @@ def test_a_missing_declared_output_fails_the_step(project: Project) -> None:
     assert project.orch("status", "--check").exit_code == 1
 
 
+def test_a_failed_command_keeps_its_captured_stdout_in_the_log(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          report:
+            run: "echo 3 tests failed; echo oops >&2; exit 3"
+            stdout: report.txt
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 1
+    assert result.run is not None
+    log = (result.run / "logs" / "report.log").read_text()
+    assert "oops" in log
+    assert "# stdout (not written to report.txt, as the command failed):\n3 tests failed" in log
+    assert not (project.root / "report.txt").exists()
+
+
 def test_a_step_timeout_fails_it_and_kills_its_process_group(project: Project) -> None:
     project.pipeline(
         """\

@@ -1,7 +1,8 @@
 """Shell steps: `/bin/sh -ec` in the workdir (or `cwd`), in a process group of their own.
 
 stdout and stderr go to the step's log; with `stdout:` the standard output is captured to a
-scratch file and written to its declared path atomically once the command succeeds. A timeout or
+scratch file and written to its declared path atomically once the command succeeds (after a
+failure it is appended to the log instead). A timeout or
 a cancellation terminates the whole process group: SIGTERM, then SIGKILL after a grace period.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import IO
 
 from ..errors import StepFailed
@@ -39,6 +41,8 @@ async def execute(ctx: StepContext) -> Outcome:
         with capture.open("wb") if capture else log as out:
             code = await _run(command, env, str(cwd), out, log, spec.timeout_s)
     if code != 0:
+        if capture is not None:
+            _keep_in_log(ctx.log, capture, spec.stdout)
         raise StepFailed("exit", f"exited with code {code} (log: {ctx.log})")
     written = []
     if capture is not None:
@@ -46,6 +50,14 @@ async def execute(ctx: StepContext) -> Outcome:
         written.append(ctx.write(stdout_path, capture.read_bytes()))
         capture.unlink()
     return Outcome(written=written)
+
+
+def _keep_in_log(log: Path, capture: Path, destination: str) -> None:
+    """Append a failed command's captured stdout to its log, where a person looks first."""
+    with log.open("ab") as out:
+        out.write(f"\n# stdout (not written to {destination}, as the command failed):\n".encode())
+        out.write(capture.read_bytes())
+    capture.unlink()
 
 
 async def _run(

@@ -324,3 +324,45 @@ def cache_gc(pipeline: Path | None, max_age: str, max_size: str | None) -> None:
         f"removed {result.actions_removed} step results and {result.objects_removed} files,"
         f" freed {_human(result.bytes_freed)}"
     )
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@cli.command("migrate")
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the pipeline to this file instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@_reports_errors
+def migrate_command(spec: Path, output: Path | None, force: bool) -> None:
+    """Convert a unified_orchestrator v2 job spec into a pipeline."""
+    import os
+
+    from .filestore import atomic_write
+    from .migrate import migrate, read_spec
+
+    workdir = None
+    if output is not None:
+        relative = os.path.relpath(Path.cwd(), output.parent.resolve())
+        workdir = None if relative == "." else relative
+    text, warnings = migrate(read_spec(spec), workdir=workdir)
+    for warning in warnings:
+        click.echo(warning.render(), err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.resolve() == spec.resolve():
+        raise UsageError(f"{output} is the job spec itself; choose another output file")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(output, text.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {output}")

@@ -41,7 +41,7 @@ async def execute(ctx: StepContext) -> Outcome:
         with capture.open("wb") if capture else log as out:
             code = await _run(command, env, str(cwd), out, log, spec.timeout_s)
     if code != 0:
-        if capture is not None:
+        if capture is not None and spec.stdout is not None:
             _keep_in_log(ctx.log, capture, spec.stdout)
         raise StepFailed("exit", f"exited with code {code} (log: {ctx.log})")
     written = []

@@ -134,7 +134,7 @@ def _run(
     manifest.finished = timestamp()
     manifest.duration_s = round(time.monotonic() - started, 3)
     summary = manifest.to_json()
-    level = "info" if status != CANCELLED else "warning"
+    level = {"succeeded": "info", CANCELLED: "warning"}.get(status, "error")
     events.emit(
         f"job.{status}",
         level=level,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
 from .errors import OrchError, PipelineError, UsageError
+
+if TYPE_CHECKING:
+    from .events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,7 +182,7 @@ def build(
 ) -> None:
     """Bring the pipeline's outputs up to date."""
     from . import build as builds
-    from .reporter import PlainReporter, status_lines, summary
+    from .reporter import status_lines, summary
 
     request = _request(
         args,
@@ -197,14 +201,29 @@ def build(
         waiting = sum(a.decision.action != "up-to-date" for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
-    report = builds.build(request, (PlainReporter(click.echo),))
-    counts = report.manifest.to_json()["counts"]
-    click.echo(summary(counts, report.status, report.manifest.duration_s))
+    with _progress() as listener:
+        report = builds.build(request, (listener,))
+    done = report.manifest.to_json()
+    click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
     if report.status == "cancelled":
         raise SystemExit(EXIT_INTERRUPTED)
     if report.status != "succeeded":
         click.echo(f"run details: {report.run_folder}", err=True)
         raise SystemExit(1)
+
+
+def _progress() -> AbstractContextManager[Listener]:
+    """The live view on a terminal (unless `CI` is set), else timestamped plain lines."""
+    import os
+    import sys
+
+    if sys.stdout.isatty() and not os.environ.get("CI"):
+        from .live import LiveReporter
+
+        return LiveReporter()
+    from .reporter import PlainReporter
+
+    return nullcontext(PlainReporter(click.echo))
 
 
 @cli.command()
@@ -366,3 +385,116 @@ def migrate_command(spec: Path, output: Path | None, force: bool) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- runs
+
+_workdir_option = click.option(
+    "-C",
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=".",
+    show_default=True,
+    help="The workdir whose .orch/runs/ to read.",
+)
+_run_argument = click.argument("run", required=False, metavar="[RUN]")
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the N newest runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_workdir_option
+@_reports_errors
+def runs_command(limit: int | None, as_json: bool, workdir: Path) -> None:
+    """List the builds of a workdir, newest first."""
+    from . import history, history_text
+
+    found = history.list_runs(workdir)
+    live = history.live_job(workdir, found)
+    entries = [(history.read_manifest(run), run.job_id == live) for run in found[:limit]]
+    if as_json:
+        import json
+
+        summaries = [history_text.run_summary(manifest, live) for manifest, live in entries]
+        click.echo(json.dumps(summaries, indent=2, ensure_ascii=False))
+    elif not entries:
+        click.echo("no runs yet")
+    else:
+        for line in history_text.runs_table(entries):
+            click.echo(line)
+
+
+@cli.command("show")
+@_run_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest.")
+@_workdir_option
+@_reports_errors
+def show_command(run: str | None, as_json: bool, workdir: Path) -> None:
+    """What happened in a run (RUN: a job id or a unique prefix; default: the latest)."""
+    from . import history, history_text
+
+    found = history.resolve(workdir, run)
+    manifest = history.read_manifest(found)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return
+    for line in history_text.show_lines(manifest, history.is_live(workdir, found)):
+        click.echo(line)
+
+
+@cli.command("tail")
+@_run_argument
+@click.option("--type", "types", multiple=True, metavar="GLOB", help="Event types (repeatable).")
+@click.option("--step", "steps", multiple=True, metavar="ID", help="Events of a step (repeatable).")
+@click.option(
+    "--level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="debug",
+    help="This level or more severe.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep reading a live build until its job ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw event lines.")
+@_workdir_option
+@_reports_errors
+def tail_command(
+    run: str | None,
+    types: tuple[str, ...],
+    steps: tuple[str, ...],
+    level: str,
+    follow: bool,
+    as_json: bool,
+    workdir: Path,
+) -> None:
+    """Print a run's events (RUN: a job id or a unique prefix; default: the latest)."""
+    from . import history
+
+    found = history.resolve(workdir, run)
+    wanted = history.EventFilter(types, steps, level)
+    if follow:
+        events = history.follow(found, lambda: history.is_live(workdir, found))
+    else:
+        events = iter(history.read_events(found))
+    last = None
+    for event in events:
+        last = event
+        if wanted(event):
+            click.echo(_event_text(event, as_json))
+    if follow and (last is None or last.get("type") not in history.END_TYPES):
+        click.echo(
+            f"warning: run {found.job_id} has no end event and no build is writing it"
+            " (the build was killed or crashed)",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _event_text(event: dict[str, Any], as_json: bool) -> str:
+    if not as_json:
+        from .history_text import event_line
+
+        return event_line(event)
+    import json
+
+    return json.dumps(event, ensure_ascii=False)

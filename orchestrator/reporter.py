@@ -1,9 +1,14 @@
-"""Plain-text progress lines for a build, one per step that does something, and a summary."""
+"""What a build prints: a line per step that does something, and a summary.
+
+Off a terminal (or with `CI` set) the lines are plain and start with the local time; on a
+terminal `live.LiveReporter` shows them above a view of the running steps.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .events import Event
 
@@ -14,40 +19,77 @@ Echo = Callable[[str], None]
 WIDTH = 10
 
 
+def describe(event: Event) -> tuple[str, str | None, str] | None:
+    """The label, step and detail of the line an event deserves, if any."""
+    kind, step, data = event["type"], event["step"], event["data"]
+    if kind == "step.started":
+        return "run", step, "; ".join(data.get("reasons", []))
+    if kind == "step.succeeded":
+        return "ok", step, f"{data.get('duration_s', 0):.2f} s"
+    if kind == "step.restored":
+        return "restored", step, "; ".join(data.get("reasons", []))
+    if kind == "step.failed":
+        return "FAILED", step, data.get("message", "")
+    if kind == "lock.failed":
+        return "ERROR", None, data.get("message", "")
+    if kind == "step.skipped" and data.get("reason") == "blocked":
+        return "blocked", step, f"upstream step '{data.get('upstream')}' failed"
+    return None
+
+
 class PlainReporter:
-    """Turns events into lines: what runs and why, what was restored, what failed."""
+    """Turns events into timestamped lines: what runs and why, what was restored, what failed."""
 
     def __init__(self, echo: Echo) -> None:
         self.echo = echo
 
     def __call__(self, event: Event) -> None:
-        kind, step, data = event["type"], event["step"], event["data"]
-        if kind == "step.started":
-            self._line("run", step, "; ".join(data.get("reasons", [])))
-        elif kind == "step.succeeded":
-            self._line("ok", step, f"{data.get('duration_s', 0):.2f} s")
-        elif kind == "step.restored":
-            self._line("restored", step, "; ".join(data.get("reasons", [])))
-        elif kind == "step.failed":
-            self._line("FAILED", step, data.get("message", ""))
-        elif kind == "lock.failed":
-            self.echo(f"ERROR     {data.get('message', '')}")
-        elif kind == "step.skipped" and data.get("reason") == "blocked":
-            self._line("blocked", step, f"upstream step '{data.get('upstream')}' failed")
-
-    def _line(self, label: str, step: str, detail: str) -> None:
-        self.echo(f"{label:<{WIDTH}}{step}" + (f"  ({detail})" if detail else ""))
+        line = describe(event)
+        if line is None:
+            return
+        self.echo(f"{_local_time(event['ts'])} {line_text(*line)}")
 
 
-def summary(counts: dict[str, int], status: str, duration_s: float | None) -> str:
-    """One line: how many steps ran, were restored, were up to date, failed."""
+def line_text(label: str, step: str | None, detail: str) -> str:
+    """`label     step  (detail)`, or `label     detail` for a line about the whole build."""
+    if step is None:
+        return f"{label:<{WIDTH}}{detail}"
+    return f"{label:<{WIDTH}}{step}" + _detail(detail)
+
+
+def _detail(detail: str) -> str:
+    return f"  ({detail})" if detail else ""
+
+
+def _local_time(ts: str) -> str:
+    """`HH:MM:SS` in local time from an event's UTC timestamp."""
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def summary(
+    counts: Mapping[str, int],
+    status: str,
+    duration_s: float | None,
+    usage: Mapping[str, Any] | None = None,
+) -> str:
+    """One line: how many steps ran, were restored, were up to date, failed; tokens and cost."""
     total = sum(counts.values())
     if status == "succeeded" and counts.get("up-to-date", 0) == total:
         return f"all {total} step{'s' if total != 1 else ''} up to date"
     order = ("ran", "restored", "up-to-date", "failed", "blocked", "cancelled", "pending")
     parts = [f"{counts[name]} {name.replace('-', ' ')}" for name in order if counts.get(name)]
     timing = f" in {duration_s:.2f} s" if duration_s is not None else ""
-    return f"{status}{timing}: " + ", ".join(parts)
+    return f"{status}{timing}: " + ", ".join(parts) + _usage(usage or {})
+
+
+def _usage(usage: Mapping[str, Any]) -> str:
+    """`; 1,234 tokens, cost 0.0021` when the build called a provider."""
+    if not usage.get("calls"):
+        return ""
+    tokens = usage.get("tokens", {})
+    text = f"; {tokens.get('input', 0) + tokens.get('output', 0):,} tokens"
+    return text + (f", cost {usage['cost']:.4f}" if "cost" in usage else "")
 
 
 def status_lines(assessments: Iterable[Assessment]) -> list[str]:
@@ -55,9 +97,8 @@ def status_lines(assessments: Iterable[Assessment]) -> list[str]:
     lines = []
     for assessment in assessments:
         decision = assessment.decision
-        detail = "; ".join(decision.reasons)
         lines.append(
             f"{decision.action.value:<{WIDTH + 2}}{assessment.step.id}"
-            + (f"  ({detail})" if detail else "")
+            + _detail("; ".join(decision.reasons))
         )
     return lines

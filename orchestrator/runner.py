@@ -285,8 +285,9 @@ class Runner:
             return False
         for result in written:
             self.events.emit("file.written", step.id, **result.as_event_data())
-        for stray in set(assessment.outputs) - set(action.outputs):
+        for stray in sorted(set(assessment.outputs) - set(action.outputs)):
             (self.workspace.workdir / stray).unlink(missing_ok=True)
+            self.events.emit("file.removed", step.id, path=stray, reason="not in the cache entry")
         self.events.emit(
             "step.restored", step.id, key=assessment.key, reasons=list(assessment.decision.reasons)
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 PIPELINE_SCHEMA_FILE = Path("schemas/pipeline.schema.json")
+EVENT_SCHEMA_FILE = Path("schemas/event.schema.json")
 
 
 def pipeline_schema() -> dict[str, Any]:
@@ -18,9 +19,20 @@ def pipeline_schema() -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema of one line of a run's `events.jsonl`."""
+    from .eventtypes import Event
+
+    return {"$schema": SCHEMA_DIALECT, **Event.model_json_schema()}
+
+
 def schema_files() -> dict[Path, str]:
     """Each schema file's path (relative to the project root) and its exact text."""
-    return {PIPELINE_SCHEMA_FILE: json.dumps(pipeline_schema(), indent=2, sort_keys=True) + "\n"}
+    schemas = {PIPELINE_SCHEMA_FILE: pipeline_schema(), EVENT_SCHEMA_FILE: event_schema()}
+    return {
+        path: json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        for path, schema in schemas.items()
+    }
 
 
 def write_schemas(root: Path) -> list[Path]:

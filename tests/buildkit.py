@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def wait_for(
         time.sleep(0.005)
 
 
+TIME = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+def untimed(line: str) -> str:
+    """A progress line without its leading `HH:MM:SS `."""
+    return TIME.sub("", line)
+
+
+def ran(output: str) -> list[str]:
+    """The steps whose `run` line appears in a build's output, in order."""
+    lines = (untimed(line) for line in output.splitlines())
+    return [line.split()[1] for line in lines if line.startswith("run ")]
+
+
 def read_events(run: Path) -> list[Event]:
     """The complete lines of a run's events.jsonl (a line still being written is left out)."""
     try:
@@ -71,7 +86,8 @@ class Build:
 
     @property
     def lines(self) -> list[str]:
-        return self.stdout.splitlines()
+        """The output lines, without the time that starts each progress line."""
+        return [untimed(line) for line in self.stdout.splitlines()]
 
     def events(self, type: str | None = None, step: str | None = None) -> list[Event]:
         assert self.run is not None, "this invocation started no run"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .buildkit import ran
 from .conftest import ROOT
 from .llm_server import LlmServer
 from .notes_kit import GOLDEN, PIPELINE, copy_inputs, environment, generated, orch
@@ -32,10 +33,6 @@ def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(built_once: Path, tmp_path: Path) -> Path:
     """A built copy of the pipeline, its own for each test."""
     return Path(shutil.copytree(built_once, tmp_path / "project", symlinks=True))
-
-
-def ran(output: str) -> list[str]:
-    return [line.split()[1] for line in output.splitlines() if line.startswith("run ")]
 
 
 def readme_main_job() -> str:

@@ -10,6 +10,8 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
 
+from .buildkit import ran as ran_in
+
 PIPELINE = """\
     version: 1
     dotenv: [.env]
@@ -57,7 +59,7 @@ def build(*args: str) -> Result:
 
 
 def ran(result: Result) -> list[str]:
-    return [line.split()[1] for line in result.output.splitlines() if line.startswith("run ")]
+    return ran_in(result.output)
 
 
 def test_an_unchanged_pipeline_is_up_to_date_through_the_saved_plan(workdir: Path) -> None:

@@ -65,6 +65,7 @@ def test_schema_command_prints_and_writes_the_same_schema(tmp_path: Path) -> Non
     printed = CliRunner().invoke(cli, ["schema"])
     assert printed.exit_code == 0
     written = write_schemas(tmp_path)
-    assert written == [tmp_path / "schemas" / "pipeline.schema.json"]
-    assert json.loads(printed.output) == json.loads(written[0].read_text(encoding="utf-8"))
+    assert written == [tmp_path / relative for relative in schema_files()]
+    pipeline = tmp_path / "schemas" / "pipeline.schema.json"
+    assert json.loads(printed.output) == json.loads(pipeline.read_text(encoding="utf-8"))
     assert write_schemas(tmp_path) == []

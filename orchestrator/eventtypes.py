@@ -1,0 +1,374 @@
+"""Pydantic models of the events in `events.jsonl`: the source of `schemas/event.schema.json`.
+
+One model per event type describes its `data`; one envelope model per type ties that data to
+the `type` literal, and `Event` is their union with `type` as the discriminator. `events.py`
+keeps writing plain dicts (these models are not on the build's path); the schema generated from
+them is what consumers and tests validate against. Data models forbid extra fields, so a payload
+that drifts from its model is caught.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
+
+Level = Literal["debug", "info", "warning", "error"]
+StepStatus = Literal["pending", "ran", "restored", "up-to-date", "failed", "blocked", "cancelled"]
+FailureKind = Literal[
+    # the step itself
+    "exit",
+    "timeout",
+    "template",
+    "extract",
+    "missing_output",
+    "refused",
+    "io",
+    "unsupported",
+    "cancelled",
+    # its provider call (`providers.base.KINDS`)
+    "rate_limit",
+    "server",
+    "client",
+    "connection",
+    "invalid_response",
+    "circuit_breaker",
+    "offline",
+]
+"""Why a step failed; `timeout` is both a step's and a provider call's."""
+RetryKind = Literal["timeout", "rate_limit", "server", "connection", "invalid_response"]
+"""Failures another attempt may fix (`providers.base.RETRYABLE`)."""
+WriteReason = Literal["created", "overwritten", "nochange"]
+
+Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Seconds = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+Attempt = Annotated[int, Field(ge=1, description="1 for the first attempt of a call.")]
+
+
+def _absent_when_unset(schema: dict[str, Any]) -> None:
+    """A field emitted only sometimes: absent, never null, and with no default in the schema."""
+    schema.pop("default", None)
+
+
+def _sometimes(description: str) -> Any:
+    """The `Field` of a key present in some events of a type only."""
+    return Field(None, description=description, json_schema_extra=_absent_when_unset)
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --------------------------------------------------------------------------- job
+
+
+class JobStartedData(_Data):
+    """A build started."""
+
+    pipeline: str = Field(description="The pipeline file.")
+    name: str = Field(description="The pipeline's name.")
+    steps: Count = Field(description="How many steps the build selected.")
+
+
+class JobFinishedData(_Data):
+    """A build ended: succeeded, failed or cancelled."""
+
+    duration_s: Seconds
+    counts: dict[StepStatus, Count] = Field(description="How many selected steps ended in each.")
+    pending_steps: list[str] = Field(description="Selected steps not completed, in plan order.")
+
+
+class LockFailedData(_Data):
+    """The lock file could not be written; the build fails."""
+
+    message: str
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class StepStartedData(_Data):
+    """A step's command, template or model call started."""
+
+    reasons: list[str] = Field(description="Why it runs (the planner's reasons).")
+
+
+class Tokens(_Data):
+    """Token counts; `input` includes the `cached` input tokens."""
+
+    input: Count
+    output: Count
+    cached: Count
+
+
+class StepSucceededData(_Data):
+    """A shell or template step ran."""
+
+    duration_s: Seconds
+
+
+class LlmStepSucceededData(StepSucceededData):
+    """An llm step ran: its duration and what the call used."""
+
+    provider: str
+    model: str | None
+    calls: Annotated[int, Field(ge=1, description="Attempts, retries included.")]
+    finish_reason: str | None
+    tokens: Tokens
+    cost: float | SkipJsonSchema[None] = _sometimes("The call's price, when one is configured.")
+
+
+class StepFailedData(_Data):
+    """A step failed (or was cancelled)."""
+
+    kind: FailureKind
+    message: str
+    duration_s: Seconds | None = _sometimes(
+        "Absent when cancelled; null when it failed before starting."
+    )
+
+
+class SkippedUpToDateData(_Data):
+    """Nothing changed since the step last ran."""
+
+    reason: Literal["up-to-date"]
+
+
+class SkippedBlockedData(_Data):
+    """A step it needs failed."""
+
+    reason: Literal["blocked"]
+    upstream: str = Field(description="The failed step.")
+
+
+StepSkippedData = Annotated[SkippedUpToDateData | SkippedBlockedData, Field(discriminator="reason")]
+
+
+class StepRestoredData(_Data):
+    """A step's outputs came back from the cache instead of running it."""
+
+    key: Sha256
+    reasons: list[str] = Field(description="Why it did not count as up to date.")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+class CacheHitData(_Data):
+    """The cache holds the step's outputs for its key."""
+
+    key: Sha256
+
+
+class CacheMissData(_Data):
+    """The cache lacks the key (the step runs), or failed to restore it (warning)."""
+
+    key: Sha256
+    error: str | SkipJsonSchema[None] = _sometimes("Why the restore failed.")
+    corrupt: Literal[True] | SkipJsonSchema[None] = _sometimes("The cached entry lost its objects.")
+
+
+# --------------------------------------------------------------------------- llm
+
+
+class LlmRequestData(_Data):
+    """One attempt of a provider call went out."""
+
+    provider: str = Field(description="The provider's name in the pipeline.")
+    model: str | None
+    attempt: Attempt
+
+
+class LlmResponseData(_Data):
+    """An attempt got a reply."""
+
+    provider: str
+    model: str | None
+    attempt: Attempt
+    duration_s: Seconds
+    finish_reason: str | None
+    tokens: Tokens
+
+
+class LlmRetryData(_Data):
+    """An attempt failed; another follows after `wait_s`."""
+
+    provider: str
+    model: str | None
+    attempt: Attempt = Field(description="The attempt that failed.")
+    kind: RetryKind = Field(description="Why the attempt failed.")
+    message: str
+    wait_s: Seconds
+
+
+class CircuitClosedData(_Data):
+    """A probe call succeeded; calls to this endpoint and model go out again."""
+
+    provider: str
+    model: str | None
+    kind: str = Field(description="The provider kind (openai, anthropic, ollama).")
+    base_url: str = Field(description="The endpoint, without credentials.")
+
+
+class CircuitOpenedData(CircuitClosedData):
+    """Consecutive failures opened the breaker; calls fail fast during the cooldown."""
+
+    failures: Annotated[int, Field(ge=1, description="Consecutive failures so far.")]
+    cooldown_s: Seconds
+
+
+# --------------------------------------------------------------------------- files
+
+
+class FileWrittenData(_Data):
+    """orch wrote (or found unchanged) an output file."""
+
+    path: str = Field(description="Relative to the workdir.")
+    sha256: Sha256
+    size_bytes: Count
+    wrote: bool = Field(description="False when the content was already there.")
+    reason: WriteReason
+
+
+class FileRemovedData(_Data):
+    """orch removed a file from an llm step's output folder (`extract: files`)."""
+
+    path: str = Field(description="Relative to the workdir.")
+    reason: str
+
+
+# --------------------------------------------------------------------------- envelopes
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    ts: Timestamp = Field(description="ISO-8601 UTC with milliseconds and a Z.")
+    level: Level
+    job_id: Annotated[str, Field(min_length=1, description="The run's id (its folder's name).")]
+
+
+class _JobEnvelope(_Envelope):
+    step: None = Field(description="Null: the event is about the whole job.")
+
+
+class _StepEnvelope(_Envelope):
+    step: str = Field(description="The step's id.")
+
+
+class JobStartedEvent(_JobEnvelope):
+    type: Literal["job.started"]
+    data: JobStartedData
+
+
+class JobFinishedEvent(_JobEnvelope):
+    type: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    data: JobFinishedData
+
+
+class LockFailedEvent(_JobEnvelope):
+    type: Literal["lock.failed"]
+    data: LockFailedData
+
+
+class StepStartedEvent(_StepEnvelope):
+    type: Literal["step.started"]
+    data: StepStartedData
+
+
+class StepSucceededEvent(_StepEnvelope):
+    type: Literal["step.succeeded"]
+    data: StepSucceededData | LlmStepSucceededData
+
+
+class StepFailedEvent(_StepEnvelope):
+    type: Literal["step.failed"]
+    data: StepFailedData
+
+
+class StepSkippedEvent(_StepEnvelope):
+    type: Literal["step.skipped"]
+    data: StepSkippedData
+
+
+class StepRestoredEvent(_StepEnvelope):
+    type: Literal["step.restored"]
+    data: StepRestoredData
+
+
+class CacheHitEvent(_StepEnvelope):
+    type: Literal["cache.hit"]
+    data: CacheHitData
+
+
+class CacheMissEvent(_StepEnvelope):
+    type: Literal["cache.miss"]
+    data: CacheMissData
+
+
+class LlmRequestEvent(_StepEnvelope):
+    type: Literal["llm.request"]
+    data: LlmRequestData
+
+
+class LlmResponseEvent(_StepEnvelope):
+    type: Literal["llm.response"]
+    data: LlmResponseData
+
+
+class LlmRetryEvent(_StepEnvelope):
+    type: Literal["llm.retry"]
+    data: LlmRetryData
+
+
+class CircuitOpenedEvent(_StepEnvelope):
+    type: Literal["circuit.opened"]
+    data: CircuitOpenedData
+
+
+class CircuitClosedEvent(_StepEnvelope):
+    type: Literal["circuit.closed"]
+    data: CircuitClosedData
+
+
+class FileWrittenEvent(_StepEnvelope):
+    type: Literal["file.written"]
+    data: FileWrittenData
+
+
+class FileRemovedEvent(_StepEnvelope):
+    type: Literal["file.removed"]
+    data: FileRemovedData
+
+
+AnyEvent = Annotated[
+    JobStartedEvent
+    | JobFinishedEvent
+    | LockFailedEvent
+    | StepStartedEvent
+    | StepSucceededEvent
+    | StepFailedEvent
+    | StepSkippedEvent
+    | StepRestoredEvent
+    | CacheHitEvent
+    | CacheMissEvent
+    | LlmRequestEvent
+    | LlmResponseEvent
+    | LlmRetryEvent
+    | CircuitOpenedEvent
+    | CircuitClosedEvent
+    | FileWrittenEvent
+    | FileRemovedEvent,
+    Field(discriminator="type"),
+]
+EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(AnyEvent)[0])
+"""Every envelope model, one per `type` literal (`job.*` ends share one)."""
+
+
+class Event(RootModel[AnyEvent]):
+    """One line of `events.jsonl`; `step` is null for job-level events."""
+
+    model_config = ConfigDict(title="orch event")

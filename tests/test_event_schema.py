@@ -1,0 +1,291 @@
+"""`schemas/event.schema.json` describes every event orch writes, and rejects what it should not.
+
+A handful of real builds (shell, template and llm steps on the fake provider and on the loopback
+HTTP server, with a retry, cache hits and restores, a stale file removed, a circuit breaker that
+opens and closes, and failures) produce the events; each line of each `events.jsonl` must
+validate against the committed schema with the `jsonschema` library and against the models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, get_args
+
+import jsonschema
+import pytest
+
+from orchestrator.eventtypes import EVENT_MODELS, Event, FailureKind, RetryKind, WriteReason
+from orchestrator.filestore import WriteReason as EmittedWriteReason
+from orchestrator.providers.base import KINDS, RETRYABLE
+
+from .buildkit import RUNS, Build, Project, read_events
+from .conftest import ROOT
+from .llm_server import LlmServer, status
+
+SCHEMA_FILE = ROOT / "schemas" / "event.schema.json"
+NOT_EXERCISED = {
+    "lock.failed": "needs a lock file that cannot be written",
+    "job.cancelled": "needs a signal (see test_build)",
+}
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    root = tmp_path / "work"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    for variable in [v for v in os.environ if v.startswith(("ORCH_", "OPENAI_"))]:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    project = Project(root)
+    try:
+        yield project
+    finally:
+        project.cleanup()
+
+
+def type_literals(model: type[Any]) -> tuple[str, ...]:
+    """The `type` values an envelope model stands for."""
+    return get_args(model.model_fields["type"].annotation)
+
+
+def all_types() -> set[str]:
+    return {name for model in EVENT_MODELS for name in type_literals(model)}
+
+
+# --------------------------------------------------------------------------- the builds
+
+
+def files_reply(*names: str) -> str:
+    return "\n\n".join(f"```text gen/{name}\n{name} body\n```" for name in names) + "\n"
+
+
+def pipeline(server: LlmServer) -> dict[str, Any]:
+    http = {"kind": "openai", "base_url": server.openai_url}
+    providers = {
+        "offline": {"kind": "fake", "responses": "replies"},
+        "local": {**http, "model": "m1", "max_retries": 2, "price": {"input": 1, "output": 2}},
+        "fragile": {
+            **http,
+            "model": "m-cb",
+            "max_retries": 0,
+            "cb_threshold": 1,
+            "cb_cooldown_s": 0.001,
+        },
+    }
+    steps = {
+        "data": {"run": "printf 'buy milk\\n' > data.txt", "output": "data.txt"},
+        "page": {
+            "inputs": ["data.txt"],
+            "template": "Notes: {{ read('data.txt') }}",
+            "output": "out/page.txt",
+        },
+        "summary": {"provider": "offline", "prompt": "summarise", "output": "out/summary.md"},
+        "gen": {
+            "provider": "offline",
+            "prompt": "make files",
+            "extract": "files",
+            "outputs": ["gen/"],
+        },
+        "ask": {"provider": "local", "prompt": "MARK-ask a question", "output": "out/ask.md"},
+        # the failure targets
+        "bad": {"provider": "fragile", "prompt": "MARK-bad", "output": "out/bad.md"},
+        "pause": {"run": "true > pause.txt", "output": "pause.txt"},
+        "good": {
+            "provider": "fragile",
+            "prompt": "MARK-good",
+            "output": "out/good.md",
+            "needs": ["pause"],
+        },
+        "boom": {"run": "exit 3", "output": "boom.txt"},
+        "after": {"run": "cat boom.txt > after.txt", "output": "after.txt", "needs": ["boom"]},
+    }
+    return {"version": 1, "providers": providers, "steps": steps}
+
+
+MAIN = ("data", "page", "summary", "gen", "ask")
+FAILING = ("bad", "pause", "good", "boom", "after")
+
+
+def ok(build: Build) -> Build:
+    assert build.exit_code == 0, build.stdout + build.stderr
+    return build
+
+
+def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
+    """Builds whose events cover every type but `lock.failed` and `job.cancelled`."""
+    project.pipeline(json.dumps(pipeline(server), indent=2))
+    project.write("replies/summary.md", "A summary.\n")
+    project.write("replies/gen.md", files_reply("a.txt", "b.txt"))
+    server.script_for("MARK-ask", status(503, {"retry-after-ms": "1"}))
+
+    first = ok(project.orch("build", *MAIN))
+    assert first.statuses() == dict.fromkeys(MAIN, "ran")
+    assert [e["data"]["kind"] for e in first.events("llm.retry", "ask")] == ["server"]
+
+    assert set(ok(project.orch("build", *MAIN)).statuses().values()) == {"up-to-date"}
+
+    (project.root / "out" / "summary.md").unlink()
+    assert ok(project.orch("build", *MAIN)).statuses()["summary"] == "restored"
+
+    project.write("replies/gen.md", files_reply("a.txt"))
+    again = ok(project.orch("build", "gen"))
+    assert [e["data"]["path"] for e in again.events("file.removed", "gen")] == ["gen/b.txt"]
+
+    server.script_for("MARK-bad", status(500), status(500))
+    failing = project.orch("build", "-k", "-j", "1", *FAILING)
+    assert failing.exit_code == 1, failing.stdout + failing.stderr
+    assert failing.statuses() == {
+        "bad": "failed",
+        "pause": "ran",
+        "good": "ran",
+        "boom": "failed",
+        "after": "blocked",
+    }
+    assert [e["step"] for e in failing.events("circuit.opened")] == ["bad"]
+    assert [e["step"] for e in failing.events("circuit.closed")] == ["good"]
+
+
+def event_lines(root: Path) -> list[dict[str, Any]]:
+    """Every event of every run under `root`."""
+    runs = sorted((root / RUNS).iterdir())
+    assert runs
+    return [event for run in runs for event in read_events(run)]
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_emitted_event_validates_and_the_builds_cover_every_type(
+    project: Project, llm_server: LlmServer, validator: jsonschema.protocols.Validator
+) -> None:
+    run_every_kind_of_event(project, llm_server)
+
+    events = event_lines(project.root)
+    for event in events:
+        errors = sorted(validator.iter_errors(event), key=str)
+        assert not errors, f"{json.dumps(event)}\n{errors[0]}"
+        Event.model_validate(event)
+    seen = {event["type"] for event in events}
+    assert seen <= all_types()
+    assert all_types() - seen == set(NOT_EXERCISED)
+    # both shapes of step.succeeded's data, and the optional fields, were exercised
+    succeeded = {e["step"]: e["data"] for e in events if e["type"] == "step.succeeded"}
+    assert set(succeeded["data"]) == {"duration_s"}
+    assert {"provider", "calls", "tokens", "cost"} <= set(succeeded["ask"])
+    assert "cost" not in succeeded["summary"]
+
+
+def test_each_type_has_one_model_and_the_discriminator_maps_every_type() -> None:
+    literals = [name for model in EVENT_MODELS for name in type_literals(model)]
+    assert len(literals) == len(set(literals))
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert schema["discriminator"]["propertyName"] == "type"
+    mapping = schema["discriminator"]["mapping"]
+    assert set(mapping) == set(literals)
+    for model in EVENT_MODELS:
+        for name in type_literals(model):
+            assert mapping[name] == f"#/$defs/{model.__name__}"
+    assert {entry["$ref"] for entry in schema["oneOf"]} == set(mapping.values())
+
+
+def test_the_models_name_every_kind_and_reason_the_code_emits() -> None:
+    assert set(KINDS) <= set(get_args(FailureKind))
+    assert set(get_args(RetryKind)) == RETRYABLE
+    assert get_args(WriteReason) == get_args(EmittedWriteReason)
+
+
+GOOD: dict[str, Any] = {
+    "ts": "2026-11-24T10:15:00.123Z",
+    "level": "error",
+    "job_id": "20261124T101500Z-abc123",
+    "type": "step.failed",
+    "step": "a",
+    "data": {"kind": "exit", "message": "exited with code 3", "duration_s": 0.5},
+}
+
+
+def changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """GOOD with the field at `path` set to `value` (removed when value is ...)."""
+    event: dict[str, Any] = json.loads(json.dumps(GOOD))
+    *parents, last = path
+    target = event
+    for key in parents:
+        target = target[key]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("data", "kind"), ...),
+        (("data", "kind"), "exploded"),
+        (("data", "extra"), 1),
+        (("ts",), "2026-11-24T10:15:00.123"),
+        (("ts",), "2026-11-24T10:15:00Z"),
+        (("ts",), "2026-11-24T10:15:00.123+00:00"),
+        (("level",), "fatal"),
+        (("step",), None),
+        (("type",), "step.exploded"),
+        (("job_id",), ...),
+        (("other",), 1),
+    ],
+    ids=str,
+)
+def test_a_wrong_event_does_not_validate(
+    validator: jsonschema.protocols.Validator, path: tuple[str, ...], value: Any
+) -> None:
+    assert validator.is_valid(GOOD)
+    assert not validator.is_valid(changed(path, value))
+
+
+RETRY: dict[str, Any] = {"provider": "p", "model": None, "attempt": 1, "kind": "server"}
+RETRY |= {"message": "HTTP 503", "wait_s": 0.5}
+FINISHED: dict[str, Any] = {"duration_s": 1.5, "counts": {"ran": 1}, "pending_steps": []}
+ENVELOPE = {key: GOOD[key] for key in ("ts", "level", "job_id")}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "job.started", "step": "a", "data": {"pipeline": "p", "name": "n", "steps": 1}},
+        {"type": "step.skipped", "step": "a", "data": {"reason": "blocked"}},
+        {"type": "step.skipped", "step": "a", "data": {"reason": "up-to-date", "upstream": "b"}},
+        {"type": "step.succeeded", "step": "a", "data": {"duration_s": 1, "provider": "p"}},
+        {"type": "cache.miss", "step": "a", "data": {"key": "x" * 64}},
+        {"type": "llm.retry", "step": "a", "data": {**RETRY, "kind": "client"}},
+        {"type": "llm.retry", "step": "a", "data": {**RETRY, "attempt": 0}},
+        {"type": "job.failed", "step": None, "data": {**FINISHED, "counts": {"running": 1}}},
+        {"type": "job.failed", "step": "a", "data": FINISHED},
+        {"type": "lock.failed", "step": None, "data": {}},
+    ],
+    ids=lambda event: event["type"],
+)
+def test_a_payload_that_does_not_fit_its_type_does_not_validate(
+    validator: jsonschema.protocols.Validator, event: dict[str, Any]
+) -> None:
+    assert not validator.is_valid({**ENVELOPE, **event})
+
+
+def test_the_payloads_those_are_made_from_validate(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    retry = {**ENVELOPE, "type": "llm.retry", "step": "a", "data": RETRY}
+    finished = {**ENVELOPE, "type": "job.failed", "step": None, "data": FINISHED}
+    assert validator.is_valid(retry)
+    assert validator.is_valid(finished)

@@ -174,11 +174,12 @@ def _step_rows(manifest: dict[str, Any]) -> list[list[str]]:
 
 
 def _cache_column(record: dict[str, Any]) -> str:
+    """`restored` or `up to date` when the step needed no run; `miss` when it had to run."""
     status = record.get("status")
     if status in ("restored", "up-to-date"):
         return str(status).replace("-", " ")
     ran = status in ("ran", RUNNING) or record.get("duration_s") is not None
-    return "ran" if ran else ""
+    return "miss" if ran else ""
 
 
 def _first_line(text: str) -> str:

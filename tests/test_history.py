@@ -206,7 +206,7 @@ def test_show_names_the_failure_and_the_pending_steps_of_a_failed_run(project: P
     assert steps["broken"]["STATUS"] == "failed"
     assert steps["broken"]["FAILURE"].startswith("exit: exited with code 3")
     assert steps["after"]["STATUS"] == "blocked"
-    assert (steps["solo"]["STATUS"], steps["solo"]["CACHE"]) == ("ran", "ran")
+    assert (steps["solo"]["STATUS"], steps["solo"]["CACHE"]) == ("ran", "miss")
     assert f"pending steps: {', '.join(manifest['pending_steps'])}" in shown.lines
 
 

@@ -99,3 +99,9 @@ def test_the_generated_service_rejects_invalid_notes_with_422(
     assert reply.status_code == 422
     assert reply.json()["detail"]
     assert client.get("/notes").json() == []
+
+
+def test_the_committed_outputs_are_the_golden_files() -> None:
+    from .conftest import ROOT
+
+    assert generated(ROOT) == generated(GOLDEN)

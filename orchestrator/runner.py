@@ -200,6 +200,9 @@ class Runner:
                 await self._providers.aclose()
 
     def _lock_failed(self, error: OSError) -> None:
+        """Fail the build and say why, once (the final write retries what the loop could not)."""
+        if self.lock_failed:
+            return
         self.lock_failed = True
         self.events.emit(
             "lock.failed", level="error", message=f"cannot write the lock file: {error}"

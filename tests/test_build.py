@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,18 +32,6 @@ from .buildkit import (
 
 if TYPE_CHECKING:
     from _typeshed import StrPath
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    root = tmp_path / "work"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    project = Project(root)
-    try:
-        yield project
-    finally:
-        project.cleanup()
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -521,6 +508,27 @@ def test_a_failed_command_keeps_its_captured_stdout_in_the_log(project: Project)
     assert "oops" in log
     assert "# stdout (not written to report.txt, as the command failed):\n3 tests failed" in log
     assert not (project.root / "report.txt").exists()
+
+
+def test_a_lock_file_that_cannot_be_written_fails_the_build_once(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          a:
+            run: "mkdir orch.lock && echo a > a.txt"
+            output: a.txt
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 1
+    (failure,) = result.events("lock.failed")
+    assert "cannot write the lock file" in failure["data"]["message"]
+    assert result.manifest()["status"] == "failed"
+    assert [line for line in result.lines if line.startswith("ERROR")] == [
+        f"ERROR     {failure['data']['message']}"
+    ]
+    assert not [p for p in project.root.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_step_timeout_fails_it_and_kills_its_process_group(project: Project) -> None:

@@ -9,8 +9,6 @@ validate against the committed schema with the `jsonschema` library and against 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -26,10 +24,7 @@ from .conftest import ROOT
 from .llm_server import LlmServer, status
 
 SCHEMA_FILE = ROOT / "schemas" / "event.schema.json"
-NOT_EXERCISED = {
-    "lock.failed": "needs a lock file that cannot be written",
-    "job.cancelled": "needs a signal (see test_build)",
-}
+NOT_EXERCISED = {"job.cancelled": "needs a signal (see test_build and test_providers)"}
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +33,6 @@ def validator() -> jsonschema.protocols.Validator:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    root = tmp_path / "work"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    for variable in [v for v in os.environ if v.startswith(("ORCH_", "OPENAI_"))]:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NO_COLOR", "1")
-    project = Project(root)
-    try:
-        yield project
-    finally:
-        project.cleanup()
 
 
 def type_literals(model: type[Any]) -> tuple[str, ...]:
@@ -110,6 +90,11 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
         },
         "boom": {"run": "exit 3", "output": "boom.txt"},
         "after": {"run": "cat boom.txt > after.txt", "output": "after.txt", "needs": ["boom"]},
+        # leaves the lock file unwritable: the last build
+        "breaklock": {
+            "run": "rm orch.lock && mkdir orch.lock && : > broke.txt",
+            "output": "broke.txt",
+        },
     }
     return {"version": 1, "providers": providers, "steps": steps}
 
@@ -124,7 +109,7 @@ def ok(build: Build) -> Build:
 
 
 def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
-    """Builds whose events cover every type but `lock.failed` and `job.cancelled`."""
+    """Builds whose events cover every type but `job.cancelled`."""
     project.pipeline(json.dumps(pipeline(server), indent=2))
     project.write("replies/summary.md", "A summary.\n")
     project.write("replies/gen.md", files_reply("a.txt", "b.txt"))
@@ -155,6 +140,10 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
     }
     assert [e["step"] for e in failing.events("circuit.opened")] == ["bad"]
     assert [e["step"] for e in failing.events("circuit.closed")] == ["good"]
+
+    broken = project.orch("build", "breaklock")
+    assert broken.exit_code == 1, broken.stdout + broken.stderr
+    assert len(broken.events("lock.failed")) == 1
 
 
 def event_lines(root: Path) -> list[dict[str, Any]]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
+import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .buildkit import Build, Event, Project
+from .buildkit import Build, Event, Project, ran
 from .llm_server import (
     DROP,
     EMPTY_CHOICES,
@@ -39,29 +39,6 @@ from .llm_server import (
 
 ISO_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 FIRST_BACKOFF = (0.25, 0.5)  # our own first wait: 0.5 s with jitter down to half
-KEY_VARIABLES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "OLLAMA_HOST",
-)
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    """An empty workdir `tmp_path/work` as the cwd, with no orch or provider settings in env."""
-    root = tmp_path / "work"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    for variable in [*KEY_VARIABLES, *(v for v in os.environ if v.startswith("ORCH_"))]:
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NO_COLOR", "1")
-    project = Project(root)
-    try:
-        yield project
-    finally:
-        project.cleanup()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -380,6 +357,32 @@ def test_orch_provider_max_retries_in_the_env_overrides_the_pipeline(
     assert llm_server.count == 1
     assert retries(build) == []
     assert failure(build, "a")["kind"] == "server"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_a_call_cancels_the_build_and_a_rebuild_resumes(
+    project: Project, llm_server: LlmServer, sig: signal.Signals
+) -> None:
+    llm_server.script_for("say b", slow(30))
+    steps = {"a": llm("say a", "out/a.md"), "b": llm("say b", "out/b.md")}
+    write_orch(project, steps, {"p": provider(llm_server)})
+    process = project.spawn("build", "-j", "1")
+    llm_server.wait_for_count(2)  # a is done; b's request is waiting on the server
+
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    (run,) = project.run_folders()
+    build = Build(130, "", stderr, run)
+    assert build.events()[-1]["type"] == "job.cancelled"
+    assert build.statuses() == {"a": "ran", "b": "cancelled"}
+    assert not project.exists("out/b.md")
+    assert sorted(project.lock()) == ["a"]
+
+    resumed = ok(project.orch("build"))
+    assert sorted(ran(resumed.stdout)) == ["b"]
+    assert llm_server.count_for("say a") == 1
 
 
 def test_the_total_timeout_bounds_a_call_retries_included(

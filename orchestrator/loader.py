@@ -23,14 +23,14 @@ _NAME_RULES = {
 }  # pydantic puts the union tag after ("steps", name) or ("providers", name)
 
 
-def read_source(file: Path) -> SourceDocument:
-    """Read and parse a pipeline file."""
+def read_source(file: Path, what: str = "pipeline") -> SourceDocument:
+    """Read and parse a YAML file (a pipeline, or `what` it is)."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise PipelineError.at("no such pipeline file", None, file) from exc
+        raise PipelineError.at(f"no such {what} file", None, file) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError.at(f"cannot read the pipeline: {exc}", None, file) from exc
+        raise PipelineError.at(f"cannot read the {what}: {exc}", None, file) from exc
     return parse(file, text)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import Diagnostic, Location, PipelineError
 from .paths import PathRefused, is_glob, normalize, overlaps
-from .source import SourceDocument, parse, to_plain
+from .source import SourceDocument, to_plain
 from .templating import is_template, suggest
 
 PROVIDERS = {
@@ -87,13 +87,9 @@ class JobSpec:
 
 def read_spec(file: Path) -> SourceDocument:
     """Read and parse a job spec file; problems become PipelineError."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise PipelineError.at("no such job spec file", None, file) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError.at(f"cannot read the job spec: {exc}", None, file) from exc
-    return parse(file, text)
+    from .loader import read_source
+
+    return read_source(file, "job spec")
 
 
 def migrate(source: SourceDocument, *, workdir: str | None = None) -> tuple[str, list[Diagnostic]]:

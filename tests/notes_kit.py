@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+from .conftest import ROOT, SETTINGS_PREFIXES
 
 PIPELINE = "pipelines/notes_app.yaml"
 SOURCES = ("pipelines", "specs")
@@ -29,11 +29,7 @@ def copy_inputs(destination: Path) -> Path:
 
 def environment(**extra: str) -> dict[str, str]:
     """The environment of a build: this interpreter first on PATH, no orch or provider settings."""
-    keep = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ORCH_", "OPENAI_", "ANTHROPIC_", "OLLAMA_"))
-    }
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
     keep["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{keep.get('PATH', '')}"
     return {**keep, **extra}
 

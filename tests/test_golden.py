@@ -16,16 +16,13 @@ from typing import Any
 
 import pytest
 
-from .notes_kit import GOLDEN, OUTPUTS, PIPELINE, copy_inputs, generated, orch
+from .notes_kit import GOLDEN, OUTPUTS, generated
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the pipeline's inputs, built offline once for this module."""
-    root = copy_inputs(tmp_path_factory.mktemp("notes"))
-    done = orch(root, "build", PIPELINE)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
+@pytest.fixture
+def built(notes_built: Path) -> Path:
+    """The offline build of the pipeline (shared; these tests only read it)."""
+    return notes_built
 
 
 def test_the_offline_build_writes_exactly_the_golden_files(built: Path) -> None:

@@ -11,7 +11,6 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,6 @@ from orchestrator.cli import cli
 from .buildkit import Build, Project, read_events
 
 END = "job.succeeded"
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    root = tmp_path / "work"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    project = Project(root)
-    try:
-        yield project
-    finally:
-        project.cleanup()
 
 
 # --------------------------------------------------------------------------- helpers

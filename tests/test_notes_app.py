@@ -21,18 +21,10 @@ from .notes_kit import GOLDEN, PIPELINE, copy_inputs, environment, generated, or
 RESPONSES = ROOT / "pipelines" / "notes_app" / "responses"
 
 
-@pytest.fixture(scope="module")
-def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = copy_inputs(tmp_path_factory.mktemp("notes-built"))
-    done = orch(root, "build", PIPELINE)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
-
-
 @pytest.fixture
-def project(built_once: Path, tmp_path: Path) -> Path:
+def project(notes_built: Path, tmp_path: Path) -> Path:
     """A built copy of the pipeline, its own for each test."""
-    return Path(shutil.copytree(built_once, tmp_path / "project", symlinks=True))
+    return Path(shutil.copytree(notes_built, tmp_path / "project", symlinks=True))
 
 
 def readme_main_job() -> str:

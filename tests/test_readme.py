@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
+from .notes_kit import environment
 
 TIMING = re.compile(r"\d+\.\d\d s|^\d\d:\d\d:\d\d", re.MULTILINE)
 
@@ -35,14 +35,13 @@ def test_a_console_session_of_the_readme_replays(tmp_path: Path, title: str) -> 
     commands = [line[2:] for line in lines if line.startswith("$ ")]
     expected = "".join(f"{line}\n" for line in lines if not line.startswith("$ "))
     script = f'orch() {{ "{sys.executable}" -m orchestrator "$@"; }}\n' + "\n".join(commands)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "OPENAI_"))}
     done = subprocess.run(
         ["bash", "-c", script],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
-        env=environ,
+        env=environment(),
     )
     assert TIMING.sub("T", done.stdout) == TIMING.sub("T", expected), done.stderr
 

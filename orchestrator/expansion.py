@@ -1,7 +1,9 @@
-"""From a validated `Pipeline` to rendered steps: foreach expansion and plan-time rendering.
+"""From a validated `Pipeline` to planned steps: foreach expansion and the two phases.
 
-Each step's `inputs` and `outputs` are rendered first, then its other fields with `inputs`,
-`outputs` and a planning `read()` in the context. ``steps.<id>`` resolves another step's
+Structure (foreach, inputs, outputs, needs, cwd, provider, model, options) is rendered here, at
+plan time, and may not call `read()`. Content (run, env values, template, prompt, system,
+messages) is parsed here and rendered only when its step runs (see `content`); each step kind's
+planner in `steps/` says which of its fields are which. ``steps.<id>`` resolves another step's
 outputs on demand, so steps may be declared in any order; a loop of such references is an error.
 """
 
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
-from .errors import Diagnostic, OrchError, PipelineError, TemplateError
+from .content import FullScope, key_material, merged
+from .errors import Diagnostic, PipelineError, TemplateError
 from .paths import (
     PathRefused,
     escapes_through_symlink,
@@ -22,10 +25,11 @@ from .paths import (
     normalize,
 )
 from .pipeline import LoadedPipeline, Step
+from .references import References
 from .settings import fail_at
 from .source import PathKey, SourceDocument
 from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
-from .templating import Reader, Renderer, StepsView, forbidden_read, suggest
+from .templating import Reader, Renderer, StepsView, forbidden_read
 
 StepSpec = ShellStep | LlmStep | TemplateStep
 
@@ -52,7 +56,17 @@ def expand(
     groups = {group: tuple(members) for group, members in expander.groups.items()}
     globs = {pattern: tuple(found) for pattern, found in expander.globs.items()}
     return LoadedPipeline(
-        file, workdir, spec, source, variables, env, providers, steps, groups, globs
+        file,
+        workdir,
+        spec,
+        source,
+        variables,
+        env,
+        providers,
+        steps,
+        groups,
+        globs,
+        tuple(expander.warnings),
     )
 
 
@@ -84,6 +98,8 @@ class _StepExpander:
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
         self.globs: dict[str, list[str]] = {}
+        self.warnings: list[str] = []
+        self._names: list[str] | None = None
 
     # ------------------------------------------------------------------ driver
 
@@ -110,7 +126,10 @@ class _StepExpander:
 
     def _add_instances(self, group: str, step_spec: StepSpec) -> None:
         members = []
-        for step_id, item, key in self._foreach(group, step_spec):
+        found = self._foreach(group, step_spec)
+        if not found:
+            self._warn_empty(group, step_spec.foreach)
+        for step_id, item, key in found:
             if step_id in self.instances:
                 raise fail_at(
                     f"step '{group}': foreach gives '{step_id}' twice",
@@ -150,6 +169,15 @@ class _StepExpander:
             where,
         )
 
+    def _warn_empty(self, group: str, foreach: Any) -> None:
+        """A foreach that gives no step is likely a mistake: say where its list came from."""
+        what = "matched no files" if isinstance(foreach, str) and is_glob(foreach) else "is empty"
+        origin = f" ('{foreach}')" if isinstance(foreach, str) else ""
+        location = self.source.locate(("steps", group, "foreach"))
+        self.warnings.append(
+            f"{location}: warning: step '{group}': foreach{origin} {what}, so it gives no steps"
+        )
+
     def _glob(self, group: str, pattern: str) -> list[str]:
         try:
             normal = normalize(pattern)
@@ -185,9 +213,15 @@ class _StepExpander:
             self.rendering.pop()
         return self.outputs[name]
 
+    def names(self) -> list[str]:
+        """Every step id and foreach group name, as ``steps.`` sees them."""
+        if self._names is None:
+            groups = (g for g in self.groups if g not in self.instances)
+            self._names = [*self.instances, *groups]
+        return self._names
+
     def _steps_view(self) -> StepsView:
-        names = [*self.instances, *(g for g in self.groups if g not in self.instances)]
-        return StepsView(names, self.outputs_of)
+        return StepsView(self.names(), self.outputs_of)
 
     def _path_context(self, step_id: str) -> dict[str, Any]:
         _, item, key = self.instances[step_id]
@@ -277,185 +311,15 @@ class _StepExpander:
     # ------------------------------------------------------------------ whole step
 
     def _render_step(self, step_id: str) -> Step:
-        group, item, key = self.instances[step_id]
-        step_spec = self.spec.steps[group]
-        outputs = self.outputs_of(step_id)
-        path_context = self._path_context(step_id)
-        inputs: list[str] = []
-        fields: dict[str, tuple[PathKey, ...]] = {}
-        for i, text in enumerate(step_spec.inputs):
-            for path in self._paths(step_id, ("inputs", i), text, path_context, output=False):
-                inputs.append(path)
-                fields.setdefault(path, ("inputs", i))
-        needs = [
-            str(self._render(step_id, ("needs", i), text, path_context))
-            for i, text in enumerate(step_spec.needs)
-        ]
-        render_kind = {"shell": self._shell, "llm": self._llm, "template": self._template}[
-            step_spec.kind
-        ]
-        definition, provider = render_kind(step_id, step_spec, inputs, outputs, path_context)
-        for path in outputs:
-            fields.setdefault(path, self.fields[(step_id, path)])
-        if "prompt_file" in definition:
-            fields.setdefault(definition["prompt_file"], ("prompt_file",))
-        return Step(
-            id=step_id,
-            group=group,
-            kind=step_spec.kind,
-            spec=step_spec,
-            inputs=tuple(dict.fromkeys(inputs)),
-            outputs=tuple(outputs),
-            needs=tuple(needs),
-            definition=definition,
-            item=item,
-            item_key=key,
-            provider=provider,
-            fields=fields,
-        )
+        from .steps import planners
 
-    def _field_context(
-        self, path_context: Mapping[str, Any], inputs: list[str], outputs: list[str]
-    ) -> dict[str, Any]:
-        return {**path_context, "inputs": inputs, "outputs": outputs, "read": Reader(inputs, None)}
+        planning = StepPlanning(self, step_id)
+        planning.render_inputs()
+        definition, provider = planners()[planning.spec.kind](planning)
+        return planning.finish(definition, provider)
 
-    def _shell(
-        self,
-        step_id: str,
-        spec: Any,
-        inputs: list[str],
-        outputs: list[str],
-        path_context: Mapping[str, Any],
-    ) -> tuple[dict[str, Any], None]:
-        context = self._field_context(path_context, inputs, outputs)
-        cwd = None
-        if spec.cwd is not None:
-            rendered = self._render(step_id, ("cwd",), spec.cwd, path_context)
-            cwd = self._path(step_id, ("cwd",), rendered, output=False)
-        definition = {
-            "run": self._render(step_id, ("run",), spec.run, context),
-            "env": self._render(step_id, ("env",), spec.env, context),
-            "cwd": cwd,
-        }
-        return definition, None
-
-    def _template(
-        self,
-        step_id: str,
-        spec: Any,
-        inputs: list[str],
-        outputs: list[str],
-        path_context: Mapping[str, Any],
-    ) -> tuple[dict[str, Any], None]:
-        self._require_one_output(step_id, outputs)
-        context = self._field_context(path_context, inputs, outputs)
-        text = self._render(step_id, ("template",), spec.template, context)
-        file = self._as_input_file(step_id, ("template",), text, inputs)
-        if file is None:
-            return {"template": text}, None
-        return {
-            "template_file": file,
-            **self._file_definition(step_id, ("template",), "template", file, context),
-        }, None
-
-    def _llm(
-        self,
-        step_id: str,
-        spec: Any,
-        inputs: list[str],
-        outputs: list[str],
-        path_context: Mapping[str, Any],
-    ) -> tuple[dict[str, Any], str]:
-        if spec.extract == "files":
-            if not outputs or not all(out.endswith("/") for out in outputs):
-                raise fail_at(
-                    f"step '{step_id}': 'extract: files' writes into folders; declare outputs"
-                    " ending in '/'",
-                    self.source,
-                    ("steps", self.instances[step_id][0]),
-                    key=True,
-                )
-        else:
-            self._require_one_output(step_id, outputs)
-        if spec.prompt_file is not None:
-            rendered = self._render(step_id, ("prompt_file",), spec.prompt_file, path_context)
-            prompt_file = self._path(step_id, ("prompt_file",), rendered, output=False)
-            if prompt_file not in inputs:
-                inputs.append(prompt_file)
-        context = self._field_context(path_context, inputs, outputs)
-        definition: dict[str, Any] = {
-            "system": self._render(step_id, ("system",), spec.system, context),
-            "model": self._render(step_id, ("model",), spec.model, context),
-            "options": self._render(step_id, ("options",), spec.options, context),
-            "extract": spec.extract,
-            "schema": spec.json_schema,
-        }
-        if spec.prompt is not None:
-            definition["prompt"] = self._render(step_id, ("prompt",), spec.prompt, context)
-        elif spec.messages is not None:
-            messages = [m.model_dump() for m in spec.messages]
-            definition["messages"] = self._render(step_id, ("messages",), messages, context)
-        else:
-            definition["prompt_file"] = prompt_file
-            definition.update(
-                self._file_definition(step_id, ("prompt_file",), "prompt", prompt_file, context)
-            )
-        if spec.json_schema is not None:
-            self._check_schema(step_id, spec.json_schema)
-        provider = self._provider_of(step_id, spec, context)
-        self._check_model(step_id, provider, definition["model"])
-        inputs.extend(self._recorded_reply(step_id, provider))
-        return definition, provider
-
-    # ------------------------------------------------------------------ helpers
-
-    def _require_one_output(self, step_id: str, outputs: list[str]) -> None:
-        if len(outputs) != 1 or outputs[0].endswith("/"):
-            raise fail_at(
-                f"step '{step_id}' writes one file: declare one 'output' that is not a folder",
-                self.source,
-                ("steps", self.instances[step_id][0]),
-                key=True,
-            )
-
-    def _as_input_file(
-        self, step_id: str, field: tuple[PathKey, ...], text: str, inputs: list[str]
-    ) -> str | None:
-        """The template's path when the text names one of the inputs, else None (inline)."""
-        try:
-            normal = normalize(text)
-        except PathRefused:
-            return None
-        if any(is_within(normal, declared) for declared in inputs):
-            return normal
-        if "\n" not in text and (self.workdir / normal).is_file():
-            group = self.instances[step_id][0]
-            raise fail_at(
-                f"step '{step_id}': template file '{normal}' is not among the inputs; add it there",
-                self.source,
-                ("steps", group, *field),
-            )
-        return None
-
-    def _file_definition(
-        self,
-        step_id: str,
-        field: tuple[PathKey, ...],
-        name: str,
-        path: str,
-        context: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """How a template file enters the definition: rendered when it is a source file.
-
-        A file another step writes is rendered only when its step runs; its content enters the
-        key through the input hashes, and the vars and item it may use enter here instead.
-        """
-        if self._generated(path):
-            _, item, key = self.instances[step_id]
-            return {name: None, "vars": self.base["vars"], "item": item, "key": key}
-        return {name: self._render_file(step_id, field, path, context)}
-
-    def _generated(self, path: str) -> bool:
+    def generated(self, path: str) -> bool:
+        """Whether another step writes the file (so it cannot be read at plan time)."""
         if self.all_outputs is None:
             self.all_outputs = []
             for step_id in self.instances:
@@ -465,83 +329,193 @@ class _StepExpander:
                     continue
         return any(is_within(path, output) for output in self.all_outputs)
 
-    def _render_file(
-        self, step_id: str, field: tuple[PathKey, ...], path: str, context: Mapping[str, Any]
-    ) -> str | None:
-        """A source template file rendered for planning, or None while it does not exist."""
+
+class StepPlanning:
+    """One step at plan time: its structure rendered, its content templates parsed for its key.
+
+    Each step kind's planner (in `steps/`) calls these methods for its fields; `finish` then
+    turns what the content templates reach into the step's scope and key material.
+    """
+
+    def __init__(self, expander: _StepExpander, step_id: str) -> None:
+        self._expander = expander
+        self.step_id = step_id
+        self.group, self.item, self.item_key = expander.instances[step_id]
+        self.spec: StepSpec = expander.spec.steps[self.group]
+        self.providers = expander.providers
+        self.default_provider = expander.default_provider
+        self.workdir = expander.workdir
+        self.label = f"step '{step_id}'"
+        self.outputs = expander.outputs_of(step_id)
+        self.inputs: list[str] = []
+        self.extra_inputs: list[str] = []
+        """Inputs the step does not render with (a fake provider's reply file)."""
+        self.fields: dict[str, tuple[PathKey, ...]] = {}
+        self._path_context = expander._path_context(step_id)
+        self._references: list[References] = []
+        self._plan_reads: list[str] = []
+
+    # ------------------------------------------------------------------ structure
+
+    def render_inputs(self) -> None:
+        """Render the declared inputs (paths, or lists of paths from one expression)."""
+        for i, text in enumerate(self.spec.inputs):
+            for path in self._expander._paths(
+                self.step_id, ("inputs", i), text, self._path_context, output=False
+            ):
+                self.declare_input(path, ("inputs", i))
+
+    def declare_input(self, path: str, field: tuple[PathKey, ...]) -> None:
+        """Add an input (once), remembering where it was declared."""
+        if path not in self.inputs:
+            self.inputs.append(path)
+        self.fields.setdefault(path, field)
+
+    def structure(self, field: tuple[PathKey, ...], value: Any) -> Any:
+        """A structure field rendered now; a lone ``{{ expression }}`` keeps its type."""
+        self._refuse_read(field, value)
+        context = {**self._path_context, "inputs": self.inputs, "outputs": self.outputs}
+        try:
+            return self._expander.renderer.evaluate_value(value, context)
+        except TemplateError as exc:
+            raise self.field_error(field, exc) from exc
+
+    def path(self, field: tuple[PathKey, ...], text: str) -> str:
+        """A path field (cwd, prompt_file, template_file) rendered and checked now."""
+        rendered = self.structure(field, text)
+        return self._expander._path(self.step_id, field, str(rendered), output=False)
+
+    def _refuse_read(self, field: tuple[PathKey, ...], value: Any) -> None:
+        for text in _strings(value):
+            try:
+                uses_read = "read" in self._expander.renderer.references(text).names
+            except TemplateError as exc:
+                raise self.field_error(field, exc) from exc
+            if uses_read:
+                raise self.field_error(
+                    field,
+                    "read() cannot be used here: this field is rendered before any step runs"
+                    " (use it in run, env, template, prompt, system or messages)",
+                )
+
+    # ------------------------------------------------------------------ content
+
+    def content(self, field: tuple[PathKey, ...], value: Any) -> Any:
+        """A content field, kept as source and rendered when the step runs; its references
+        are checked now and enter the key."""
+        for text in _strings(value):
+            try:
+                self._add_references(self._expander.renderer.references(text))
+            except TemplateError as exc:
+                raise self.field_error(field, exc) from exc
+        return value
+
+    def content_file(self, field: tuple[PathKey, ...], path: str) -> None:
+        """A template file among the inputs: parsed now when the user writes it; when another
+        step writes it, every var, item, key, steps and paths count (not env)."""
+        if self._expander.generated(path):
+            names = {*self._expander.base["vars"], *_FILE_NAMES}
+            self._references.append(References(names=names))
+            return
         try:
             text = (self.workdir / path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
         except (OSError, UnicodeDecodeError) as exc:
-            raise fail_at(
-                f"step '{step_id}': cannot read '{path}': {exc}",
-                self.source,
-                ("steps", self.instances[step_id][0], *field),
-            ) from exc
+            raise self.fail(f"{self.label}: cannot read '{path}': {exc}", field) from exc
+        self._plan_reads.append(path)
         try:
-            return self.renderer.render(text, context)
-        except OrchError as exc:
-            raise fail_at(
-                f"step '{step_id}', in {path}: {exc}",
-                self.source,
-                ("steps", self.instances[step_id][0], *field),
-            ) from exc
+            self._add_references(self._expander.renderer.references(text))
+        except TemplateError as exc:
+            raise self.fail(f"{self.label}, in {path}: {exc}", field) from exc
 
-    def _check_schema(self, step_id: str, schema: dict[str, Any]) -> None:
-        from jsonschema import exceptions, validators
+    def _add_references(self, found: References) -> None:
+        self._scope().check_defined(found)
+        reader = Reader(self.inputs, self.workdir)
+        for path in sorted(found.reads):
+            reader.check(path)
+        self._references.append(found)
 
-        try:
-            validators.validator_for(schema).check_schema(schema)
-        except exceptions.SchemaError as exc:
-            raise fail_at(
-                f"step '{step_id}': 'schema' is not a valid JSON Schema: {exc.message}",
-                self.source,
-                ("steps", self.instances[step_id][0], "schema"),
-            ) from exc
-
-    def _check_model(self, step_id: str, provider: str, model: str | None) -> None:
-        config = self.providers[provider]
-        if model or config.model or config.kind == "fake":
-            return
-        raise fail_at(
-            f"step '{step_id}' has no model: set 'model' on the step or on provider '{provider}'",
-            self.source,
-            ("steps", self.instances[step_id][0]),
-            key=True,
+    def _scope(self) -> FullScope:
+        base = self._expander.base
+        return FullScope(
+            vars=base["vars"],
+            env=base["env"],
+            step_names=tuple(self._expander.names()),
+            outputs_of=self._expander.outputs_of,
+            item=self.item,
+            key=self.item_key,
+            inputs=tuple(self.inputs),
+            outputs=tuple(self.outputs),
         )
 
-    def _recorded_reply(self, step_id: str, provider: str) -> list[str]:
-        """A fake provider's reply file for the step: an input, so editing it reruns the step."""
-        from .providers.fake import reply_candidates
+    # ------------------------------------------------------------------ checks and result
 
-        group = self.instances[step_id][0]
-        for path in reply_candidates(self.providers[provider], step_id, group):
-            if (self.workdir / path).is_file() and not escapes_through_symlink(self.workdir, path):
-                return [path]
-        return []
+    def fail(
+        self, message: str, field: tuple[PathKey, ...] = (), *, key: bool = False
+    ) -> PipelineError:
+        """An error about this step, located at one of its fields (or the step itself)."""
+        return fail_at(
+            message,
+            self._expander.source,
+            ("steps", self.group, *field),
+            key=key or not field,
+        )
 
-    def _provider_of(self, step_id: str, spec: LlmStep, context: Mapping[str, Any]) -> str:
-        where: tuple[PathKey, ...] = ("steps", self.instances[step_id][0])
-        if spec.provider is None:
-            if self.default_provider is not None:
-                return self.default_provider
-            reason = (
-                "no providers are declared"
-                if not self.providers
-                else ("several providers are declared and no 'default_provider' chooses one")
+    def field_error(self, field: tuple[PathKey, ...], problem: object) -> PipelineError:
+        """An error in one field, named and located."""
+        return self.fail(f"{self.label}, field '{_field_name(field)}': {problem}", field)
+
+    def require_one_output(self) -> None:
+        """Refuse a step that does not declare exactly one output file."""
+        if len(self.outputs) != 1 or self.outputs[0].endswith("/"):
+            raise self.fail(
+                f"{self.label} writes one file: declare one 'output' that is not a folder"
             )
-            raise fail_at(
-                f"step '{step_id}' needs a provider: {reason}", self.source, where, key=True
-            )
-        name = str(self._render(step_id, ("provider",), spec.provider, context))
-        if name not in self.providers:
-            raise fail_at(
-                f"step '{step_id}': unknown provider '{name}'{suggest(name, self.providers)}",
-                self.source,
-                (*where, "provider"),
-            )
-        return name
+
+    def finish(self, definition: dict[str, Any], provider: str | None) -> Step:
+        """The planned step: its definition with the key material of what its content reaches."""
+        try:
+            scope = self._scope().restrict(merged(self._references))
+        except TemplateError as exc:
+            raise self.fail(f"{self.label}: {exc}") from exc
+        definition["context"] = key_material(scope)
+        needs = [str(self.structure(("needs", i), text)) for i, text in enumerate(self.spec.needs)]
+        for path in self.outputs:
+            self.fields.setdefault(path, self._expander.fields[(self.step_id, path)])
+        return Step(
+            id=self.step_id,
+            group=self.group,
+            kind=self.spec.kind,
+            spec=self.spec,
+            inputs=tuple(dict.fromkeys([*self.inputs, *self.extra_inputs])),
+            outputs=tuple(self.outputs),
+            needs=tuple(needs),
+            definition=definition,
+            item=self.item,
+            item_key=self.item_key,
+            provider=provider,
+            fields=self.fields,
+            scope=scope,
+            plan_reads=tuple(self._plan_reads),
+        )
+
+
+_FILE_NAMES = ("vars", "steps", "item", "key", "inputs", "outputs")
+"""What a template file another step writes may use (env is left out of keys)."""
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside nested lists and mappings."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    return []
+
+
+def _field_name(field: tuple[PathKey, ...]) -> str:
+    return str(field[0]) + "".join(f"[{p}]" for p in field[1:]) if field else "step"
 
 
 def _is_scalar(value: Any) -> bool:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .pipeline import Step
     from .spec import Provider
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2
 STAT_CACHE_FORMAT = 1
 RACY_WINDOW_NS = 100_000_000
 COARSE_RACY_WINDOW_NS = 2_000_000_000

@@ -4,7 +4,7 @@ It is YAML meant to be committed, written atomically after each successful step,
 order and quoting so that merges stay small::
 
     # Written by orch build: commit it with the pipeline; do not edit it by hand.
-    version: 1
+    version: 2
     steps:
       architect:
         key: "<sha256>"
@@ -26,7 +26,10 @@ from typing import Any, NamedTuple
 
 from .errors import OrchError
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+"""The lock format, which changes with the key format: entries of version 1 locks are read,
+and every step they record rebuilds, saying why."""
+READABLE_VERSIONS = frozenset({1, LOCK_VERSION})
 HEADER = "# Written by orch build: commit it with the pipeline; do not edit it by hand.\n"
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@+-]*$")
 _YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
@@ -46,6 +49,8 @@ class LockEntry(NamedTuple):
     definition: str
     inputs: Mapping[str, str] = MappingProxyType({})
     outputs: Mapping[str, str] = MappingProxyType({})
+    version: int = LOCK_VERSION
+    """The version of the lock it was read from: an older one's keys are of an older format."""
 
 
 def lock_path(pipeline_file: Path) -> Path:
@@ -84,15 +89,17 @@ def parse_lock(path: Path, text: str) -> dict[str, LockEntry]:
         return {}
     if not isinstance(data, dict) or "version" not in data:
         raise _corrupt(path, "it has no 'version'")
-    if data["version"] != LOCK_VERSION:
+    version = data["version"]
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise LockError(
-            f"{path}: lock file version {data['version']!r} is not supported (this orch reads"
-            f" version {LOCK_VERSION}); upgrade orch, or rebuild with --force"
+            f"{path}: lock file version {version!r} is not supported (this orch reads"
+            f" versions 1 and {LOCK_VERSION}); upgrade orch, or rebuild with --force"
         )
     steps = data.get("steps") or {}
     if not isinstance(steps, dict):
         raise _corrupt(path, "'steps' is not a mapping")
-    return {str(name): _entry(path, str(name), raw) for name, raw in steps.items()}
+    entries = {str(name): _entry(path, str(name), raw) for name, raw in steps.items()}
+    return {name: entry._replace(version=version) for name, entry in entries.items()}
 
 
 _STEP_LINE = re.compile(r"^  ([^ ].*):$")
@@ -112,7 +119,7 @@ def _parse_rendered(text: str) -> dict[str, LockEntry] | None:
 def _parse_lines(text: str) -> dict[str, LockEntry] | None:
     lines = text.split("\n")
     if lines[:3] != [HEADER.rstrip("\n"), f"version: {LOCK_VERSION}", "steps:"] or lines[-1]:
-        return None
+        return None  # an older version, too, goes through the YAML parser
     entries: dict[str, LockEntry] = {}
     name: str | None = None
     fields: dict[str, Any] = {}

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 class Step:
     """One step after foreach expansion and plan-time rendering.
 
-    `definition` holds the rendered fields that identify what the step does (command, prompt,
-    template text, env, ...); `read()` calls in it stand as placeholders. `inputs` and `outputs`
-    are normalised workdir-relative paths, directories ending in ``/``.
+    `definition` identifies what the step does: its structure rendered, the source text of its
+    content templates, and under ``context`` the key material of what they can reach. `scope`
+    is that same part of the context with its real values, the only context the content is
+    rendered in when the step runs. `inputs` and `outputs` are normalised workdir-relative
+    paths, directories ending in ``/``.
     """
 
     id: str
@@ -33,6 +35,9 @@ class Step:
     item_key: Any = None
     provider: str | None = None
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
+    scope: Mapping[str, Any] = field(default_factory=dict)
+    plan_reads: tuple[str, ...] = ()
+    """Template files read at plan time to find what they reach."""
 
     def field_of(self, path: str) -> tuple[str | int, ...]:
         """Where in the pipeline file an input or output of this step was declared."""
@@ -54,6 +59,8 @@ class LoadedPipeline:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The `foreach` globs and what they matched when the pipeline was loaded."""
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
 
     @property
     def name(self) -> str:

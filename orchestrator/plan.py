@@ -16,11 +16,11 @@ from .errors import UsageError
 from .paths import is_within
 
 if TYPE_CHECKING:
-    from .pipeline import LoadedPipeline
+    from .pipeline import LoadedPipeline, Step
 
 
 class PlannedStep(NamedTuple):
-    """One step as the build sees it."""
+    """One step as the build sees it; `inputs` include the outputs of the steps it `needs`."""
 
     id: str
     kind: str
@@ -50,6 +50,8 @@ class Plan:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     """Inputs that no step writes: files, folders and globs the user provides."""
+    warnings: tuple[str, ...] = ()
+    """What loading the pipeline warned about, said again on every build."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown."""
@@ -87,6 +89,7 @@ class Plan:
             "workdir": self.workdir,
             "groups": {name: list(ids) for name, ids in self.groups.items()},
             "sources": list(self.sources),
+            "warnings": list(self.warnings),
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -110,7 +113,10 @@ class Plan:
             steps[step.id] = step
         groups = {name: tuple(ids) for name, ids in data.get("groups", {}).items()}
         sources = tuple(data.get("sources", ()))
-        return cls(data["pipeline"], data["name"], data["workdir"], steps, groups, sources)
+        warnings = tuple(str(line) for line in data.get("warnings", ()))
+        return cls(
+            data["pipeline"], data["name"], data["workdir"], steps, groups, sources, warnings
+        )
 
 
 _DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
@@ -140,7 +146,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         steps[step_id] = PlannedStep(
             id=step_id,
             kind=step.kind,
-            inputs=step.inputs,
+            inputs=_with_needed_outputs(pipeline, step),
             outputs=step.outputs,
             preds=tuple(sorted(graph.predecessors(step_id))),
             definition=definition_hash(step.kind, resolved),
@@ -158,4 +164,18 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         steps,
         groups,
         tuple(sorted(sources)),
+        pipeline.warnings,
     )
+
+
+def _with_needed_outputs(pipeline: LoadedPipeline, step: Step) -> tuple[str, ...]:
+    """A step's inputs and the outputs of the steps it needs: `needs` means "depends on"
+    (a needed folder that holds one of the step's own outputs is left out)."""
+    needed = [
+        output
+        for name in step.needs
+        for member in pipeline.members(name) or ()
+        for output in pipeline.steps[member].outputs
+        if not any(is_within(own, output) for own in step.outputs)
+    ]
+    return tuple(dict.fromkeys([*step.inputs, *needed]))

@@ -5,7 +5,8 @@ A saved plan is reused only while everything it was compiled from is unchanged:
 - the pipeline file's bytes, its absolute path, and orch's own code;
 - the `--set` values, `--provider`, and the environment (but for `_` and `OLDPWD`, which a
   shell changes all the time);
-- every file rendered at plan time (dotenv files, template and prompt files the user writes)
+- every file read at plan time (dotenv files, template and prompt files the user writes, parsed
+  for what they reach)
   and what each `foreach` glob matches;
 - the existence of every source input (a missing one must be reported where it is declared,
   which takes the full load).
@@ -124,9 +125,7 @@ def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     for step in loaded.steps.values():
         provider = loaded.providers.get(step.provider) if step.provider else None
         files.extend(reply_candidates(provider, step.id, step.group))  # present or not
-        for field, rendered in (("template_file", "template"), ("prompt_file", "prompt")):
-            if field in step.definition and step.definition.get(rendered) is not None:
-                files.append(step.definition[field])  # rendered at plan time
+        files.extend(step.plan_reads)
     workdir = loaded.workdir
     return {
         "files": {path: _digest(workdir / path) for path in sorted(set(files))},

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
-from .lockfile import LockEntry
+from .lockfile import LOCK_VERSION, LockEntry
 
 
 class Action(StrEnum):
@@ -78,6 +78,8 @@ def decide(entry: LockEntry | None, current: Current, options: Options | None = 
 def _reasons(entry: LockEntry | None, current: Current) -> list[str]:
     if entry is None:
         return ["never built"]
+    if entry.version != LOCK_VERSION:
+        return [f"recorded by an older orch (lock version {entry.version}, keys of another format)"]
     reasons = []
     if entry.definition != current.definition:
         reasons.append("definition changed")

@@ -20,7 +20,7 @@ from .errors import StepFailed
 from .events import EventLog
 from .filestore import WriteRefused
 from .hashing import PathEscapes
-from .lockfile import LockEntry, join_blocks, render_entry, write_text
+from .lockfile import LOCK_VERSION, LockEntry, join_blocks, render_entry, write_text
 from .paths import escapes_through_symlink, is_dir
 from .planner import Action
 from .runs import Manifest, RunFolder
@@ -84,7 +84,7 @@ class LockWriter:
             self._blocks = {
                 name: render_entry(name, entry)
                 for name, entry in self.workspace.entries.items()
-                if name in known
+                if name in known and entry.version == LOCK_VERSION
             }
         return self._blocks
 

@@ -1,4 +1,4 @@
-"""Pipeline-wide values (workdir, environment after dotenv, vars, providers) and step contexts.
+"""Pipeline-wide values: the workdir, the environment after dotenv, vars and providers.
 
 Precedence for the environment: real environment variables, then dotenv files (a later file
 wins over an earlier one). Vars render in file order, each seeing the vars before it and `env`;
@@ -7,18 +7,15 @@ wins over an earlier one). Vars render in file order, each seeing the vars befor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import PipelineError, TemplateError
 from .paths import PathRefused, normalize
 from .source import PathKey, SourceDocument
 from .spec import RESERVED_NAMES, Pipeline, Provider
-from .templating import Renderer, StepsView, forbidden_read, suggest
-
-if TYPE_CHECKING:
-    from .pipeline import LoadedPipeline, Step
+from .templating import Renderer, forbidden_read, suggest
 
 
 def fail_at(
@@ -134,23 +131,3 @@ def default_provider(
             ("default_provider",),
         )
     return name
-
-
-def context_for(pipeline: LoadedPipeline, step: Step, read: Callable[[str], str]) -> dict[str, Any]:
-    """The template context a step's fields render in, with the given `read`."""
-
-    def outputs_of(name: str) -> list[str]:
-        members = pipeline.members(name) or ()
-        return [out for member in members for out in pipeline.steps[member].outputs]
-
-    return {
-        **pipeline.vars,
-        "vars": pipeline.vars,
-        "env": pipeline.env,
-        "steps": StepsView(pipeline.names(), outputs_of),
-        "item": step.item,
-        "key": step.item_key,
-        "inputs": list(step.inputs),
-        "outputs": list(step.outputs),
-        "read": read,
-    }

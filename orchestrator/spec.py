@@ -25,7 +25,7 @@ PROVIDER_KINDS = ("openai", "anthropic", "ollama", "fake")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
     "shell": ("run",),
     "llm": ("prompt", "prompt_file", "messages"),
-    "template": ("template",),
+    "template": ("template", "template_file"),
 }
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"anthropic": {"max_tokens": 4096}}
 """Request options a provider kind needs; they enter step keys like any other option."""
@@ -167,10 +167,25 @@ class ShellStep(_StepBase):
 
 
 class TemplateStep(_StepBase):
-    """Renders a Jinja template (a file among the inputs, or inline text) to its output."""
+    """Renders a Jinja template (inline text, or a file that becomes an input) to its output."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["template"]}, {"required": ["template_file"]}]}
+    )
 
     kind: Literal["template"] = "template"
-    template: str
+    template: str | None = Field(None, description="The template text itself.")
+    template_file: str | None = Field(
+        None, description="A Jinja template file; it becomes an input of the step."
+    )
+
+    @model_validator(mode="after")
+    def _one_template(self) -> TemplateStep:
+        given = [name for name in KIND_KEYS["template"] if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = f", not {' and '.join(given)}" if given else ""
+            raise ValueError(f"give exactly one of template or template_file{found}")
+        return self
 
 
 class LlmStep(_StepBase):

@@ -1,8 +1,9 @@
 """Sandboxed Jinja rendering of pipeline strings, with the `read()` guard and orch's filters.
 
 Every string in a pipeline may be a template. Undefined names are errors. `read(path)` is
-allowed only for a step's declared inputs: at plan time it stands a placeholder for the
-content (which the input hash covers), at run time it returns the file's text.
+allowed only for a step's declared inputs, and only in content rendered when the step runs.
+The environment is deterministic: the random `lipsum` global and `random` filter are removed,
+so that equal contexts always render equal text.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 from .errors import OrchError, TemplateError
 from .paths import PathRefused, escapes_through_symlink, is_dir, is_glob, is_within, normalize
+from .references import References, find_references
 
-READ_PLACEHOLDER = "«read {path}»"
 _MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
@@ -57,11 +58,26 @@ class Renderer:
             stem=lambda path: _stem(str(path)),
             suffix=lambda path: posixpath.splitext(str(path).rstrip("/"))[1],
         )
+        del env.filters["random"]
+        del env.globals["lipsum"]
         return env
 
     def __init__(self) -> None:
         self._compiled: dict[str, Any] = {}
         self._expressions: dict[str, Any] = {}
+        self._references: dict[str, References] = {}
+
+    def references(self, text: str) -> References:
+        """The names a template can reach (none for a plain string); syntax errors raise."""
+        found = self._references.get(text)
+        if found is None:
+            if is_template(text):
+                tree = self._guard(lambda: self._env.parse(text))
+                found = find_references(tree)
+            else:
+                found = References()
+            self._references[text] = found
+        return found
 
     def render(self, text: str, context: Mapping[str, Any]) -> str:
         """Render a template string; plain strings come back unchanged."""
@@ -95,6 +111,16 @@ class Renderer:
             return [self.render_value(item, context) for item in value]
         if isinstance(value, dict):
             return {k: self.render_value(v, context) for k, v in value.items()}
+        return value
+
+    def evaluate_value(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """Like `render_value`, but a lone ``{{ expression }}`` keeps its native type."""
+        if isinstance(value, str):
+            return self.evaluate(value, context)
+        if isinstance(value, list):
+            return [self.evaluate_value(item, context) for item in value]
+        if isinstance(value, dict):
+            return {k: self.evaluate_value(v, context) for k, v in value.items()}
         return value
 
     @staticmethod
@@ -151,14 +177,13 @@ class StepsView:
     """The ``steps`` object of the template context, resolving step outputs on demand."""
 
     def __init__(self, names: Iterable[str], outputs_of: Callable[[str], list[str]]) -> None:
-        self._names = list(names)
+        self.names = list(names)
+        self._known = set(self.names)
         self._outputs_of = outputs_of
 
     def __getitem__(self, name: str) -> StepRef:
-        if name not in self._names:
-            raise TemplateError(
-                f"unknown step '{name}' in steps.{name}{suggest(name, self._names)}"
-            )
+        if name not in self._known:
+            raise TemplateError(f"unknown step '{name}' in steps.{name}{suggest(name, self.names)}")
         return StepRef(name, self._outputs_of(name))
 
     def __getattr__(self, name: str) -> StepRef:
@@ -170,12 +195,21 @@ class StepsView:
 class Reader:
     """The ``read(path)`` function of one step: only declared inputs may be read."""
 
-    def __init__(self, inputs: Iterable[str], workdir: Path | None) -> None:
-        """With `workdir` None, reading is planned: a placeholder stands for the content."""
+    def __init__(self, inputs: Iterable[str], workdir: Path) -> None:
         self._inputs = list(inputs)
         self._workdir = workdir
 
     def __call__(self, path: str) -> str:
+        normal = self.check(path)
+        if escapes_through_symlink(self._workdir, normal):
+            raise TemplateError(f"read('{path}'): the file leads outside the workdir")
+        try:
+            return (self._workdir / normal).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TemplateError(f"read('{path}'): {exc.strerror}") from exc
+
+    def check(self, path: str) -> str:
+        """The normalised path if `read(path)` is allowed; TemplateError if not."""
         try:
             normal = normalize(str(path))
         except PathRefused as exc:
@@ -186,14 +220,7 @@ class Reader:
             raise TemplateError(
                 f"read('{path}'): not a declared input of this step; add it to 'inputs'"
             )
-        if self._workdir is None:
-            return READ_PLACEHOLDER.format(path=normal)
-        if escapes_through_symlink(self._workdir, normal):
-            raise TemplateError(f"read('{path}'): the file leads outside the workdir")
-        try:
-            return (self._workdir / normal).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise TemplateError(f"read('{path}'): {exc.strerror}") from exc
+        return normal
 
 
 def forbidden_read(field: str) -> Callable[[str], str]:

@@ -34,6 +34,14 @@ COUNTER = "runs.log"
 RUNS = Path(".orch") / "runs"
 
 
+def rendered(step: Any, field: str, workdir: Path) -> Any:
+    """What a content field of a loaded step renders to when the step runs."""
+    from orchestrator.templating import Reader, Renderer
+
+    context = {**step.scope, "read": Reader(step.inputs, workdir)}
+    return Renderer().render_value(step.definition[field], context)
+
+
 def wait_for(
     predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "a condition"
 ) -> T:

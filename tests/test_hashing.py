@@ -28,19 +28,25 @@ def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
 
 
 def test_a_known_key_has_a_pinned_digest() -> None:
-    definition = {"run": "echo hi > out.txt", "env": {}, "cwd": None, "outputs": ["out.txt"]}
+    definition = {
+        "run": "echo {{ greeting }} > out.txt",
+        "env": {},
+        "cwd": None,
+        "context": {"greeting": "hi"},
+        "outputs": ["out.txt"],
+    }
     digest = definition_hash("shell", definition)
     described = (
-        '{"definition":{"cwd":null,"env":{},"outputs":["out.txt"],"run":"echo hi > out.txt"},'
-        '"format":1,"kind":"shell"}'
+        '{"definition":{"context":{"greeting":"hi"},"cwd":null,"env":{},"outputs":["out.txt"],'
+        '"run":"echo {{ greeting }} > out.txt"},"format":2,"kind":"shell"}'
     )
     assert digest == hashlib.sha256(described.encode()).hexdigest()
     key = step_key("shell", digest, {"in.txt": EMPTY_SHA})
     material = (
-        f'{{"definition":"{digest}","format":1,"inputs":[["in.txt","{EMPTY_SHA}"]],"kind":"shell"}}'
+        f'{{"definition":"{digest}","format":2,"inputs":[["in.txt","{EMPTY_SHA}"]],"kind":"shell"}}'
     )
     assert key == hashlib.sha256(material.encode()).hexdigest()
-    assert key == "af092219921a3a09111c3dc8bf622fd6d22bd0b63c592384489d9b5f986ad57b"
+    assert key == "fbf4a5420e75b97c244411f388cd28d8c85b81bc41c66dd2efc37c1313aa6447"
 
 
 def test_key_changes_with_definition_or_input_content_and_not_with_order() -> None:

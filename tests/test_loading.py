@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator import graph
 from orchestrator.errors import PipelineError, TemplateError
-from orchestrator.pipeline import load
-from orchestrator.templating import READ_PLACEHOLDER, Reader
+from orchestrator.pipeline import Step, load
+from orchestrator.templating import Reader
 
+from . import buildkit
 from .conftest import FIXTURES
 
 FULL = FIXTURES / "full" / "pipeline.yaml"
+
+
+def rendered(step: Step, field: str) -> Any:
+    """What a content field of a step of the full pipeline renders to when the step runs."""
+    return buildkit.rendered(step, field, FULL.parent)
 
 
 def test_full_pipeline_has_every_kind_and_expands_foreach() -> None:
@@ -44,7 +51,7 @@ def test_vars_render_in_order_and_dotenv_fills_the_environment() -> None:
     pipeline = load(FULL, environ={})
     assert pipeline.vars["message"] == "hello, dotenv"
     assert pipeline.env["FROM_DOTENV"] == "yes"
-    assert pipeline.steps["report"].definition["env"] == {"MESSAGE": "hello, dotenv"}
+    assert rendered(pipeline.steps["report"], "env") == {"MESSAGE": "hello, dotenv"}
 
 
 def test_real_environment_wins_over_dotenv() -> None:
@@ -61,15 +68,14 @@ def test_foreach_binds_item_and_key() -> None:
     steps = load(FULL, environ={}).steps
     assert steps["lint@src/b.py"].outputs == ("build/lint/b.ok",)
     assert steps["lint@src/b.py"].inputs == ("src/b.py",)
-    assert steps["sizes@large"].definition["run"] == "echo large=100 > build/sizes/large.txt"
-    assert steps["translate@fr"].definition["template"] == "hello in fr\n"
+    assert rendered(steps["sizes@large"], "run") == "echo large=100 > build/sizes/large.txt"
+    assert steps["translate@fr"].scope == {"greeting": "hello", "item": "fr"}
 
 
-def test_read_is_a_placeholder_at_plan_time_and_lists_splice_into_inputs() -> None:
+def test_content_is_kept_as_source_for_run_time_and_lists_splice_into_inputs() -> None:
     summary = load(FULL, environ={}).steps["summary"]
     assert summary.inputs == ("build/en.txt", "build/fr.txt", "build/lint/")
-    placeholder = READ_PLACEHOLDER.format(path="build/en.txt")
-    assert summary.definition["prompt"] == f"Summarise: {placeholder}\n"
+    assert summary.definition["prompt"] == 'Summarise: {{ read("build/en.txt") }}\n'
     assert summary.provider == "offline"
 
 
@@ -78,7 +84,7 @@ def test_stdout_capture_is_an_output() -> None:
     assert report.outputs == ("build/report.txt", "build/report.log")
 
 
-def test_prompt_file_is_an_implicit_input_and_rendered_for_planning(
+def test_prompt_file_is_an_implicit_input_parsed_for_what_it_reaches(
     write_pipeline: Callable[..., Path],
 ) -> None:
     file = write_pipeline(
@@ -95,7 +101,8 @@ def test_prompt_file_is_an_implicit_input_and_rendered_for_planning(
     )
     step = load(file, environ={}).steps["ask"]
     assert step.inputs == ("prompts/ask.j2",)
-    assert step.definition["prompt"] == "Tell me about cats."
+    assert step.definition["prompt_file"] == "prompts/ask.j2"
+    assert step.scope == {"topic": "cats"}
 
 
 def test_foreach_mapping_of_non_scalars_uses_keys_and_list_of_mappings_uses_indexes(
@@ -115,7 +122,7 @@ def test_foreach_mapping_of_non_scalars_uses_keys_and_list_of_mappings_uses_inde
     )
     steps = load(file, environ={}).steps
     assert list(steps) == ["by_key@a", "by_key@b", "by_index@0", "by_index@1"]
-    assert steps["by_index@1"].definition["run"] == "echo 2"
+    assert rendered(steps["by_index@1"], "run") == "echo 2"
 
 
 def test_steps_may_refer_to_outputs_of_steps_declared_later(
@@ -212,12 +219,13 @@ def test_template_file_inside_a_declared_folder_is_a_file_template(
         version: 1
         vars: { who: you }
         steps:
-          page: { inputs: [tpl/], template: tpl/page.j2, output: page.txt }
+          page: { inputs: [tpl/], template_file: tpl/page.j2, output: page.txt }
         """,
         {"tpl/page.j2": "hi {{ who }}"},
     )
-    definition = load(file, environ={}).steps["page"].definition
-    assert definition == {"template_file": "tpl/page.j2", "template": "hi you"}
+    step = load(file, environ={}).steps["page"]
+    assert step.definition["template_file"] == "tpl/page.j2"
+    assert step.scope == {"who": "you"}
 
 
 def test_read_at_run_time_returns_content_but_refuses_symlinks_leading_out(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from orchestrator.lockfile import (
+    LOCK_VERSION,
     LockEntry,
     LockError,
     _parse_rendered,
@@ -37,7 +38,7 @@ def test_rendering_is_sorted_quoted_and_independent_of_insertion_order() -> None
     text = render_lock(ENTRIES)
     assert text == render_lock(dict(reversed(list(ENTRIES.items()))))
     assert text.splitlines()[1:9] == [
-        "version: 1",
+        "version: 2",
         "steps:",
         "  architect:",
         f'    key: "{B}"',
@@ -104,6 +105,7 @@ _ENTRIES = st.dictionaries(
         definition=_DIGESTS,
         inputs=st.dictionaries(_PATHS, _DIGESTS, max_size=3),
         outputs=st.dictionaries(_PATHS, _DIGESTS, max_size=3),
+        version=st.just(LOCK_VERSION),
     ),
     max_size=4,
 )
@@ -126,3 +128,20 @@ def test_the_line_reader_and_a_yaml_parser_agree_on_every_written_lock(
 def test_a_hand_edited_lock_is_read_by_the_yaml_parser(tmp_path: Path) -> None:
     text = render_lock(ENTRIES).replace('  qa:\n    key: "', '  qa:\n    # reviewed\n    key: "')
     assert parse_lock(tmp_path / "x.lock", text) == ENTRIES
+
+
+def test_a_version_1_lock_is_read_and_its_steps_rebuild_saying_why(tmp_path: Path) -> None:
+    from orchestrator.planner import Action, Current, decide
+
+    old = tmp_path / "p.lock"
+    old.write_text(
+        f'version: 1\nsteps:\n  a:\n    key: "{A}"\n    definition: "{B}"\n'
+        f'    inputs: {{}}\n    outputs:\n      out.txt: "{C}"\n'
+    )
+    entry = read_lock(old)["a"]
+    assert entry.version == 1
+    decision = decide(entry, Current(A, B, {}, {"out.txt": C}))
+    assert decision.action == Action.RUN
+    assert decision.reasons == (
+        "recorded by an older orch (lock version 1, keys of another format)",
+    )

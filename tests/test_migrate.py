@@ -19,6 +19,7 @@ from orchestrator.pipeline import load
 from orchestrator.source import SourceDocument, parse
 from orchestrator.templating import Renderer
 
+from .buildkit import rendered
 from .conftest import ROOT
 
 PIPELINE = "pipelines/tiny_notes_api.yaml"
@@ -119,8 +120,8 @@ def test_example_pipeline_steps_have_the_notes_app_shape(project: Path) -> None:
     assert steps["docs"].outputs == ("src/generated/README.md",)
     assert steps["qa"].needs == ("docs",)
     assert steps["qa"].outputs == ("build/tiny_notes_api/qa.txt",)
-    assert steps["qa"].definition["run"].endswith("src/generated/tests")
-    assert steps["qa"].definition["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert rendered(steps["qa"], "run", project).endswith("src/generated/tests")
+    assert rendered(steps["qa"], "env", project)["PYTHONDONTWRITEBYTECODE"] == "1"
     for name in ("architect", "builder", "docs"):
         assert steps[name].definition["system"]
         assert steps[name].definition["prompt"]
@@ -130,7 +131,7 @@ def test_task_text_reaches_the_architect_prompt_verbatim(project: Path) -> None:
     run("migrate", "job.yaml", "-o", PIPELINE)
     loaded = load(Path(PIPELINE), environ={})
     assert loaded.vars["task"] == TASK
-    assert TASK in loaded.steps["architect"].definition["prompt"]
+    assert TASK in rendered(loaded.steps["architect"], "prompt", project)
 
 
 def test_tricky_task_text_survives_yaml_and_jinja(project: Path) -> None:
@@ -143,7 +144,7 @@ def test_tricky_task_text_survives_yaml_and_jinja(project: Path) -> None:
 
     assert run("migrate", "job.yaml", "-o", "tricky.yaml").exit_code == 0
     loaded = load(Path("tricky.yaml"), environ={})
-    assert task in loaded.steps["architect"].definition["prompt"]
+    assert task in rendered(loaded.steps["architect"], "prompt", project)
 
 
 def _dq(text: str) -> str:

@@ -30,7 +30,7 @@ PIPELINE = """\
         output: shout.txt
       page:
         inputs: [page.j2]
-        template: page.j2
+        template_file: page.j2
         output: page.txt
 """
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed, TemplateError
 from ..filestore import WriteRefused, WriteResult, confined, safe_write
-from ..templating import READ_PLACEHOLDER, Reader, Renderer
+from ..templating import Reader, Renderer
 
 if TYPE_CHECKING:
     from ..events import EventLog
@@ -51,31 +51,27 @@ class StepContext:
         """Record an event about this step."""
         self.events.emit(type, self.step.id, level, **data)
 
-    def runtime(self, value: Any, planned: Any) -> Any:
-        """A field rendered with real `read()` contents; the planned value when it read nothing."""
-        if _PLACEHOLDER_MARK not in repr(planned):
-            return planned
-        from ..settings import context_for
-
-        context = context_for(self.pipeline, self.step, Reader(self.step.inputs, self.workdir))
+    def render(self, value: Any) -> Any:
+        """Content (a string, or strings inside lists and mappings) rendered in the step's
+        scope with the real contents of its inputs."""
         try:
-            return self.renderer.render_value(value, context)
+            return self.renderer.render_value(value, self._context())
         except TemplateError as exc:
             raise StepFailed("template", str(exc)) from exc
 
     def render_file(self, path: str) -> str:
-        """A template file among the inputs, rendered with real `read()` contents."""
-        from ..settings import context_for
-
+        """A template file among the inputs, rendered in the step's scope."""
         try:
             text = (self.workdir / path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise StepFailed("template", f"cannot read template '{path}': {exc}") from exc
-        context = context_for(self.pipeline, self.step, Reader(self.step.inputs, self.workdir))
         try:
-            return self.renderer.render(text, context)
+            return self.renderer.render(text, self._context())
         except TemplateError as exc:
             raise StepFailed("template", f"in {path}: {exc}") from exc
+
+    def _context(self) -> dict[str, Any]:
+        return {**self.step.scope, "read": Reader(self.step.inputs, self.workdir)}
 
     def write(self, path: str, content: bytes | str) -> WriteResult:
         """Write one output through `safe_write` and record `file.written`."""
@@ -99,8 +95,6 @@ def _write_all(workdir: Path, contents: Mapping[str, bytes | str]) -> list[Write
     except WriteRefused as exc:
         raise StepFailed("refused", str(exc)) from exc
 
-
-_PLACEHOLDER_MARK = READ_PLACEHOLDER.split("{", 1)[0]
 
 Executor = Callable[[StepContext], Awaitable[Outcome]]
 Executors = Mapping[str, Executor]

@@ -14,8 +14,97 @@ from . import extract
 from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
+    from ..expansion import StepPlanning
     from ..providers import ChatRequest, Reply
     from ..spec import LlmStep
+
+
+def plan(step: StepPlanning) -> tuple[dict[str, Any], str]:
+    """The prompt, system and messages are content; provider, model and options structure."""
+    spec: LlmStep = step.spec  # type: ignore[assignment]
+    _check_outputs(step, spec)
+    model = step.structure(("model",), spec.model)
+    definition: dict[str, Any] = {
+        "model": None if model is None else str(model),
+        "options": step.structure(("options",), spec.options),
+        "extract": spec.extract,
+        "schema": spec.json_schema,
+        "system": step.content(("system",), spec.system),
+    }
+    if spec.prompt_file is not None:
+        path = step.path(("prompt_file",), spec.prompt_file)
+        step.declare_input(path, ("prompt_file",))
+        step.content_file(("prompt_file",), path)
+        definition["prompt_file"] = path
+    elif spec.messages is not None:
+        messages = [m.model_dump() for m in spec.messages]
+        definition["messages"] = step.content(("messages",), messages)
+    else:
+        definition["prompt"] = step.content(("prompt",), spec.prompt)
+    if spec.json_schema is not None:
+        _check_schema(step, spec.json_schema)
+    provider = _provider_of(step, spec)
+    _check_model(step, provider, definition["model"])
+    step.extra_inputs.extend(_recorded_reply(step, provider))
+    return definition, provider
+
+
+def _check_outputs(step: StepPlanning, spec: LlmStep) -> None:
+    if spec.extract != "files":
+        step.require_one_output()
+    elif not step.outputs or not all(out.endswith("/") for out in step.outputs):
+        raise step.fail(
+            f"{step.label}: 'extract: files' writes into folders; declare outputs ending in '/'"
+        )
+
+
+def _check_schema(step: StepPlanning, schema: dict[str, Any]) -> None:
+    from jsonschema import exceptions, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as exc:
+        raise step.fail(
+            f"{step.label}: 'schema' is not a valid JSON Schema: {exc.message}", ("schema",)
+        ) from exc
+
+
+def _check_model(step: StepPlanning, provider: str, model: str | None) -> None:
+    config = step.providers[provider]
+    if model or config.model or config.kind == "fake":
+        return
+    raise step.fail(
+        f"{step.label} has no model: set 'model' on the step or on provider '{provider}'"
+    )
+
+
+def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
+    """A fake provider's reply file for the step: an input, so editing it reruns the step."""
+    from ..paths import escapes_through_symlink
+    from ..providers.fake import reply_candidates
+
+    for path in reply_candidates(step.providers[provider], step.step_id, step.group):
+        if (step.workdir / path).is_file() and not escapes_through_symlink(step.workdir, path):
+            return [path]
+    return []
+
+
+def _provider_of(step: StepPlanning, spec: LlmStep) -> str:
+    from ..templating import suggest
+
+    if spec.provider is None:
+        if step.default_provider is not None:
+            return step.default_provider
+        reason = (
+            "no providers are declared"
+            if not step.providers
+            else "several providers are declared and no 'default_provider' chooses one"
+        )
+        raise step.fail(f"{step.label} needs a provider: {reason}")
+    name = str(step.structure(("provider",), spec.provider))
+    if name not in step.providers:
+        raise step.fail(f"unknown provider '{name}'{suggest(name, step.providers)}", ("provider",))
+    return name
 
 
 async def execute(ctx: StepContext) -> Outcome:
@@ -59,17 +148,16 @@ def _request(ctx: StepContext) -> ChatRequest:
 
     spec: LlmStep = ctx.step.spec  # type: ignore[assignment]
     definition = ctx.step.definition
-    if spec.messages is not None:
-        planned = [dict(m) for m in definition["messages"]]
-        rendered = ctx.runtime([m.model_dump() for m in spec.messages], planned)
+    if "messages" in definition:
+        rendered = ctx.render(definition["messages"])
         messages = tuple({"role": m["role"], "content": str(m["content"])} for m in rendered)
     else:
-        if spec.prompt is not None:
-            prompt = ctx.runtime(spec.prompt, definition["prompt"])
+        if "prompt" in definition:
+            prompt = ctx.render(definition["prompt"])
         else:
             prompt = ctx.render_file(definition["prompt_file"])
         messages = ({"role": "user", "content": str(prompt)},)
-    system = ctx.runtime(spec.system, definition["system"])
+    system = ctx.render(definition["system"])
     provider = resolved_definition(ctx.step, ctx.pipeline.providers)["provider"]
     return ChatRequest(
         messages, provider["model"], provider["options"], system, timeout_s=spec.timeout_s

@@ -13,14 +13,26 @@ import contextlib
 import os
 import signal
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import StepFailed
 from ..spec import ShellStep
 from .base import Outcome, StepContext
 
+if TYPE_CHECKING:
+    from ..expansion import StepPlanning
+
 SHELL = "/bin/sh"
 GRACE_S = 5.0
+
+
+def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
+    """`run` and the `env` values are content; `cwd` is structure."""
+    spec = step.spec
+    assert isinstance(spec, ShellStep)
+    cwd = step.path(("cwd",), spec.cwd) if spec.cwd is not None else None
+    env = {name: step.content(("env", name), value) for name, value in spec.env.items()}
+    return {"run": step.content(("run",), spec.run), "env": env, "cwd": cwd}, None
 
 
 async def execute(ctx: StepContext) -> Outcome:
@@ -28,8 +40,8 @@ async def execute(ctx: StepContext) -> Outcome:
     spec = ctx.step.spec
     assert isinstance(spec, ShellStep)
     definition = ctx.step.definition
-    command = str(ctx.runtime(spec.run, definition["run"]))
-    env = {**ctx.pipeline.env, **ctx.runtime(spec.env, definition["env"])}
+    command = str(ctx.render(definition["run"]))
+    env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
     capture = None
     if spec.stdout is not None:

@@ -1,8 +1,77 @@
-"""Template steps: render a template (inline text or a file among the inputs) to the output."""
+"""Template steps: inline `template:` text, or a `template_file:` that becomes an input, rendered
+to the step's one output when the step runs."""
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..spec import TemplateStep
 from .base import Outcome, StepContext
+
+if TYPE_CHECKING:
+    from ..expansion import StepPlanning
+
+_EXPRESSION = re.compile(r"\{\{.*?\}\}")
+_TEMPLATE_SUFFIXES = frozenset(
+    [
+        "j2",
+        "jinja",
+        "jinja2",
+        "tmpl",
+        "tpl",
+        "html",
+        "htm",
+        "md",
+        "markdown",
+        "txt",
+        "rst",
+        "xml",
+        "json",
+        "yaml",
+        "yml",
+        "toml",
+        "csv",
+        "css",
+        "js",
+        "py",
+        "sh",
+        "ini",
+        "cfg",
+    ]
+)
+
+
+def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
+    """The template text is content; a template file is an input whose text is parsed now."""
+    spec = step.spec
+    assert isinstance(spec, TemplateStep)
+    step.require_one_output()
+    if spec.template_file is not None:
+        path = step.path(("template_file",), spec.template_file)
+        step.declare_input(path, ("template_file",))
+        step.content_file(("template_file",), path)
+        return {"template_file": path}, None
+    assert spec.template is not None
+    if looks_like_path(spec.template):
+        raise step.fail(
+            f"{step.label}: 'template' is the template text itself, but"
+            f" '{spec.template.strip()}' looks like a file name; to render a file, write"
+            " 'template_file:' instead",
+            ("template",),
+        )
+    return {"template": step.content(("template",), spec.template)}, None
+
+
+def looks_like_path(text: str) -> bool:
+    """One word naming a file: a known template suffix, or a folder and a suffix."""
+    word = _EXPRESSION.sub("x", text.strip())
+    if not word or any(c.isspace() for c in word) or "{%" in word or "{#" in word:
+        return False
+    stem, dot, suffix = word.rpartition(".")
+    if not dot or not stem or not suffix.isalnum():
+        return False
+    return suffix.lower() in _TEMPLATE_SUFFIXES or "/" in stem
 
 
 async def execute(ctx: StepContext) -> Outcome:
@@ -12,5 +81,5 @@ async def execute(ctx: StepContext) -> Outcome:
     if "template_file" in definition:
         rendered = ctx.render_file(definition["template_file"])
     else:
-        rendered = ctx.runtime(ctx.step.spec.template, definition["template"])  # type: ignore[union-attr]
+        rendered = str(ctx.render(definition["template"]))
     return Outcome(written=[ctx.write(output, rendered)])

@@ -1,0 +1,128 @@
+"""What a template can reach, found from its Jinja syntax tree without rendering it.
+
+A content template (a command, a prompt, a template step's text) is rendered only when its step
+runs, with the real contents of its inputs. Its key must still cover everything the rendering can
+depend on, so the names it may read are found here, on every branch and loop, conservatively:
+
+- free names (``app``, ``item``, ``inputs``): each counts whole;
+- ``env``, ``vars`` and ``steps`` count member by member when every use names a constant member
+  (``env.HOME``, ``env['HOME']``, ``env.get('HOME')``, ``steps.build.output``); any other use
+  (``env | list``, ``vars[name]``) counts the whole object;
+- ``read('literal')`` calls, so that a path that is not a declared input is refused at plan time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+WHOLE = None
+"""The members of an object used as a whole."""
+
+MEMBERED = ("env", "vars", "steps")
+_GUARDS_FILTERS = frozenset({"default", "d"})
+_GUARDS_TESTS = frozenset({"defined", "undefined"})
+
+
+@dataclass
+class References:
+    """The names a template (or several) may read."""
+
+    names: set[str] = field(default_factory=set)
+    """Free names: context names, vars, Jinja globals, and names not defined anywhere."""
+    members: dict[str, set[str] | None] = field(default_factory=dict)
+    """For `env`, `vars` and `steps`: the constant members used, or WHOLE."""
+    reads: set[str] = field(default_factory=set)
+    """Constant arguments of `read()` calls."""
+    guarded: set[str] = field(default_factory=set)
+    """Free names tested with `is defined` or given a `default`: they may be undefined."""
+
+    def update(self, other: References) -> None:
+        """Add what another template reaches."""
+        self.names |= other.names
+        self.reads |= other.reads
+        self.guarded |= other.guarded
+        for name, used in other.members.items():
+            self._add_members(name, used)
+
+    def _add_members(self, name: str, used: set[str] | None) -> None:
+        if name in self.members and self.members[name] is WHOLE:
+            return
+        if used is WHOLE:
+            self.members[name] = WHOLE
+            return
+        known = self.members.setdefault(name, set())
+        assert known is not None
+        known |= used
+
+
+def find_references(tree: Any) -> References:
+    """The references of a parsed Jinja template (`Environment.parse`)."""
+    from jinja2 import meta
+
+    found = References(names=set(meta.find_undeclared_variables(tree)))
+    for node, parent, grandparent in _walk(tree, None, None):
+        _note(found, node, parent, grandparent)
+    return found
+
+
+def _walk(node: Any, parent: Any, grandparent: Any) -> Iterator[tuple[Any, Any, Any]]:
+    yield node, parent, grandparent
+    for child in node.iter_child_nodes():
+        yield from _walk(child, node, parent)
+
+
+def _note(found: References, node: Any, parent: Any, grandparent: Any) -> None:
+    from jinja2 import nodes
+
+    if not isinstance(node, nodes.Name) or node.ctx != "load" or node.name not in found.names:
+        return
+    if _is_guard(node, parent):
+        found.guarded.add(node.name)
+    if node.name == "read" and isinstance(parent, nodes.Call) and parent.node is node:
+        argument = parent.args[0] if parent.args else None
+        if isinstance(argument, nodes.Const) and isinstance(argument.value, str):
+            found.reads.add(argument.value)
+    if node.name in MEMBERED:
+        member = _constant_member(node, parent, grandparent)
+        found._add_members(node.name, WHOLE if member is None else {member})
+
+
+def _is_guard(node: Any, parent: Any) -> bool:
+    from jinja2 import nodes
+
+    if isinstance(parent, nodes.Filter) and parent.node is node:
+        return parent.name in _GUARDS_FILTERS
+    if isinstance(parent, nodes.Test) and parent.node is node:
+        return parent.name in _GUARDS_TESTS
+    return False
+
+
+def _constant_member(node: Any, parent: Any, grandparent: Any) -> str | None:
+    """`x.name`, `x['name']` and `x.get('name')`: the member name; else None."""
+    from jinja2 import nodes
+
+    if isinstance(parent, nodes.Getattr) and parent.node is node:
+        if parent.attr == "get" and getattr(node, "name", None) != "steps":
+            return _constant_argument(parent, grandparent)
+        return str(parent.attr)
+    if isinstance(parent, nodes.Getitem) and parent.node is node:
+        argument = parent.arg
+        if isinstance(argument, nodes.Const) and isinstance(argument.value, str | int):
+            return str(argument.value)
+    return None
+
+
+def _constant_argument(method: Any, call: Any) -> str | None:
+    """The constant first argument of ``x.get('name', ...)``; None when it is not one."""
+    from jinja2 import nodes
+
+    if not isinstance(call, nodes.Call) or call.node is not method or not call.args:
+        return None
+    argument = call.args[0]
+    return (
+        argument.value
+        if isinstance(argument, nodes.Const) and isinstance(argument.value, str)
+        else None
+    )

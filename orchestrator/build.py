@@ -62,6 +62,8 @@ class Report:
     job_id: str
     manifest: Manifest
     run_folder: Path
+    warnings: tuple[str, ...] = ()
+    """What loading the pipeline warned about."""
 
 
 def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[], LoadedPipeline]]:
@@ -119,7 +121,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         finally:
             workspace.stat_cache.save()
             events.close()
-    return Report(status, job_id, manifest, folder.path)
+    return Report(status, job_id, manifest, folder.path, plan.warnings)
 
 
 def _run(

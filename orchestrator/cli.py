@@ -82,6 +82,7 @@ def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
             click.echo(exc.render(), err=True)
             failed = True
             continue
+        _warn(loaded.warnings)
         count = len(loaded.steps)
         click.echo(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
     if failed:
@@ -106,7 +107,14 @@ def graph_command(pipeline: Path, fmt: str, sets: tuple[str, ...]) -> None:
     from .pipeline import load
 
     loaded = load(pipeline, overrides=_parse_sets(sets))
+    _warn(loaded.warnings)
     click.echo(graph.render(loaded, graph.build(loaded), fmt), nl=False)
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    """Say what loading a pipeline warned about, on stderr."""
+    for line in warnings:
+        click.echo(line, err=True)
 
 
 @cli.command()
@@ -195,7 +203,8 @@ def build(
         offline=offline,
     )
     if dry_run:
-        _, assessments = builds.predict(request)
+        plan, assessments = builds.predict(request)
+        _warn(plan.warnings)
         for line in status_lines(a for a in assessments if a.decision.action != "up-to-date"):
             click.echo(line)
         waiting = sum(a.decision.action != "up-to-date" for a in assessments)
@@ -203,6 +212,7 @@ def build(
         return
     with _progress() as listener:
         report = builds.build(request, (listener,))
+    _warn(report.warnings)
     done = report.manifest.to_json()
     click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
     if report.status == "cancelled":
@@ -241,6 +251,7 @@ def status(
     from .reporter import status_lines
 
     plan, assessments = builds.predict(_request(args, sets, provider=provider))
+    _warn(plan.warnings)
     stale = [a for a in assessments if a.decision.action != "up-to-date"]
     if as_json:
         import json

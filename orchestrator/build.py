@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .buildlock import BuildLock
 from .events import EventLog, Listener, timestamp
@@ -32,7 +32,7 @@ class Request:
 
     pipeline: Path
     targets: tuple[str, ...] = ()
-    overrides: Mapping[str, str] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     provider: str | None = None
     jobs: int = 0
     force: bool = False

@@ -39,21 +39,65 @@ def _reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string)."""
     overrides = {}
     for value in values:
         name, sep, text = value.partition("=")
         if not sep or not name.isidentifier():
             raise UsageError(f"--set expects NAME=VALUE with NAME a var name, got '{value}'")
-        overrides[name] = text
+        overrides[name] = _yaml_value(name, text)
     return overrides
+
+
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _yaml_value(name: str, text: str) -> Any:
+    """VALUE as YAML: `[a, b]` a list, `5` an int, `true` a bool, `a: 1` a mapping.
+
+    A VALUE that YAML reads as nothing without spelling null (empty, blank, `#fff`) is its text.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        value = YAML(typ="safe", pure=True).load(text)
+    except (YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"--set {name}: the value is not valid YAML ({problem})") from exc
+    if value is None and text.strip() not in _NULLS:
+        return text
+    return _plain(name, value)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A parsed value as JSON-like data: dates become ISO text, mapping keys text."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {str(key): _plain(name, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(name, item) for item in value]
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise UsageError(
+        f"--set {name}: a YAML {type(value).__name__} cannot be a var;"
+        " use a string, number, boolean, list or mapping"
+    )
 
 
 _pipeline_argument = click.argument(
     "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(path_type=Path)
 )
 _set_option = click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a var (repeatable)."
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a var; VALUE is YAML (repeatable).",
 )
 
 

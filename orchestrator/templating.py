@@ -114,6 +114,16 @@ class Renderer:
         except Exception as exc:
             raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
 
+    def evaluate_value(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """Like `render_value`, but a string that is one ``{{ expression }}`` keeps its type."""
+        if isinstance(value, str):
+            return self.evaluate(value, context)
+        if isinstance(value, list):
+            return [self.evaluate_value(item, context) for item in value]
+        if isinstance(value, dict):
+            return {k: self.evaluate_value(v, context) for k, v in value.items()}
+        return value
+
 
 def _strict(value: Any) -> Any:
     from jinja2 import Undefined

@@ -14,6 +14,7 @@ from . import __version__
 from .errors import OrchError, PipelineError, UsageError
 
 if TYPE_CHECKING:
+    from .build import Status
     from .events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -272,7 +273,9 @@ def _progress() -> AbstractContextManager[Listener]:
 
 @cli.command()
 @_targets_argument
-@click.option("--check", is_flag=True, help="Exit 1 if anything would run.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if a step is due for a reason other than always_run."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_provider_option
 @_set_option
@@ -282,29 +285,36 @@ def status(
 ) -> None:
     """Say which steps are up to date and why the others are not."""
     from . import build as builds
-    from .reporter import status_lines
+    from .reporter import status_lines, status_summary
 
-    plan, assessments = builds.predict(_request(args, sets, provider=provider))
-    stale = [a for a in assessments if a.decision.action != "up-to-date"]
+    found = builds.status(_request(args, sets, provider=provider))
     if as_json:
-        import json
-
-        steps = [
-            {"step": a.step.id, "action": a.decision.action.value, "reasons": a.decision.reasons}
-            for a in assessments
-        ]
-        click.echo(
-            json.dumps(
-                {"pipeline": plan.pipeline, "up_to_date": not stale, "steps": steps}, indent=2
-            )
-        )
+        click.echo(_status_json(found))
     else:
-        for line in status_lines(assessments):
+        for line in status_lines(found.assessments):
             click.echo(line)
-        if not stale:
-            click.echo(f"all {len(assessments)} steps up to date")
-    if check and stale:
+        summary = status_summary(found.assessments, found.stale)
+        if summary:
+            click.echo(summary)
+    if check and found.stale:
         raise SystemExit(1)
+
+
+def _status_json(found: Status) -> str:
+    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}]}`."""
+    import json
+
+    steps = [
+        {
+            "step": a.step.id,
+            "action": a.decision.action.value,
+            "reasons": a.decision.reasons,
+            "stale": a.step.id in found.stale,
+        }
+        for a in found.assessments
+    ]
+    data = {"pipeline": found.plan.pipeline, "up_to_date": not found.stale, "steps": steps}
+    return json.dumps(data, indent=2)
 
 
 # --------------------------------------------------------------------------- cache

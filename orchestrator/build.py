@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .buildlock import BuildLock
 from .events import EventLog, Listener, timestamp
 from .plan import Plan, compile_plan
-from .planner import Options
+from .planner import Action, Options
 from .runner import CANCELLED, Runner, RunOptions
 from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
 from .state import Assessment, Workspace
@@ -32,7 +32,7 @@ class Request:
 
     pipeline: Path
     targets: tuple[str, ...] = ()
-    overrides: Mapping[str, str] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     provider: str | None = None
     jobs: int = 0
     force: bool = False
@@ -94,6 +94,30 @@ def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     plan, _ = open_plan(request)
     workspace = Workspace(plan, request.options, force=request.force)
     return plan, workspace.predict(plan.select(request.targets))
+
+
+class Status(NamedTuple):
+    """What `orch build` would do, and which of it is due whatever always_run says."""
+
+    plan: Plan
+    assessments: list[Assessment]
+    stale: frozenset[str]
+    """Steps a build would run or restore even if no step were always_run: their own
+    definition, inputs or outputs changed, or an upstream step's did."""
+
+
+def status(request: Request) -> Status:
+    """`predict`, plus the verdict of `orch status --check`; writes nothing."""
+    plan, _ = open_plan(request)
+    workspace = Workspace(plan, request.options, force=request.force)
+    selected = plan.select(request.targets)
+    assessments = workspace.predict(selected)
+    if any(a.step.always_run for a in assessments):
+        due = workspace.predict(selected, honour_always_run=False)
+    else:
+        due = assessments
+    stale = frozenset(a.step.id for a in due if a.decision.action != Action.UP_TO_DATE)
+    return Status(plan, assessments, stale)
 
 
 def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:

@@ -14,6 +14,7 @@ from . import __version__
 from .errors import OrchError, PipelineError, UsageError
 
 if TYPE_CHECKING:
+    from .build import Status
     from .events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,21 +40,65 @@ def _reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string)."""
     overrides = {}
     for value in values:
         name, sep, text = value.partition("=")
         if not sep or not name.isidentifier():
             raise UsageError(f"--set expects NAME=VALUE with NAME a var name, got '{value}'")
-        overrides[name] = text
+        overrides[name] = _yaml_value(name, text)
     return overrides
+
+
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _yaml_value(name: str, text: str) -> Any:
+    """VALUE as YAML: `[a, b]` a list, `5` an int, `true` a bool, `a: 1` a mapping.
+
+    A VALUE that YAML reads as nothing without spelling null (empty, blank, `#fff`) is its text.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        value = YAML(typ="safe", pure=True).load(text)
+    except (YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"--set {name}: the value is not valid YAML ({problem})") from exc
+    if value is None and text.strip() not in _NULLS:
+        return text
+    return _plain(name, value)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A parsed value as JSON-like data: dates become ISO text, mapping keys text."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {str(key): _plain(name, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(name, item) for item in value]
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise UsageError(
+        f"--set {name}: a YAML {type(value).__name__} cannot be a var;"
+        " use a string, number, boolean, list or mapping"
+    )
 
 
 _pipeline_argument = click.argument(
     "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(path_type=Path)
 )
 _set_option = click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a var (repeatable)."
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a var; VALUE is YAML (repeatable).",
 )
 
 
@@ -238,7 +283,9 @@ def _progress() -> AbstractContextManager[Listener]:
 
 @cli.command()
 @_targets_argument
-@click.option("--check", is_flag=True, help="Exit 1 if anything would run.")
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if a step is due for a reason other than always_run."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_provider_option
 @_set_option
@@ -248,30 +295,37 @@ def status(
 ) -> None:
     """Say which steps are up to date and why the others are not."""
     from . import build as builds
-    from .reporter import status_lines
+    from .reporter import status_lines, status_summary
 
-    plan, assessments = builds.predict(_request(args, sets, provider=provider))
-    _warn(plan.warnings)
-    stale = [a for a in assessments if a.decision.action != "up-to-date"]
+    found = builds.status(_request(args, sets, provider=provider))
+    _warn(found.plan.warnings)
     if as_json:
-        import json
-
-        steps = [
-            {"step": a.step.id, "action": a.decision.action.value, "reasons": a.decision.reasons}
-            for a in assessments
-        ]
-        click.echo(
-            json.dumps(
-                {"pipeline": plan.pipeline, "up_to_date": not stale, "steps": steps}, indent=2
-            )
-        )
+        click.echo(_status_json(found))
     else:
-        for line in status_lines(assessments):
+        for line in status_lines(found.assessments):
             click.echo(line)
-        if not stale:
-            click.echo(f"all {len(assessments)} steps up to date")
-    if check and stale:
+        summary = status_summary(found.assessments, found.stale)
+        if summary:
+            click.echo(summary)
+    if check and found.stale:
         raise SystemExit(1)
+
+
+def _status_json(found: Status) -> str:
+    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}]}`."""
+    import json
+
+    steps = [
+        {
+            "step": a.step.id,
+            "action": a.decision.action.value,
+            "reasons": a.decision.reasons,
+            "stale": a.step.id in found.stale,
+        }
+        for a in found.assessments
+    ]
+    data = {"pipeline": found.plan.pipeline, "up_to_date": not found.stale, "steps": steps}
+    return json.dumps(data, indent=2)
 
 
 # --------------------------------------------------------------------------- cache

@@ -26,7 +26,7 @@ from .paths import (
 )
 from .pipeline import LoadedPipeline, Step
 from .references import References
-from .settings import fail_at
+from .settings import fail_at, plain_data
 from .source import PathKey, SourceDocument
 from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
 from .templating import Reader, Renderer, StepsView, forbidden_read
@@ -376,7 +376,7 @@ class StepPlanning:
         self._refuse_read(field, value)
         context = {**self._path_context, "inputs": self.inputs, "outputs": self.outputs}
         try:
-            return self._expander.renderer.evaluate_value(value, context)
+            return plain_data(self._expander.renderer.evaluate_value(value, context))
         except TemplateError as exc:
             raise self.field_error(field, exc) from exc
 

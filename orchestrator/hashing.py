@@ -39,8 +39,15 @@ _CHUNK = 1 << 20
 
 
 def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys and no whitespace: equal values give equal bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """JSON with sorted keys and no whitespace: equal values give equal bytes. Values JSON
+    lacks (a date from YAML) enter as ``"<type>:<text>"``."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_tagged
+    ).encode()
+
+
+def _tagged(value: Any) -> str:
+    return f"{type(value).__name__}:{value}"
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -81,7 +81,7 @@ class LoadedPipeline:
 def load(
     file: Path,
     *,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     provider: str | None = None,
 ) -> LoadedPipeline:

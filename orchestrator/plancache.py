@@ -43,7 +43,7 @@ _VOLATILE = frozenset({"_", "OLDPWD"})
 
 
 def load(
-    pipeline: Path, overrides: Mapping[str, str], provider: str | None
+    pipeline: Path, overrides: Mapping[str, Any], provider: str | None
 ) -> tuple[Plan | None, str]:
     """The saved plan if it is still valid (else None), and the identity a save must use."""
     try:
@@ -87,7 +87,7 @@ def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
 
 
 def _identity(
-    pipeline: Path, text: bytes, overrides: Mapping[str, str], provider: str | None
+    pipeline: Path, text: bytes, overrides: Mapping[str, Any], provider: str | None
 ) -> str:
     material = {
         "format": PLAN_FORMAT,

@@ -6,7 +6,7 @@ terminal `live.LiveReporter` shows them above a view of the running steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +102,15 @@ def status_lines(assessments: Iterable[Assessment]) -> list[str]:
             + _detail("; ".join(decision.reasons))
         )
     return lines
+
+
+def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str | None:
+    """The last line of `orch status` when nothing is stale: all up to date, or up to date but
+    for the steps always_run runs anyway."""
+    if stale:
+        return None
+    total = len(assessments)
+    waiting = sum(a.decision.action.value != "up-to-date" for a in assessments)
+    if not waiting:
+        return f"all {total} steps up to date"
+    return f"up to date; {waiting} of {total} steps would run only because of always_run"

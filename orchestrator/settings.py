@@ -2,11 +2,13 @@
 
 Precedence for the environment: real environment variables, then dotenv files (a later file
 wins over an earlier one). Vars render in file order, each seeing the vars before it and `env`;
-`--set` values replace vars verbatim.
+`--set` values (already typed by YAML) replace vars as given. A var or provider option whose
+whole text is one ``{{ expression }}`` keeps the expression's type (`"{{ n }}"` with n = 5 is 5).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from .errors import PipelineError, TemplateError
 from .paths import PathRefused, normalize
 from .source import PathKey, SourceDocument
 from .spec import RESERVED_NAMES, Pipeline, Provider
-from .templating import Renderer, forbidden_read, suggest
+from .templating import Renderer, describe_jinja_error, forbidden_read, suggest
 
 
 def fail_at(
@@ -54,9 +56,12 @@ def render_vars(
     source: SourceDocument,
     renderer: Renderer,
     env: dict[str, str],
-    overrides: dict[str, str],
+    overrides: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Vars in file order, each seeing the ones before it; `--set` values replace them verbatim."""
+    """Vars in file order, each seeing the ones before it; `--set` values replace them as given.
+
+    A var that is one ``{{ expression }}`` keeps the expression's type.
+    """
     variables: dict[str, Any] = {}
     for name, value in spec.vars.items():
         if name in RESERVED_NAMES:
@@ -66,7 +71,7 @@ def render_vars(
             continue
         context = {**variables, "vars": variables, "env": env, "read": forbidden_read("vars")}
         try:
-            variables[name] = renderer.render_value(value, context)
+            variables[name] = plain_data(renderer.evaluate_value(value, context))
         except TemplateError as exc:
             raise fail_at(f"var '{name}': {exc}", source, ("vars", name)) from exc
     for name, value in overrides.items():
@@ -92,11 +97,47 @@ def render_providers(
     for name, provider in spec.providers.items():
         fields = provider.model_dump(exclude_defaults=True, exclude={"kind"}, by_alias=True)
         try:
-            rendered = renderer.render_value(fields, context)
+            rendered = _render_provider(renderer, fields, context)
         except TemplateError as exc:
             raise fail_at(f"provider '{name}': {exc}", source, ("providers", name)) from exc
         providers[name] = type(provider).model_validate({"kind": provider.kind, **rendered})
     return providers
+
+
+def _render_provider(
+    renderer: Renderer, fields: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A provider's fields rendered: `options` keep the types of lone expressions (so that
+    `max_tokens: "{{ n }}"` sends a number); the other fields are text."""
+    rendered = {k: renderer.render_value(v, context) for k, v in fields.items() if k != "options"}
+    if "options" in fields:
+        rendered["options"] = plain_data(renderer.evaluate_value(fields["options"], context))
+    return rendered
+
+
+def plain_data(value: Any) -> Any:
+    """An evaluated value as plain data (tuples become lists, copies of mappings), since values
+    enter step keys and saved plans; an object that is not data is a TemplateError."""
+    from jinja2 import Undefined
+
+    if isinstance(value, Mapping):
+        return {_plain_key(key): plain_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | datetime.date):
+        return value  # YAML gives dates; they stay as the file wrote them
+    if isinstance(value, str):
+        return str(value)  # a Markup is a str too
+    if isinstance(value, Undefined):
+        raise TemplateError(describe_jinja_error(Exception(value._undefined_message)))
+    raise TemplateError(
+        f"the expression gives a {type(value).__name__}; a value must be a string, number,"
+        " boolean, list or mapping"
+    )
+
+
+def _plain_key(key: Any) -> Any:
+    return key if isinstance(key, str | int | float | bool) else str(key)
 
 
 def default_provider(

@@ -79,11 +79,13 @@ class Workspace:
         *,
         upstream_will_change: bool = False,
         overlay: Mapping[str, str | None] | None = None,
+        honour_always_run: bool = True,
     ) -> Assessment:
         """Decide what to do with a step given the files as they are now.
 
         `overlay` gives files as predicted after upstream restores (None = removed); it lets
-        `orch status` see through a restore to what the step will then read.
+        `orch status` see through a restore to what the step will then read. Without
+        `honour_always_run`, an always_run step is judged like any other.
         """
         inputs = self.hasher.hashes(step.inputs)
         if overlay:
@@ -94,7 +96,7 @@ class Workspace:
         else:
             key = step_key(step.kind, step.definition, inputs)
         outputs = self.output_hashes(step)
-        options = self._options[step.always_run, step.cache]
+        options = self._options[step.always_run and honour_always_run, step.cache]
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
         decision = decide(entry, current, options)
         cached = None
@@ -105,18 +107,24 @@ class Workspace:
                 decision = decide(entry, current, options)
         return Assessment(step, decision, key, inputs, outputs, cached)
 
-    def predict(self, selected: list[str]) -> list[Assessment]:
+    def predict(self, selected: list[str], *, honour_always_run: bool = True) -> list[Assessment]:
         """What a build of the selected steps would do, without doing it.
 
         A step after one that will run is predicted to run ("upstream will change"); one after
-        a restore is judged on the restored files.
+        a restore is judged on the restored files. Without `honour_always_run`, the prediction
+        is what a build would do if no step were always_run: the work that is due regardless.
         """
         found: dict[str, Assessment] = {}
         overlay: dict[str, str | None] = {}
         for step_id in selected:
             step = self.plan.steps[step_id]
             changing = any(found[p].decision.action == Action.RUN for p in step.preds if p in found)
-            assessment = self.assess(step, upstream_will_change=changing, overlay=overlay)
+            assessment = self.assess(
+                step,
+                upstream_will_change=changing,
+                overlay=overlay,
+                honour_always_run=honour_always_run,
+            )
             found[step_id] = assessment
             if assessment.decision.action == Action.RESTORE and assessment.cached is not None:
                 overlay.update(dict.fromkeys(assessment.outputs))

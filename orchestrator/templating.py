@@ -136,7 +136,7 @@ class Renderer:
             line = f" (line {exc.lineno} of the template)" if exc.lineno and exc.lineno > 1 else ""
             raise TemplateError(f"template syntax error: {exc.message}{line}") from exc
         except JinjaError as exc:
-            raise TemplateError(_describe_jinja_error(exc)) from exc
+            raise TemplateError(describe_jinja_error(exc)) from exc
         except Exception as exc:
             raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
 
@@ -149,7 +149,8 @@ def _strict(value: Any) -> Any:
     return value
 
 
-def _describe_jinja_error(exc: Exception) -> str:
+def describe_jinja_error(exc: Exception) -> str:
+    """The message of a Jinja error, with undefined names said plainly."""
     message = str(exc.args[0]) if exc.args else type(exc).__name__
     undefined = re.fullmatch(r"'([^']+)' is undefined", message)
     if undefined:

@@ -630,8 +630,14 @@ def test_status_check_names_the_changed_file_and_passes_when_up_to_date(
         "step": "d",
         "action": "run",
         "reasons": ["input modified: other.txt"],
+        "stale": True,
     }
-    assert data["steps"][4] == {"step": "e", "action": "run", "reasons": ["upstream will change"]}
+    assert data["steps"][4] == {
+        "step": "e",
+        "action": "run",
+        "reasons": ["upstream will change"],
+        "stale": True,
+    }
 
 
 def test_dry_run_writes_nothing(project: Project) -> None:

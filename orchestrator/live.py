@@ -27,6 +27,7 @@ STYLES = {
     "FAILED": "bold red",
     "ERROR": "bold red",
     "blocked": "yellow",
+    "warning": "yellow",
 }
 
 

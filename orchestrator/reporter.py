@@ -47,7 +47,8 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
 def kept_text(data: Mapping[str, Any]) -> str:
     """What a `file.kept` event tells the user: which file, and how to get it back."""
     path = data.get("path", "")
-    what = f"your edit of {path}" if data.get("reason") == "edited" else f"{path}, not made by orch"
+    edited = data.get("reason") == "edited"
+    what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
     return f"kept {what}; bring it back with: {data.get('command', '')}"
 
 

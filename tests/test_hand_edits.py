@@ -49,7 +49,7 @@ def run_command(command: str, cwd: Path) -> None:
 
 def warning_line(build: Build, path: str, edited: bool = True) -> str:
     """The printed warning about `path`; it names the file and holds the command."""
-    what = f"your edit of {path}" if edited else f"{path}, not made by orch"
+    what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
     (line,) = [line for line in build.lines if f"kept {what}; bring it back with: " in line]
     return line
 

@@ -2,10 +2,13 @@
 
     objects/ab/cdef…   each output file's bytes, named by their sha256
     actions/<key>.json a step key → its output paths with their sha256, and metadata
+    kept/<sha256>.json a hand edit a build kept before overwriting or removing it
 
 A step whose key has an action entry is restored from it instead of run; LLM replies are cached
-the same way, as the outputs of their step. Restores write through `safe_write`, so they are
-atomic and leave unchanged files alone. An action file's mtime is its last use, for `gc`.
+the same way, as the outputs of their step. Nothing read back is trusted: an action must name
+only paths its step declares and well-formed digests, and every object is checked against its
+digest. Restores write through `safe_write`, so they are atomic and leave unchanged files alone.
+An action's or a kept edit's mtime is its last use, for `gc`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,17 @@ from .filestore import WriteResult, atomic_write, safe_write
 from .hashing import canonical_json, sha256_bytes
 
 ACTION_FORMAT = 1
+KEPT_FORMAT = 1
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_digest(value: object) -> bool:
+    """Whether `value` is a sha256 in lowercase hex (64 characters)."""
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+class CorruptObject(OSError):
+    """An object whose bytes no longer match its digest, or one that is missing."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +49,25 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """What the cache holds for a key: a usable action, or why there is none.
+
+    `reason` is None for an ordinary miss (no record) and says what is wrong with a record
+    that exists but cannot be used.
+    """
+
+    action: Action | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class CacheInfo:
     """Sizes of the cache."""
 
     actions: int
     objects: int
     bytes: int
+    kept: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,7 @@ class GcResult:
     actions_removed: int
     objects_removed: int
     bytes_freed: int
+    kept_removed: int = 0
 
 
 class Cache:
@@ -59,12 +87,54 @@ class Cache:
         self.root = root
         self.objects = root / "objects"
         self.actions = root / "actions"
+        self.kept = root / "kept"
 
     def _object(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
     def _action(self, key: str) -> Path:
         return self.actions / f"{key}.json"
+
+    def _put(self, digest: str, data: bytes, *, durable: bool = False) -> None:
+        """Keep `data` (whose sha256 is `digest`) as an object, unless it is there already.
+
+        A durable write also replaces an object that is there but damaged.
+        """
+        target = self._object(digest)
+        if target.is_file() and not (durable and not _holds(target, data)):
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data, durable=durable)
+
+    def read_object(self, digest: str) -> bytes:
+        """An object's bytes, checked against its digest.
+
+        CorruptObject if it is missing or its bytes differ; a damaged object is removed, so
+        the next store of those bytes writes it afresh.
+        """
+        if not is_digest(digest):
+            raise CorruptObject(f"'{digest}' is not a sha256")
+        target = self._object(digest)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            raise CorruptObject(f"no object {digest} in {self.root}") from None
+        if sha256_bytes(data) != digest:
+            target.unlink(missing_ok=True)
+            raise CorruptObject(f"the object {digest} does not match its digest (removed it)")
+        return data
+
+    def keep(self, path: str, data: bytes) -> str:
+        """Keep bytes a build is about to overwrite or remove at `path`; their sha256.
+
+        The object is protected from `gc` by a record under `kept/`, aged like an action.
+        """
+        digest = sha256_bytes(data)
+        self._put(digest, data, durable=True)  # the only copy once the file is replaced
+        record = {"format": KEPT_FORMAT, "sha256": digest, "path": path, "time": time.time()}
+        self.kept.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.kept / f"{digest}.json", canonical_json(record))
+        return digest
 
     def store(
         self, key: str, workdir: Path, outputs: Mapping[str, str], meta: Mapping[str, Any]
@@ -77,51 +147,79 @@ class Cache:
             data = (workdir / path).read_bytes()
             if sha256_bytes(data) != digest:
                 return
-            target = self._object(digest)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, data, durable=False)
+            self._put(digest, data)
         record = {"format": ACTION_FORMAT, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
         self.actions.mkdir(parents=True, exist_ok=True)
         atomic_write(self._action(key), canonical_json(record), durable=False)
 
     def lookup(self, key: str) -> Action | None:
-        """The action recorded for `key` if it and all its objects are present."""
+        """The action recorded for `key` if it is well formed and all its objects are present."""
+        return self.find(key).action
+
+    def find(self, key: str, declares: Callable[[str], bool] | None = None) -> Lookup:
+        """The action recorded for `key`, or why there is none.
+
+        A record is refused when it is unreadable, written for another key or format, names a
+        digest that is not a sha256, names a path `declares` rejects, or lacks an object.
+        """
         try:
-            record = json.loads(self._action(key).read_bytes())
-            if record.get("format") != ACTION_FORMAT or record.get("key") != key:
-                return None
-            action = Action(key, dict(record["outputs"]), dict(record.get("meta") or {}))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return None
-        if not all(self._object(d).is_file() for d in action.outputs.values()):
-            return None
-        return action
+            raw = self._action(key).read_bytes()
+        except FileNotFoundError:
+            return Lookup(None)
+        except OSError as exc:
+            return Lookup(None, f"cannot read the action record: {exc.strerror or exc}")
+        try:
+            action = _parse(raw, key)
+        except _Refused as exc:
+            return Lookup(None, str(exc))
+        for path, digest in action.outputs.items():
+            if declares is not None and not declares(path):
+                return Lookup(None, f"the action record names '{path}', not an output of the step")
+            if not self._object(digest).is_file():
+                return Lookup(None, f"the object of '{path}' is missing")
+        return Lookup(action)
+
+    def contents(self, action: Action) -> dict[str, bytes]:
+        """Every output file of an action, checked against its digest (else CorruptObject)."""
+        found = {}
+        for path, digest in sorted(action.outputs.items()):
+            try:
+                found[path] = self.read_object(digest)
+            except CorruptObject as exc:
+                raise CorruptObject(f"'{path}': {exc}") from None
+        return found
 
     def restore(self, action: Action, workdir: Path) -> list[WriteResult]:
         """Write an action's outputs into the workdir; corrupt objects make it return []."""
-        contents = {}
-        for path, digest in action.outputs.items():
-            data = self._object(digest).read_bytes()
-            if sha256_bytes(data) != digest:
-                return []
-            contents[path] = data
-        results = [safe_write(workdir, path, data) for path, data in sorted(contents.items())]
+        try:
+            contents = self.contents(action)
+        except CorruptObject:
+            return []
+        return self.write(action, workdir, contents)
+
+    def write(
+        self, action: Action, workdir: Path, contents: Mapping[str, bytes]
+    ) -> list[WriteResult]:
+        """Write checked `contents` of an action into the workdir and mark the action used."""
+        results = [safe_write(workdir, path, data) for path, data in contents.items()]
         os.utime(self._action(action.key))
         return results
 
     def info(self) -> CacheInfo:
-        """How many actions and objects the cache holds, and their size on disk."""
-        actions = list(self.actions.glob("*.json")) if self.actions.is_dir() else []
+        """How many actions, kept edits and objects the cache holds, and their size on disk."""
+        actions = _listed(self.actions)
+        kept = _listed(self.kept)
         objects = (
             [p for p in self.objects.rglob("*") if p.is_file()] if self.objects.is_dir() else []
         )
-        size = sum(p.stat().st_size for p in [*actions, *objects])
-        return CacheInfo(len(actions), len(objects), size)
+        size = sum(p.stat().st_size for p in [*actions, *kept, *objects])
+        return CacheInfo(len(actions), len(objects), size, len(kept))
 
     def gc(self, *, max_age_s: float | None = None, max_bytes: int | None = None) -> GcResult:
         """Drop actions unused for `max_age_s`, then the least recently used ones until the
-        cache fits in `max_bytes`, then every object that no remaining action names."""
+        cache fits in `max_bytes`, then every object that no remaining action names.
+
+        Kept edits count as actions naming one object, aged from when they were kept."""
         before = self.info()
         records = self._records()
         now = time.time()
@@ -144,22 +242,35 @@ class Cache:
         for digest in sizes.keys() - counts.keys():
             self._object(digest).unlink(missing_ok=True)
         after = self.info()
-        return GcResult(len(expired), before.objects - after.objects, before.bytes - after.bytes)
+        kept_removed = sum(record.path.parent == self.kept for record in expired)
+        return GcResult(
+            len(expired) - kept_removed,
+            before.objects - after.objects,
+            before.bytes - after.bytes,
+            kept_removed,
+        )
 
     def _records(self) -> list[_Record]:
-        """Every action file, least recently used first; unreadable ones count as naming nothing."""
+        """Every action and kept edit, least recently used first; unreadable actions count as
+        naming nothing."""
         records = []
-        for path in self.actions.glob("*.json") if self.actions.is_dir() else []:
+        for path in [*_listed(self.actions), *_listed(self.kept)]:
             try:
                 stat = path.stat()
             except OSError:
                 continue
-            try:
-                digests = frozenset(json.loads(path.read_bytes())["outputs"].values())
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                digests = frozenset()
-            records.append(_Record(path, stat.st_mtime, stat.st_size, digests))
+            records.append(_Record(path, stat.st_mtime, stat.st_size, self._named(path)))
         return sorted(records, key=lambda r: (r.used, r.path.name))
+
+    def _named(self, record: Path) -> frozenset[str]:
+        """The objects a record protects: a kept edit its own (named by its file), an action
+        those of its outputs."""
+        if record.parent == self.kept:
+            return frozenset({record.stem})
+        try:
+            return frozenset(json.loads(record.read_bytes())["outputs"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return frozenset()
 
     def _object_sizes(self) -> dict[str, int]:
         if not self.objects.is_dir():
@@ -167,6 +278,41 @@ class Cache:
         return {
             p.parent.name + p.name: p.stat().st_size for p in self.objects.rglob("*") if p.is_file()
         }
+
+
+class _Refused(ValueError):
+    """An action record that cannot be used, and why."""
+
+
+def _parse(raw: bytes, key: str) -> Action:
+    """The action in a record's bytes, or _Refused saying what is wrong with it."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        raise _Refused("the action record is not valid JSON") from None
+    if not isinstance(record, dict) or record.get("format") != ACTION_FORMAT:
+        raise _Refused("the action record has an unknown format")
+    if record.get("key") != key:
+        raise _Refused("the action record is for another key")
+    outputs, meta = record.get("outputs"), record.get("meta") or {}
+    if not isinstance(outputs, dict) or not isinstance(meta, dict):
+        raise _Refused("the action record is malformed")
+    for path, digest in outputs.items():
+        if not is_digest(digest):
+            raise _Refused(f"the action record's digest of '{path}' is not a sha256")
+    return Action(key, dict(outputs), dict(meta))
+
+
+def _holds(target: Path, data: bytes) -> bool:
+    try:
+        return target.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _listed(folder: Path) -> list[Path]:
+    """The records (`*.json`) in a folder of the cache, if it exists."""
+    return list(folder.glob("*.json")) if folder.is_dir() else []
 
 
 @dataclass(frozen=True)

@@ -375,7 +375,7 @@ def _human(size: int) -> str:
 
 @cli.group()
 def cache() -> None:
-    """Inspect or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
+    """Inspect, read or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
 
 
 _cache_pipeline = click.argument(
@@ -390,9 +390,32 @@ def cache_info(pipeline: Path | None) -> None:
     """How many step results and files the cache holds, and their size."""
     store = _cache_of(pipeline)
     info = store.info()
+    kept = f"{info.kept} kept edits, " if info.kept else ""
     click.echo(
-        f"{store.root}: {info.actions} step results, {info.objects} files, {_human(info.bytes)}"
+        f"{store.root}: {info.actions} step results, {kept}{info.objects} files,"
+        f" {_human(info.bytes)}"
     )
+
+
+@cache.command("cat")
+@click.argument("digest")
+@_cache_pipeline
+@_reports_errors
+def cache_cat(digest: str, pipeline: Path | None) -> None:
+    """Write the file whose sha256 is DIGEST (a kept edit, or any output) to stdout."""
+    from .cache import CorruptObject, is_digest
+
+    if not is_digest(digest):
+        raise UsageError(f"DIGEST is a sha256 (64 lowercase hex characters), got '{digest}'")
+    try:
+        data = _cache_of(pipeline).read_object(digest)
+    except CorruptObject as exc:
+        raise OrchError(str(exc)) from None
+    except OSError as exc:
+        raise OrchError(f"cannot read the object {digest}: {exc.strerror or exc}") from None
+    stdout = click.get_binary_stream("stdout")
+    stdout.write(data)
+    stdout.flush()
 
 
 @cache.command("gc")
@@ -404,8 +427,9 @@ def cache_gc(pipeline: Path | None, max_age: str, max_size: str | None) -> None:
     """Remove old cache entries, and files no entry names."""
     store = _cache_of(pipeline)
     result = store.gc(max_age_s=_age(max_age), max_bytes=_size(max_size) if max_size else None)
+    kept = f", {result.kept_removed} kept edits" if result.kept_removed else ""
     click.echo(
-        f"removed {result.actions_removed} step results and {result.objects_removed} files,"
+        f"removed {result.actions_removed} step results{kept} and {result.objects_removed} files,"
         f" freed {_human(result.bytes_freed)}"
     )
 

@@ -164,11 +164,14 @@ class CacheHitData(_Data):
 
 
 class CacheMissData(_Data):
-    """The cache lacks the key (the step runs), or failed to restore it (warning)."""
+    """The cache lacks the key (the step runs), or holds a record it cannot use (warning)."""
 
     key: Sha256
-    error: str | SkipJsonSchema[None] = _sometimes("Why the restore failed.")
-    corrupt: Literal[True] | SkipJsonSchema[None] = _sometimes("The cached entry lost its objects.")
+    reason: str | SkipJsonSchema[None] = _sometimes(
+        "Why the cache's record for the key was refused: unreadable, for another key, naming a"
+        " path the step does not declare or a malformed digest, or an object that is missing or"
+        " does not match its digest. The step runs instead."
+    )
 
 
 # --------------------------------------------------------------------------- llm
@@ -238,6 +241,21 @@ class FileRemovedData(_Data):
 
     path: str = Field(description="Relative to the workdir.")
     reason: str
+
+
+class FileKeptData(_Data):
+    """Bytes orch had not recorded at an output path were kept in the cache before a build
+    overwrote or removed them (warning)."""
+
+    path: str = Field(description="Relative to the workdir.")
+    sha256: Sha256 = Field(description="The kept bytes' digest: `orch cache cat` takes it.")
+    size_bytes: Count
+    reason: Literal["edited", "unrecorded"] = Field(
+        description="edited: the lock file records other bytes for the path; unrecorded: none."
+    )
+    command: str = Field(
+        description="The shell command, run where orch was started, that writes the bytes back."
+    )
 
 
 # --------------------------------------------------------------------------- envelopes
@@ -344,6 +362,11 @@ class FileRemovedEvent(_StepEnvelope):
     data: FileRemovedData
 
 
+class FileKeptEvent(_StepEnvelope):
+    type: Literal["file.kept"]
+    data: FileKeptData
+
+
 AnyEvent = Annotated[
     JobStartedEvent
     | JobFinishedEvent
@@ -361,7 +384,8 @@ AnyEvent = Annotated[
     | CircuitOpenedEvent
     | CircuitClosedEvent
     | FileWrittenEvent
-    | FileRemovedEvent,
+    | FileRemovedEvent
+    | FileKeptEvent,
     Field(discriminator="type"),
 ]
 EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(AnyEvent)[0])

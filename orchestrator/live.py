@@ -27,6 +27,7 @@ STYLES = {
     "FAILED": "bold red",
     "ERROR": "bold red",
     "blocked": "yellow",
+    "warning": "yellow",
 }
 
 
@@ -71,8 +72,10 @@ class LiveReporter:
             self._print(*line)
 
     def _print(self, label: str, step: str | None, detail: str) -> None:
+        """One line above the view; not wrapped by rich, so a command in it copies whole."""
         body = line_text(label, step, detail)
-        self.live.console.print(Text.assemble((body[:WIDTH], STYLES.get(label, "")), body[WIDTH:]))
+        text = Text.assemble((body[:WIDTH], STYLES.get(label, "")), body[WIDTH:])
+        self.live.console.print(text, soft_wrap=True)
 
     def __rich__(self) -> RenderableType:
         rows = Table.grid(padding=(0, 2))

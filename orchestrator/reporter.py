@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 Echo = Callable[[str], None]
 WIDTH = 10
+KEPT = "warning"
+BARE = frozenset({KEPT})
+"""Labels whose detail is printed as is, not in parentheses (it holds a command to copy)."""
 
 
 def describe(event: Event) -> tuple[str, str | None, str] | None:
@@ -34,7 +37,19 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
         return "ERROR", None, data.get("message", "")
     if kind == "step.skipped" and data.get("reason") == "blocked":
         return "blocked", step, f"upstream step '{data.get('upstream')}' failed"
+    if kind == "file.kept":
+        return KEPT, step, kept_text(data)
+    if kind == "cache.miss" and data.get("reason"):
+        return "warning", step, f"cache entry not used: {data['reason']}"
     return None
+
+
+def kept_text(data: Mapping[str, Any]) -> str:
+    """What a `file.kept` event tells the user: which file, and how to get it back."""
+    path = data.get("path", "")
+    edited = data.get("reason") == "edited"
+    what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
+    return f"kept {what}; bring it back with: {data.get('command', '')}"
 
 
 class PlainReporter:
@@ -54,10 +69,12 @@ def line_text(label: str, step: str | None, detail: str) -> str:
     """`label     step  (detail)`, or `label     detail` for a line about the whole build."""
     if step is None:
         return f"{label:<{WIDTH}}{detail}"
-    return f"{label:<{WIDTH}}{step}" + _detail(detail)
+    return f"{label:<{WIDTH}}{step}" + _detail(detail, label)
 
 
-def _detail(detail: str) -> str:
+def _detail(detail: str, label: str = "") -> str:
+    if label in BARE:
+        return f"  {detail}"
     return f"  ({detail})" if detail else ""
 
 

@@ -21,7 +21,8 @@ from .events import EventLog
 from .filestore import WriteRefused
 from .hashing import PathEscapes
 from .lockfile import LOCK_VERSION, LockEntry, join_blocks, render_entry, write_text
-from .paths import escapes_through_symlink, is_dir
+from .outputs import Keeper, Kept, clear, unrecorded
+from .paths import escapes_through_symlink, is_dir, is_within
 from .planner import Action
 from .runs import Manifest, RunFolder
 from .state import Assessment, Workspace
@@ -29,7 +30,8 @@ from .state import Assessment, Workspace
 if TYPE_CHECKING:
     import asyncio
 
-    from .pipeline import LoadedPipeline
+    from .pipeline import LoadedPipeline, Step
+    from .plan import PlannedStep
     from .providers import Providers
     from .steps import Executor, Outcome
 
@@ -147,6 +149,8 @@ class Runner:
         self.cancelled = False
         self.lock_failed = False
         self._providers: Providers | None = None
+        self._keeper: Keeper | None = None
+        self._cwd = Path.cwd()
 
     # ------------------------------------------------------------------ the loop
 
@@ -221,21 +225,29 @@ class Runner:
         while self.ready and not self.stopping:
             _, step_id = heapq.heappop(self.ready)
             try:
-                assessment = self.workspace.assess(self.plan.steps[step_id])
-                self.manifest.steps[step_id].reasons = list(assessment.decision.reasons)
-                action = assessment.decision.action
-                if action == Action.UP_TO_DATE:
-                    self.events.emit("step.skipped", step_id, reason="up-to-date")
-                    self.manifest.files.update(_present(assessment.outputs))
-                    self._complete(step_id, "up-to-date")
-                elif action == Action.RESTORE and self._restore(assessment):
-                    self._complete(step_id, "restored")
-                else:
-                    heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
+                self._settle_or_queue(step_id)
             except (PathEscapes, WriteRefused) as exc:
                 self._settle_status(
                     step_id, self._failed(step_id, None, StepFailed("refused", str(exc)))
                 )
+
+    def _settle_or_queue(self, step_id: str) -> None:
+        """Skip an up-to-date step, restore one the cache holds, or queue it to run."""
+        assessment = self.workspace.assess(self.plan.steps[step_id])
+        self.manifest.steps[step_id].reasons = list(assessment.decision.reasons)
+        action = assessment.decision.action
+        if action == Action.UP_TO_DATE:
+            self.events.emit("step.skipped", step_id, reason="up-to-date")
+            self.manifest.files.update(_present(assessment.outputs))
+            self._complete(step_id, "up-to-date")
+            return
+        if action == Action.RESTORE:
+            miss = self._restore(assessment)
+            if miss is None:
+                self._complete(step_id, "restored")
+                return
+            assessment = assessment._replace(cached=None, miss=miss)
+        heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
 
     def _settle(self, step_id: str, task: asyncio.Task[str]) -> None:
         self._settle_status(step_id, CANCELLED if task.cancelled() else task.result())
@@ -272,31 +284,71 @@ class Runner:
 
     # ------------------------------------------------------------------ restore and run
 
-    def _restore(self, assessment: Assessment) -> bool:
-        """Bring a step's outputs back from the cache; False if the cache let us down."""
+    def _restore(self, assessment: Assessment) -> str | None:
+        """Bring a step's outputs back from the cache; None once done, else why it could not.
+
+        Every object is checked before anything is written, and bytes orch did not record are
+        kept before they are overwritten or removed.
+        """
         step, action = assessment.step, assessment.cached
         assert action is not None
-        cache = self.workspace.cache
-        self.events.emit("cache.hit", step.id, key=assessment.key)
+        cache, workdir = self.workspace.cache, self.workspace.workdir
         try:
-            written = cache.restore(action, self.workspace.workdir)
+            contents = cache.contents(action)
         except OSError as exc:
-            self.events.emit("cache.miss", step.id, "warning", key=assessment.key, error=str(exc))
-            return False
-        if action.outputs and not written:
-            self.events.emit("cache.miss", step.id, "warning", key=assessment.key, corrupt=True)
-            return False
+            return str(exc)
+        self.events.emit("cache.hit", step.id, key=assessment.key)
+        replaced = {p: d for p, d in assessment.outputs.items() if action.outputs.get(p) != d}
+        try:
+            self._report_kept(step.id, self._keep(step, replaced))
+            written = cache.write(action, workdir, contents)
+        except OSError as exc:
+            return f"cannot restore: {exc}"
         for result in written:
             self.events.emit("file.written", step.id, **result.as_event_data())
         for stray in sorted(set(assessment.outputs) - set(action.outputs)):
-            (self.workspace.workdir / stray).unlink(missing_ok=True)
+            (workdir / stray).unlink(missing_ok=True)
             self.events.emit("file.removed", step.id, path=stray, reason="not in the cache entry")
         self.events.emit(
             "step.restored", step.id, key=assessment.key, reasons=list(assessment.decision.reasons)
         )
         self.lock.record(step.id, assessment.entry(action.outputs))
         self.manifest.files.update(action.outputs)
-        return True
+        return None
+
+    def keeper(self) -> Keeper:
+        """What keeps hand edits in this workdir's cache (created on first use)."""
+        if self._keeper is None:
+            self._keeper = Keeper(
+                self.workspace.cache, self.workspace.workdir, Path(self.plan.pipeline), self._cwd
+            )
+        return self._keeper
+
+    def _keep(self, step: PlannedStep, current: Mapping[str, str | None]) -> list[Kept]:
+        """Keep the present files among `current` whose bytes the lock file does not record."""
+        entry = self.workspace.entries.get(step.id)
+        recorded = entry.outputs if entry is not None else {}
+        edited = unrecorded(current, recorded)
+        return self.keeper().keep(edited, recorded) if edited else []
+
+    def _report_kept(self, step_id: str, kept: list[Kept]) -> None:
+        for found in kept:
+            self.events.emit("file.kept", step_id, "warning", **found.as_event_data())
+
+    def _clear(self, assessment: Assessment, orch_writes: tuple[str, ...]) -> list[Kept]:
+        """Before a step runs: keep what orch did not record, then remove the files its command
+        writes, so it runs as in a fresh build. Files orch writes itself (`orch_writes`) are
+        replaced whole later, and left alone when unchanged."""
+        step = assessment.step
+        current = self.workspace.output_hashes(step)
+        kept = self._keep(step, current)
+        stale = [
+            path
+            for path, digest in current.items()
+            if digest is not None and not any(is_within(path, out) for out in orch_writes)
+        ]
+        clear(self.workspace.workdir, step, stale)
+        return kept
 
     async def _execute(self, step_id: str, assessment: Assessment) -> str:
         """Run one step; its status: ran or failed (cancellation propagates)."""
@@ -304,7 +356,7 @@ class Runner:
 
         record = self.manifest.steps[step_id]
         if self.options.store and self.plan.steps[step_id].cache:
-            self.events.emit("cache.miss", step_id, key=assessment.key)
+            self._report_miss(step_id, assessment)
         self.events.emit("step.started", step_id, reasons=list(assessment.decision.reasons))
         started = time.monotonic()
         try:
@@ -325,12 +377,24 @@ class Runner:
         self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **meta)
         return "ran"
 
+    def _report_miss(self, step_id: str, assessment: Assessment) -> None:
+        if assessment.miss is None:
+            self.events.emit("cache.miss", step_id, key=assessment.key)
+        else:
+            self.events.emit(
+                "cache.miss", step_id, "warning", key=assessment.key, reason=assessment.miss
+            )
+
     async def _produce(
         self, step_id: str, assessment: Assessment
     ) -> tuple[dict[str, str], dict[str, Any]]:
-        """Run the step, keep its outputs in the cache and its entry in the lock file."""
+        """Clear the step's outputs, run it, keep its outputs in the cache and its entry in the
+        lock file."""
         import asyncio
 
+        orch_writes = _written_by_orch(self.pipeline().steps[step_id])
+        kept = await asyncio.to_thread(self._clear, assessment, orch_writes)
+        self._report_kept(step_id, kept)
         outcome = await self._run_kind(step_id)
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
         number = self.lock.record(step_id, assessment.entry(outputs))
@@ -409,6 +473,14 @@ def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
         if not (target.is_dir() if is_dir(path) else target.is_file()):
             what = "folder" if is_dir(path) else "file"
             raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
+
+
+def _written_by_orch(step: Step) -> tuple[str, ...]:
+    """The outputs orch writes itself from what the step produced: a template's or an llm
+    step's, and a shell step's `stdout:` capture."""
+    if step.kind != "shell":
+        return step.outputs
+    return tuple(path for path in step.outputs if step.field_of(path)[-1] == "stdout")
 
 
 def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:

@@ -6,6 +6,7 @@ to the pure `planner.decide`; `orch build`, `--dry-run` and `orch status` all go
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .hashing import Hasher, StatCache, step_key
 from .lockfile import LockEntry, LockError, lock_path, read_lock
+from .outputs import declares
 from .paths import is_within
 from .plan import Plan, PlannedStep
 from .planner import Action, Current, Decision, Options, decide
@@ -32,6 +34,8 @@ class Assessment(NamedTuple):
     inputs: Mapping[str, str | None]
     outputs: Mapping[str, str | None]
     cached: CachedAction | None = None
+    miss: str | None = None
+    """Why the cache's record for the key could not be used (None: no record, or a hit)."""
 
     def entry(self, outputs: Mapping[str, str]) -> LockEntry:
         """The lock entry recording this step with the given outputs."""
@@ -99,13 +103,14 @@ class Workspace:
         options = self._options[step.always_run and honour_always_run, step.cache]
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
         decision = decide(entry, current, options)
-        cached = None
+        cached = miss = None
         if decision.action == Action.RUN and options.use_cache and not upstream_will_change:
-            cached = self.cache.lookup(key)
+            found = self.cache.find(key, functools.partial(declares, step))
+            cached, miss = found.action, found.reason
             if cached is not None:
                 current = Current(key, step.definition, inputs, outputs, cached=True)
                 decision = decide(entry, current, options)
-        return Assessment(step, decision, key, inputs, outputs, cached)
+        return Assessment(step, decision, key, inputs, outputs, cached, miss)
 
     def predict(self, selected: list[str], *, honour_always_run: bool = True) -> list[Assessment]:
         """What a build of the selected steps would do, without doing it.

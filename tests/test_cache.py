@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from orchestrator.cache import Cache
 from orchestrator.cli import cli
+
+from .buildkit import Project
 
 
 def sha(text: str) -> str:
@@ -162,3 +166,130 @@ def test_cache_gc_refuses_unreadable_limits(option: str, value: str) -> None:
     result = CliRunner().invoke(cli, ["cache", "gc", option, value])
     assert result.exit_code == 2
     assert f"{option} expects" in result.output
+
+
+# --------------------------------------------------------------------------- records are checked
+
+TAMPER_PIPELINE = """\
+version: 1
+steps:
+  a:
+    inputs: [src.txt]
+    run: "mkdir -p out; tr a-z A-Z < src.txt > out/a.txt; echo a >> runs.log"
+    outputs: [out/]
+"""
+EVIL = "evil bytes\n"
+
+
+def _record(project: Project) -> tuple[Path, dict[str, Any]]:
+    """The action file of step `a`'s current key, and what it holds."""
+    key = project.lock()["a"].key
+    path = project.root / ".orch" / "cache" / "actions" / f"{key}.json"
+    return path, json.loads(path.read_text())
+
+
+def _object(project: Project, digest: str) -> Path:
+    return project.root / ".orch" / "cache" / "objects" / digest[:2] / digest[2:]
+
+
+def _name_source(project: Project, record: dict[str, Any], path: str) -> None:
+    """Make the record also name `path`, with the evil bytes stored as a sound object."""
+    evil = _object(project, sha(EVIL))
+    evil.parent.mkdir(parents=True, exist_ok=True)
+    evil.write_text(EVIL)
+    record["outputs"][path] = sha(EVIL)
+
+
+TAMPERINGS: dict[str, tuple[Callable[[Project, dict[str, Any]], None], str]] = {
+    "source file": (
+        lambda project, record: _name_source(project, record, "src.txt"),
+        "names 'src.txt', not an output of the step",
+    ),
+    "escape through the folder": (
+        lambda project, record: _name_source(project, record, "out/../src.txt"),
+        "names 'out/../src.txt', not an output of the step",
+    ),
+    "the folder itself": (
+        lambda project, record: _name_source(project, record, "out/"),
+        "names 'out/', not an output of the step",
+    ),
+    "bad digest": (
+        lambda project, record: record["outputs"].update({"out/a.txt": "ABC"}),
+        "digest of 'out/a.txt' is not a sha256",
+    ),
+    "wrong key": (
+        lambda project, record: record.update(key="f" * 64),
+        "the action record is for another key",
+    ),
+    "not json": (
+        lambda project, record: record.clear(),
+        "the action record has an unknown format",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERINGS, ids=str)
+def test_a_tampered_action_record_is_a_miss_and_the_step_runs(
+    project: Project, tampering: str
+) -> None:
+    project.pipeline(TAMPER_PIPELINE)
+    project.write("src.txt", "source\n")
+    assert project.orch("build").exit_code == 0
+    path, record = _record(project)
+    change, reason = TAMPERINGS[tampering]
+    change(project, record)
+    path.write_text(json.dumps(record))
+    (project.root / "out" / "a.txt").unlink()  # the key is unchanged: a restore is due
+
+    build = project.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert build.statuses() == {"a": "ran"}
+    assert project.read("src.txt") == "source\n"
+    assert project.read("out/a.txt") == "SOURCE\n"
+    assert project.new_runs() == ["a", "a"]
+    (miss,) = build.events("cache.miss", "a")
+    assert miss["level"] == "warning"
+    assert reason in miss["data"]["reason"]
+    assert build.events("cache.hit") == []
+    assert any(f"cache entry not used: {miss['data']['reason']}" in line for line in build.lines)
+
+
+def test_a_flipped_byte_in_an_object_is_a_miss_and_the_step_runs(project: Project) -> None:
+    project.pipeline(TAMPER_PIPELINE)
+    project.write("src.txt", "source\n")
+    assert project.orch("build").exit_code == 0
+    digest = project.lock()["a"].outputs["out/a.txt"]
+    damaged = _object(project, digest)
+    data = bytearray(damaged.read_bytes())
+    data[0] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    (project.root / "out" / "a.txt").unlink()  # a restore is due
+    project.write("out/b.txt", "mine\n")
+
+    build = project.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert build.statuses() == {"a": "ran"}
+    (miss,) = build.events("cache.miss", "a")
+    assert "does not match its digest" in miss["data"]["reason"]
+    assert [e["data"]["path"] for e in build.events("file.kept")] == ["out/b.txt"]
+    assert not project.exists("out/b.txt")
+    assert project.read("out/a.txt") == "SOURCE\n"
+    assert project.read("src.txt") == "source\n"
+    assert damaged.read_text() == "SOURCE\n"  # stored afresh by the run
+
+    (project.root / "out" / "a.txt").unlink()
+    assert project.orch("build").statuses() == {"a": "restored"}
+
+
+def test_find_says_why_a_record_is_refused(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    outputs = make(tmp_path, {"out/a.txt": "a"})
+    cache.store("d" * 64, tmp_path, outputs, {})
+    assert cache.find("d" * 64, lambda path: path.startswith("out/")).action is not None
+    refused = cache.find("d" * 64, lambda path: False)
+    assert refused.action is None
+    assert refused.reason == "the action record names 'out/a.txt', not an output of the step"
+    assert cache.find("e" * 64) == cache.find("e" * 64).__class__(None, None)
+    digest = outputs["out/a.txt"]
+    (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).unlink()
+    assert cache.find("d" * 64).reason == "the object of 'out/a.txt' is missing"

@@ -1,9 +1,10 @@
 """`schemas/event.schema.json` describes every event orch writes, and rejects what it should not.
 
 A handful of real builds (shell, template and llm steps on the fake provider and on the loopback
-HTTP server, with a retry, cache hits and restores, a stale file removed, a circuit breaker that
-opens and closes, and failures) produce the events; each line of each `events.jsonl` must
-validate against the committed schema with the `jsonschema` library and against the models.
+HTTP server, with a retry, cache hits and restores, a hand edit kept, a stale file removed, a
+circuit breaker that opens and closes, and failures) produce the events; each line of each
+`events.jsonl` must validate against the committed schema with the `jsonschema` library and
+against the models.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from typing import Any, get_args
 import jsonschema
 import pytest
 
-from orchestrator.eventtypes import EVENT_MODELS, Event, FailureKind, RetryKind, WriteReason
+from orchestrator.eventtypes import (
+    EVENT_MODELS,
+    Event,
+    FailureKind,
+    FileKeptData,
+    RetryKind,
+    WriteReason,
+)
 from orchestrator.filestore import WriteReason as EmittedWriteReason
+from orchestrator.outputs import KeptReason
 from orchestrator.providers.base import KINDS, RETRYABLE
 
 from .buildkit import RUNS, Build, Project, read_events
@@ -121,8 +130,10 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
 
     assert set(ok(project.orch("build", *MAIN)).statuses().values()) == {"up-to-date"}
 
-    (project.root / "out" / "summary.md").unlink()
-    assert ok(project.orch("build", *MAIN)).statuses()["summary"] == "restored"
+    project.write("out/summary.md", "edited by hand\n")
+    restored = ok(project.orch("build", *MAIN))
+    assert restored.statuses()["summary"] == "restored"
+    assert [e["data"]["path"] for e in restored.events("file.kept")] == ["out/summary.md"]
 
     project.write("replies/gen.md", files_reply("a.txt"))
     again = ok(project.orch("build", "gen"))
@@ -193,6 +204,8 @@ def test_the_models_name_every_kind_and_reason_the_code_emits() -> None:
     assert set(KINDS) <= set(get_args(FailureKind))
     assert set(get_args(RetryKind)) == RETRYABLE
     assert get_args(WriteReason) == get_args(EmittedWriteReason)
+    kept = FileKeptData.model_fields["reason"].annotation
+    assert get_args(kept) == get_args(KeptReason)
 
 
 GOOD: dict[str, Any] = {

@@ -3,6 +3,7 @@ output is not a terminal or `CI` is set."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pty
 import re
@@ -72,6 +73,15 @@ def test_a_terminal_shows_a_row_per_running_step_then_the_summary(tmp_path: Path
     assert re.search(r"succeeded in \d+\.\d\d s: 2 ran; 6 tokens", text)
     assert "\x1b[2K" in shown, "a live view redraws itself"
     assert COLOR.search(shown), "and uses colour"
+
+
+def test_the_warning_about_a_kept_file_shows_its_command_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "slow.txt").write_text("made by hand\n", encoding="utf-8")
+    text = ESCAPE.sub("", build_in_terminal(tmp_path))
+    digest = hashlib.sha256(b"made by hand\n").hexdigest()
+    command = f"orch cache cat {digest} > slow.txt"
+    warning = "warning   slow  kept slow.txt, which orch had not recorded; bring it back with: "
+    assert f"{warning}{command}\n" in text
 
 
 def test_no_color_keeps_the_live_view_without_colours(tmp_path: Path) -> None:

@@ -228,3 +228,32 @@ def test_provider_options_from_vars_reach_the_server_as_json_numbers(
     assert first.body["user"] == "run-64"
     assert second.body["max_tokens"] == 128
     assert type(second.body["max_tokens"]) is int
+
+
+def test_step_options_and_model_from_vars_keep_their_types(
+    project: Project, llm_server: LlmServer
+) -> None:
+    pipeline = {
+        "version": 1,
+        "vars": {"n": 32, "seed": 7},
+        "providers": {
+            "local": {"kind": "openai", "base_url": llm_server.openai_url, "max_retries": 0}
+        },
+        "steps": {
+            "ask": {
+                "prompt": "hello",
+                "model": "m-{{ n }}",
+                "options": {"max_tokens": "{{ n }}", "seed": "{{ seed }}"},
+                "output": "reply.txt",
+            }
+        },
+    }
+    project.pipeline(json.dumps(pipeline))
+    ok(project.orch("build"))
+    (request,) = llm_server.requests
+    assert request.body is not None
+    assert (request.body["model"], request.body["max_tokens"], request.body["seed"]) == (
+        "m-32",
+        32,
+        7,
+    )

@@ -29,7 +29,8 @@ class FullScope:
     vars: Mapping[str, Any]
     env: Mapping[str, str] | None
     """None where the environment is not available (a template file another step writes)."""
-    step_names: tuple[str, ...]
+    step_names: Mapping[str, object]
+    """Every step id and group name (a mapping, for quick lookups)."""
     outputs_of: Callable[[str], list[str]]
     item: Any
     key: Any
@@ -69,7 +70,7 @@ class FullScope:
             raise TemplateError(f"undefined variable '{name}'{suggest(name, known)}")
 
     def _steps(self, wanted: set[str] | None) -> StepsView:
-        names = self.step_names if wanted is WHOLE else sorted(wanted)
+        names = list(self.step_names) if wanted is WHOLE else sorted(wanted)
         outputs: dict[str, list[str]] = {}
         for name in names:
             if name not in self.step_names:

@@ -99,7 +99,7 @@ class _StepExpander:
         self.all_outputs: list[str] | None = None
         self.globs: dict[str, list[str]] = {}
         self.warnings: list[str] = []
-        self._names: list[str] | None = None
+        self._names: dict[str, None] | None = None
 
     # ------------------------------------------------------------------ driver
 
@@ -213,11 +213,11 @@ class _StepExpander:
             self.rendering.pop()
         return self.outputs[name]
 
-    def names(self) -> list[str]:
-        """Every step id and foreach group name, as ``steps.`` sees them."""
+    def names(self) -> dict[str, None]:
+        """Every step id and foreach group name, as ``steps.`` sees them (keys, in order)."""
         if self._names is None:
             groups = (g for g in self.groups if g not in self.instances)
-            self._names = [*self.instances, *groups]
+            self._names = dict.fromkeys([*self.instances, *groups])
         return self._names
 
     def _steps_view(self) -> StepsView:
@@ -439,7 +439,7 @@ class StepPlanning:
         return FullScope(
             vars=base["vars"],
             env=base["env"],
-            step_names=tuple(self._expander.names()),
+            step_names=self._expander.names(),
             outputs_of=self._expander.outputs_of,
             item=self.item,
             key=self.item_key,

@@ -181,10 +181,7 @@ class TemplateStep(_StepBase):
 
     @model_validator(mode="after")
     def _one_template(self) -> TemplateStep:
-        given = [name for name in KIND_KEYS["template"] if getattr(self, name) is not None]
-        if len(given) != 1:
-            found = f", not {' and '.join(given)}" if given else ""
-            raise ValueError(f"give exactly one of template or template_file{found}")
+        _require_one_of(self, "template")
         return self
 
 
@@ -216,13 +213,20 @@ class LlmStep(_StepBase):
 
     @model_validator(mode="after")
     def _one_prompt_and_schema_with_json(self) -> LlmStep:
-        given = [name for name in KIND_KEYS["llm"] if getattr(self, name) is not None]
-        if len(given) != 1:
-            found = f", not {' and '.join(given)}" if given else ""
-            raise ValueError(f"give exactly one of prompt, prompt_file or messages{found}")
+        _require_one_of(self, "llm")
         if self.json_schema is not None and self.extract != "json":
             raise ValueError("'schema' is only used with 'extract: json'")
         return self
+
+
+def _require_one_of(step: BaseModel, kind: str) -> None:
+    """Refuse a step that gives none or several of its kind's keys."""
+    keys = KIND_KEYS[kind]
+    given = [name for name in keys if getattr(step, name) is not None]
+    if len(given) != 1:
+        found = f", not {' and '.join(given)}" if given else ""
+        choices = f"{', '.join(keys[:-1])} or {keys[-1]}"
+        raise ValueError(f"give exactly one of {choices}{found}")
 
 
 def infer_kind(raw: Any) -> str | None:

@@ -105,23 +105,11 @@ class Renderer:
 
     def render_value(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Render every string inside nested lists and mappings."""
-        if isinstance(value, str):
-            return self.render(value, context)
-        if isinstance(value, list):
-            return [self.render_value(item, context) for item in value]
-        if isinstance(value, dict):
-            return {k: self.render_value(v, context) for k, v in value.items()}
-        return value
+        return map_strings(value, lambda text: self.render(text, context))
 
     def evaluate_value(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Like `render_value`, but a lone ``{{ expression }}`` keeps its native type."""
-        if isinstance(value, str):
-            return self.evaluate(value, context)
-        if isinstance(value, list):
-            return [self.evaluate_value(item, context) for item in value]
-        if isinstance(value, dict):
-            return {k: self.evaluate_value(v, context) for k, v in value.items()}
-        return value
+        return map_strings(value, lambda text: self.evaluate(text, context))
 
     @staticmethod
     def _guard(action: Callable[[], Any]) -> Any:
@@ -139,6 +127,17 @@ class Renderer:
             raise TemplateError(describe_jinja_error(exc)) from exc
         except Exception as exc:
             raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+
+def map_strings(value: Any, change: Callable[[str], Any]) -> Any:
+    """`value` with `change` applied to every string inside nested lists and mappings."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [map_strings(item, change) for item in value]
+    if isinstance(value, dict):
+        return {k: map_strings(v, change) for k, v in value.items()}
+    return value
 
 
 def _strict(value: Any) -> Any:
@@ -177,14 +176,23 @@ class StepRef:
 class StepsView:
     """The ``steps`` object of the template context, resolving step outputs on demand."""
 
-    def __init__(self, names: Iterable[str], outputs_of: Callable[[str], list[str]]) -> None:
-        self.names = list(names)
-        self._known = set(self.names)
+    def __init__(
+        self, names: Mapping[str, object] | Iterable[str], outputs_of: Callable[[str], list[str]]
+    ) -> None:
+        """`names` may be a mapping keyed by name, shared without copying (many steps use one)."""
+        self._known = names if isinstance(names, Mapping) else dict.fromkeys(names)
         self._outputs_of = outputs_of
+
+    @property
+    def names(self) -> list[str]:
+        """Every step id and group name it knows, in order."""
+        return list(self._known)
 
     def __getitem__(self, name: str) -> StepRef:
         if name not in self._known:
-            raise TemplateError(f"unknown step '{name}' in steps.{name}{suggest(name, self.names)}")
+            raise TemplateError(
+                f"unknown step '{name}' in steps.{name}{suggest(name, self._known)}"
+            )
         return StepRef(name, self._outputs_of(name))
 
     def __getattr__(self, name: str) -> StepRef:

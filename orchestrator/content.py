@@ -57,11 +57,12 @@ class FullScope:
 
     def check_defined(self, refs: References) -> None:
         """Refuse a name that nothing defines, unless the template guards it with `default`
-        or `is defined`."""
+        or `is defined`, or sets it on some branch."""
         known = {*self.vars, "vars", "steps", "item", "key", "inputs", "outputs", "read"}
         if self.env is not None:
             known.add("env")
-        for name in sorted(refs.names - known - JINJA_GLOBALS - refs.guarded):
+        unknown = refs.names - known - JINJA_GLOBALS - refs.guarded - refs.assigned
+        for name in sorted(unknown):
             if name == "env":
                 raise TemplateError(
                     "env is not available in a template file another step writes;"

@@ -161,26 +161,18 @@ def _add_path_edges(
 def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> list[Diagnostic]:
     problems = []
     for index, need in enumerate(step.needs):
-        where = pipeline.source.locate(("steps", step.group, "needs", index))
         members = pipeline.members(need)
+        problem = None
         if members is None:
             names = pipeline.names()
-            problems.append(
-                Diagnostic(
-                    f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}",
-                    where,
-                )
-            )
-            continue
-        for member in members:
-            if member == step.id:
-                problems.append(
-                    Diagnostic(
-                        f"step '{step.id}' needs itself",
-                        where,
-                    )
-                )
-            else:
+            problem = f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}"
+        elif step.id in members:
+            problem = f"step '{step.id}' needs itself"
+        if problem is not None:  # locating takes the slower parse: only for errors
+            where = pipeline.source.locate(("steps", step.group, "needs", index))
+            problems.append(Diagnostic(problem, where))
+        for member in members or ():
+            if member != step.id:
                 graph.add_edge(member, step.id)
     return problems
 

@@ -1,7 +1,8 @@
 """The rebuild decision: a pure function of a step's lock entry and its current hashes.
 
 Reasons come in a fixed order — never built; definition changed; inputs added, removed or
-modified; outputs missing or modified; upstream will change — and `orch status`, `--dry-run` and
+modified; outputs missing, modified or added (a file in an output folder); upstream will
+change — and `orch status`, `--dry-run` and
 `orch build` all print the reasons this module gives, so they cannot disagree.
 """
 
@@ -107,10 +108,15 @@ def _file_changes(
 
 
 def _output_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[str]:
+    """Recorded outputs missing or modified, and files added in an output folder (a fresh
+    build would not have them)."""
     missing = [f"output missing: {p}" for p in sorted(recorded) if now.get(p) is None]
+    added = [
+        f"output added: {p}" for p in sorted(now.keys() - recorded.keys()) if now[p] is not None
+    ]
     modified = [
         f"output modified: {p}"
         for p in sorted(recorded)
         if now.get(p) is not None and now[p] != recorded[p]
     ]
-    return [*missing, *modified]
+    return [*missing, *modified, *added]

@@ -4,7 +4,8 @@ A content template (a command, a prompt, a template step's text) is rendered onl
 runs, with the real contents of its inputs. Its key must still cover everything the rendering can
 depend on, so the names it may read are found here, on every branch and loop, conservatively:
 
-- free names (``app``, ``item``, ``inputs``): each counts whole;
+- free names that are read (``app``, ``item``, ``inputs``): each counts whole (Jinja also
+  counts a name set on only some branches as free; it is left out where nothing reads it);
 - ``env``, ``vars`` and ``steps`` count member by member when every use names a constant member
   (``env.HOME``, ``env['HOME']``, ``env.get('HOME')``, ``steps.build.output``); any other use
   (``env | list``, ``vars[name]``) counts the whole object;
@@ -37,12 +38,15 @@ class References:
     """Constant arguments of `read()` calls."""
     guarded: set[str] = field(default_factory=set)
     """Free names tested with `is defined` or given a `default`: they may be undefined."""
+    assigned: set[str] = field(default_factory=set)
+    """Free names the template also sets (on some branch): they may be undefined elsewhere."""
 
     def update(self, other: References) -> None:
         """Add what another template reaches."""
         self.names |= other.names
         self.reads |= other.reads
         self.guarded |= other.guarded
+        self.assigned |= other.assigned
         for name, used in other.members.items():
             self._add_members(name, used)
 
@@ -59,9 +63,14 @@ class References:
 
 def find_references(tree: Any) -> References:
     """The references of a parsed Jinja template (`Environment.parse`)."""
-    from jinja2 import meta
+    from jinja2 import meta, nodes
 
-    found = References(names=set(meta.find_undeclared_variables(tree)))
+    free = set(meta.find_undeclared_variables(tree))
+    loaded = {name.name for name in tree.find_all(nodes.Name) if name.ctx == "load"}
+    found = References(names=free & loaded)
+    found.assigned = {
+        name.name for name in tree.find_all(nodes.Name) if name.ctx != "load"
+    } & found.names
     for node, parent, grandparent in _walk(tree, None, None):
         _note(found, node, parent, grandparent)
     return found

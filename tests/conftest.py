@@ -18,15 +18,6 @@ FIXTURES = ROOT / "tests" / "fixtures"
 collect_ignore = ["golden"]  # the expected generated app, with tests of its own
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """When a `@given` test fails, hypothesis's pytest plugin imports libcst to suggest a patch,
-    and libcst's import warns (mypy_extensions.TypedDict); with warnings as errors that would
-    crash the report and hide the counterexample."""
-    config.addinivalue_line(
-        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
-    )
-
-
 @pytest.fixture
 def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
     """Write a pipeline (dedented) and any extra files into tmp_path; return the pipeline path."""

@@ -35,12 +35,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from orchestrator.build import Report, Request, build
 from orchestrator.lockfile import LockEntry, read_lock
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("ORCH_MODEL_EXAMPLES", "200"))
 MAX_STEPS = 6

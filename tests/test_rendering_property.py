@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.build import Request, build
 from orchestrator.lockfile import read_lock
+
+pytestmark = pytest.mark.slow
 
 INPUTS = ("in/a.txt", "in/b.txt")
 LINES = ("x", "y", "Apple", " pad ", "1", "2,3", "a,b", "zz", "")

@@ -413,9 +413,10 @@ def cache_cat(digest: str, pipeline: Path | None) -> None:
         raise OrchError(str(exc)) from None
     except OSError as exc:
         raise OrchError(f"cannot read the object {digest}: {exc.strerror or exc}") from None
-    stdout = click.get_binary_stream("stdout")
-    stdout.write(data)
-    stdout.flush()
+    import sys
+
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 @cache.command("gc")

@@ -23,7 +23,7 @@ from .state import Assessment, Workspace
 
 if TYPE_CHECKING:
     from .pipeline import LoadedPipeline
-    from .steps import Executor
+    from .steps import Kind
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
             request.job_count, request.keep_going, request.use_cache, request.offline
         )
         runner = Runner(
-            workspace, selected, run_options, events, folder, manifest, pipeline, _executors
+            workspace, selected, run_options, events, folder, manifest, pipeline, _kinds
         )
         try:
             status = _run(runner, events, folder, manifest, plan)
@@ -172,7 +172,7 @@ def _run(
     return status
 
 
-def _executors() -> Mapping[str, Executor]:
-    from .steps import executors
+def _kinds() -> Mapping[str, Kind]:
+    from .steps import kinds
 
-    return executors()
+    return kinds()

@@ -311,11 +311,11 @@ class _StepExpander:
     # ------------------------------------------------------------------ whole step
 
     def _render_step(self, step_id: str) -> Step:
-        from .steps import planners
+        from .steps import kinds
 
         planning = StepPlanning(self, step_id)
         planning.render_inputs()
-        definition, provider = planners()[planning.spec.kind](planning)
+        definition, provider = kinds()[planning.spec.kind].plan(planning)
         return planning.finish(definition, provider)
 
     def generated(self, path: str) -> bool:

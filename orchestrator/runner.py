@@ -30,10 +30,10 @@ from .state import Assessment, Workspace
 if TYPE_CHECKING:
     import asyncio
 
-    from .pipeline import LoadedPipeline, Step
+    from .pipeline import LoadedPipeline
     from .plan import PlannedStep
     from .providers import Providers
-    from .steps import Executor, Outcome
+    from .steps import Kind, Outcome
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 
@@ -121,7 +121,7 @@ class Runner:
         folder: RunFolder,
         manifest: Manifest,
         pipeline: Callable[[], LoadedPipeline],
-        executors: Callable[[], Mapping[str, Executor]],
+        kinds: Callable[[], Mapping[str, Kind]],
     ) -> None:
         self.workspace = workspace
         self.plan = workspace.plan
@@ -131,7 +131,7 @@ class Runner:
         self.folder = folder
         self.manifest = manifest
         self.pipeline = pipeline
-        self.executors = executors
+        self.kinds = kinds
         self.lock = LockWriter(workspace)
         self.position = {step_id: i for i, step_id in enumerate(selected)}
         self.waiting = {
@@ -392,7 +392,8 @@ class Runner:
         lock file."""
         import asyncio
 
-        orch_writes = _written_by_orch(self.pipeline().steps[step_id])
+        step = self.pipeline().steps[step_id]
+        orch_writes = self.kinds()[step.kind].written_by_orch(step)
         kept = await asyncio.to_thread(self._clear, assessment, orch_writes)
         self._report_kept(step_id, kept)
         outcome = await self._run_kind(step_id)
@@ -421,8 +422,8 @@ class Runner:
     async def _run_kind(self, step_id: str) -> Outcome:
         pipeline = self.pipeline()
         step = pipeline.steps[step_id]
-        executor = self.executors().get(step.kind)
-        if executor is None:
+        kind = self.kinds().get(step.kind)
+        if kind is None:
             raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
         scratch = self.folder.path / "scratch" / self.folder.log(step_id).stem
         log = self.folder.log(step_id)
@@ -437,7 +438,7 @@ class Runner:
             providers=self.providers,
             others=self.plan.steps[step_id].nested,
         )
-        return await executor(context)
+        return await kind.execute(context)
 
     def providers(self) -> Providers:
         """The build's providers, created on first use and closed when the loop ends."""
@@ -473,14 +474,6 @@ def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
         if not (target.is_dir() if is_dir(path) else target.is_file()):
             what = "folder" if is_dir(path) else "file"
             raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
-
-
-def _written_by_orch(step: Step) -> tuple[str, ...]:
-    """The outputs orch writes itself from what the step produced: a template's or an llm
-    step's, and a shell step's `stdout:` capture."""
-    if step.kind != "shell":
-        return step.outputs
-    return tuple(path for path in step.outputs if step.field_of(path)[-1] == "stdout")
 
 
 def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:

@@ -1,11 +1,13 @@
-"""Step kinds, one module each: its planner says which fields are structure and which are
-content (and checks them) at plan time; its executor runs one step given a `StepContext` and
-returns an `Outcome`."""
+"""Step kinds, one module each and one `Kind` record per module: its planner says which fields
+are structure and which are content (and checks them) at plan time; its executor runs one step
+given a `StepContext` and returns an `Outcome`; `written_by_orch` names the outputs orch writes
+itself from what the step produced (the others its command writes)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
@@ -13,24 +15,26 @@ from .base import Executor, Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
+    from ..pipeline import Step
 
 Planner = Callable[["StepPlanning"], tuple[dict[str, Any], str | None]]
 
 
+@dataclass(frozen=True)
+class Kind:
+    """Everything orch knows about one step kind."""
+
+    plan: Planner
+    execute: Executor
+    written_by_orch: Callable[[Step], tuple[str, ...]]
+
+
 @functools.cache
-def executors() -> dict[str, Executor]:
-    """The executor of each step kind that can run (imported when first needed)."""
+def kinds() -> dict[str, Kind]:
+    """Every step kind by name (imported when first needed)."""
     from . import llm, shell, template
 
-    return {"shell": shell.execute, "template": template.execute, "llm": llm.execute}
+    return {"shell": shell.KIND, "template": template.KIND, "llm": llm.KIND}
 
 
-@functools.cache
-def planners() -> dict[str, Planner]:
-    """The planner of each step kind: its definition and provider from its fields."""
-    from . import llm, shell, template
-
-    return {"shell": shell.plan, "template": template.plan, "llm": llm.plan}
-
-
-__all__ = ["Executor", "Outcome", "Planner", "StepContext", "StepFailed", "executors", "planners"]
+__all__ = ["Executor", "Kind", "Outcome", "Planner", "StepContext", "StepFailed", "kinds"]

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
 from ..paths import is_within
-from . import extract
+from . import Kind, extract
 from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
+    from ..pipeline import Step
     from ..providers import ChatRequest, Reply
     from ..spec import LlmStep
 
@@ -249,3 +250,11 @@ def _inline(options: Mapping[str, Any]) -> str:
     import json
 
     return json.dumps(dict(options), sort_keys=True, ensure_ascii=False)
+
+
+def _written_by_orch(step: Step) -> tuple[str, ...]:
+    """Every output: orch writes them from what the step produced."""
+    return step.outputs
+
+
+KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)

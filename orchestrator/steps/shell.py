@@ -17,10 +17,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import StepFailed
 from ..spec import ShellStep
+from . import Kind
 from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
+    from ..pipeline import Step
 
 SHELL = "/bin/sh"
 GRACE_S = 5.0
@@ -117,3 +119,11 @@ async def _end_group(process: asyncio.subprocess.Process) -> None:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
+
+
+def _written_by_orch(step: Step) -> tuple[str, ...]:
+    """The `stdout:` capture: orch writes it once the command succeeds."""
+    return tuple(path for path in step.outputs if step.field_of(path)[-1] == "stdout")
+
+
+KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)

@@ -7,10 +7,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..spec import TemplateStep
+from . import Kind
 from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
+    from ..pipeline import Step
 
 _EXPRESSION = re.compile(r"\{\{.*?\}\}")
 _TEMPLATE_SUFFIXES = frozenset(
@@ -83,3 +85,11 @@ async def execute(ctx: StepContext) -> Outcome:
     else:
         rendered = str(ctx.render(definition["template"]))
     return Outcome(written=[ctx.write(output, rendered)])
+
+
+def _written_by_orch(step: Step) -> tuple[str, ...]:
+    """Every output: orch writes them from what the step produced."""
+    return step.outputs
+
+
+KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)

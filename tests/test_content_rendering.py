@@ -295,3 +295,29 @@ def test_a_foreach_that_gives_no_step_is_a_warning_naming_it(project: Project) -
         "orch.yaml:4:14: warning: step 'each': foreach ('data/*.csv') matched no files"
         in result.stderr
     )
+
+
+def test_a_template_file_another_step_writes_is_rendered_with_every_var(
+    project: Project,
+) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        vars: { who: Ada, unused: 1 }
+        steps:
+          gen:
+            run: printf '{{ "{{" }} who {{ "}}" }}' > t.j2
+            output: t.j2
+          page:
+            template_file: t.j2
+            output: page.txt
+        """
+    )
+    assert project.orch("build").exit_code == 0
+    assert project.read("page.txt") == "Ada"
+    rebuilt = project.orch("build", "--set", "unused=2")
+    assert rebuilt.started() == ["page"]  # the file was not known when the key was made
+    project.pipeline(project.read("orch.yaml").replace(" who ", " env.HOME "))
+    failed = project.orch("build")
+    assert failed.exit_code == 1
+    assert "cannot use env" in failed.stdout

@@ -68,7 +68,10 @@ class StepContext:
         try:
             return self.renderer.render(text, self._context())
         except TemplateError as exc:
-            raise StepFailed("template", f"in {path}: {exc}") from exc
+            hint = ""
+            if "env" not in self.step.scope and str(exc) == "undefined variable 'env'":
+                hint = " (a template file another step writes cannot use env: pass it in a var)"
+            raise StepFailed("template", f"in {path}: {exc}{hint}") from exc
 
     def _context(self) -> dict[str, Any]:
         return {**self.step.scope, "read": Reader(self.step.inputs, self.workdir)}

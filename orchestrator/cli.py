@@ -565,7 +565,12 @@ def tail_command(
     if follow:
         events = history.follow(found, lambda: history.is_live(workdir, found))
     else:
-        events = iter(history.read_events(found))
+        loaded = history.load_events(found)
+        if loaded.skipped:
+            click.echo(
+                f"warning: skipped {loaded.skipped} damaged lines in {found.events_file}", err=True
+            )
+        events = iter(loaded.events)
     last = None
     for event in events:
         last = event

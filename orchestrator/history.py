@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
+from . import records
 from .errors import UsageError
 from .events import Event
 from .runs import Manifest, StepRecord, state_dir
@@ -153,50 +154,33 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_manifest(run: Run) -> dict[str, Any]:
-    """The run's manifest. While it says `running` (a live build, or one that was killed), the
-    steps, files and usage are rebuilt from the events written so far."""
-    stored = _load_json(run.manifest_file)
-    if stored is not None and stored.get("status") != RUNNING:
-        return stored
-    return replay(run.job_id, stored, read_events(run))
+    """The run's manifest, every field checked. While it says `running` (a live build, or one
+    that was killed), the steps, files and usage are rebuilt from the events written so far."""
+    stored = records.manifest(run.job_id, _load_json(run.manifest_file))
+    if stored.status != RUNNING:
+        return stored.to_json()
+    return replay(stored, read_events(run))
 
 
-def replay(job_id: str, stored: dict[str, Any] | None, events: Iterable[Event]) -> dict[str, Any]:
-    """A manifest brought up to date with events: the stored one (or an empty one) as the start."""
-    manifest = _manifest_from(job_id, stored or {})
+def replay(manifest: Manifest, events: Iterable[Event]) -> dict[str, Any]:
+    """A manifest brought up to date with events."""
     for event in events:
         _apply(manifest, event)
     return manifest.to_json()
-
-
-def _manifest_from(job_id: str, data: dict[str, Any]) -> Manifest:
-    manifest = Manifest(
-        job_id=str(data.get("job_id", job_id)),
-        pipeline=str(data.get("pipeline", "")),
-        workdir=str(data.get("workdir", "")),
-        targets=list(data.get("targets", [])),
-        status=str(data.get("status", RUNNING)),
-        started=str(data.get("started", "")),
-    )
-    fields = ("status", "reasons", "duration_s", "failure", "meta")
-    for step_id, record in data.get("steps", {}).items():
-        manifest.steps[step_id] = StepRecord(**{k: record[k] for k in fields if k in record})
-    manifest.files = dict(data.get("files", {}))
-    return manifest
 
 
 def _apply(manifest: Manifest, event: Event) -> None:
     """What one event says about the run."""
     kind, data = event.get("type", ""), event.get("data") or {}
     if kind == "job.started":
-        manifest.pipeline = manifest.pipeline or str(data.get("pipeline", ""))
-        manifest.started = manifest.started or str(event.get("ts", ""))
+        manifest.pipeline = manifest.pipeline or records.text(data.get("pipeline"))
+        manifest.started = manifest.started or records.text(event.get("ts"))
     elif kind in END_TYPES:
         manifest.status = kind.removeprefix("job.")
-        manifest.finished = event.get("ts")
-        manifest.duration_s = data.get("duration_s")
-    elif kind == "file.written" and "path" in data:
-        manifest.files[data["path"]] = data.get("sha256", "")
+        manifest.finished = records.text(event.get("ts")) or None
+        manifest.duration_s = records.number(data.get("duration_s"))
+    elif kind == "file.written" and isinstance(data.get("path"), str):
+        manifest.files[data["path"]] = records.text(data.get("sha256"))
     elif kind.startswith("step.") and event.get("step") is not None:
         record = manifest.steps.setdefault(event["step"], StepRecord())
         _apply_step(record, kind, data)
@@ -206,16 +190,16 @@ def _apply_step(record: StepRecord, kind: str, data: dict[str, Any]) -> None:
     """What one step event says about the step."""
     if kind == "step.started":
         record.status = RUNNING
-        record.reasons = list(data.get("reasons", record.reasons))
+        record.reasons = records.texts(data.get("reasons")) or record.reasons
     elif kind == "step.succeeded":
-        record.status, record.duration_s = "ran", data.get("duration_s")
-        record.meta = {k: v for k, v in data.items() if k != "duration_s"}
+        record.status, record.duration_s = "ran", records.number(data.get("duration_s"))
+        record.meta = records.meta({k: v for k, v in data.items() if k != "duration_s"})
     elif kind == "step.failed":
         cancelled = data.get("kind") == "cancelled"
         record.status = "cancelled" if cancelled else "failed"
-        record.duration_s = data.get("duration_s", record.duration_s)
+        record.duration_s = records.number(data.get("duration_s")) or record.duration_s
         if not cancelled:
-            record.failure = {"kind": data.get("kind", ""), "message": data.get("message", "")}
+            record.failure = records.failure(data)
     elif kind == "step.restored":
         record.status = "restored"
     elif kind == "step.skipped":
@@ -253,20 +237,34 @@ def severity(level: str) -> int:
 def _parse(line: bytes) -> Event | None:
     """An event from one complete line; None for a blank or damaged line."""
     try:
-        event = json.loads(line)
-    except ValueError:
+        return records.event(json.loads(line))
+    except (ValueError, RecursionError):
         return None
-    return event if isinstance(event, dict) else None
+
+
+@dataclass(frozen=True)
+class EventLines:
+    """The events of a run, and how many of its complete lines were not events."""
+
+    events: list[Event]
+    skipped: int = 0
+
+
+def load_events(run: Run) -> EventLines:
+    """The run's events so far; a last line still being written is not an event yet, and a
+    damaged line is skipped (and counted)."""
+    try:
+        data = run.events_file.read_bytes()
+    except OSError:
+        return EventLines([])
+    lines = [line for line in data[: data.rfind(b"\n") + 1].splitlines() if line.strip()]
+    events = [event for line in lines if (event := _parse(line)) is not None]
+    return EventLines(events, len(lines) - len(events))
 
 
 def read_events(run: Run) -> list[Event]:
-    """The run's events so far; a last line still being written is not an event yet."""
-    try:
-        data = run.events_file.read_bytes()
-    except FileNotFoundError:
-        return []
-    complete = data[: data.rfind(b"\n") + 1]
-    return [event for line in complete.splitlines() if (event := _parse(line)) is not None]
+    """The run's events so far (damaged lines left out)."""
+    return load_events(run).events
 
 
 def follow(

@@ -43,10 +43,23 @@ def new_job_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+LOG_STEM_BYTES = 120
+"""How much of a step id a log name keeps: with a hash and `.log`, well under 255 bytes."""
+
+
 def log_name(step_id: str) -> str:
-    """A step's log file name; ids may hold characters a file name should not."""
+    """A step's log file name, unique per step id and a valid file name for any id.
+
+    The id itself when it is a plain name; otherwise its plain characters, cut short, and a
+    hash of the whole id (`lint@src_a.py-3f2a…`), so that `a b` and `a_b` keep apart.
+    """
     safe = "".join(c if c.isalnum() or c in "._@-" else "_" for c in step_id)
-    return f"{safe}.log"
+    if safe == step_id and len(safe.encode()) <= LOG_STEM_BYTES and not safe.startswith("."):
+        return f"{safe}.log"
+    import hashlib
+
+    short = safe.encode()[:LOG_STEM_BYTES].decode(errors="ignore")
+    return f"{short}-{hashlib.sha256(step_id.encode()).hexdigest()[:12]}.log"
 
 
 @dataclass

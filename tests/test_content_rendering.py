@@ -4,6 +4,8 @@ output while the build said it succeeded."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .buildkit import Project
@@ -321,3 +323,31 @@ def test_a_template_file_another_step_writes_is_rendered_with_every_var(
     failed = project.orch("build")
     assert failed.exit_code == 1
     assert "cannot use env" in failed.stdout
+
+
+def test_foreach_items_that_are_odd_file_names_build_and_stay_up_to_date(
+    project: Project,
+) -> None:
+    names = ["a b.txt", "a_b.txt", "quote'and\"double.txt", "x" * 251 + ".txt"]
+    for name in names:
+        project.write(f"in/{name}", name)
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          copy:
+            foreach: "{{ files }}"
+            inputs: ["in/{{ item }}"]
+            run: mkdir -p out && cat {{ ('in/' ~ item) | quote }} > {{ outputs[0] | quote }}
+            output: "out/{{ item }}"
+        """
+    )
+    listing = "[" + ", ".join(json.dumps(name) for name in names) + "]"
+    first = project.orch("build", "--set", f"files={listing}")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    for name in names:
+        assert project.read(f"out/{name}") == name
+    logs = {path.name for path in (first.run / "logs").iterdir()}
+    assert len(logs) == len(names)
+    again = project.orch("build", "--set", f"files={listing}")
+    assert again.started() == []

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .buildlock import BuildLock
 from .events import EventLog, Listener, timestamp
+from .masking import Masker
 from .plan import Plan, compile_plan
 from .planner import Action, Options
 from .runner import CANCELLED, Runner, RunOptions
@@ -132,7 +133,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         folder = RunFolder(workspace.workdir, job_id)
         manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
         manifest.steps = {step_id: StepRecord() for step_id in selected}
-        events = EventLog(job_id, folder.events)
+        events = EventLog(job_id, folder.events, Masker.from_environment())
         events.listeners.extend(listeners)
         run_options = RunOptions(
             request.job_count, request.keep_going, request.use_cache, request.offline

@@ -31,7 +31,9 @@ def _reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except OrchError as exc:
-            click.echo(exc.render(), err=True)
+            from .masking import Masker
+
+            click.echo(Masker.from_environment().text(exc.render()), err=True)
             raise SystemExit(exc.exit_code) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

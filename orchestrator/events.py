@@ -3,7 +3,8 @@
     {"ts": "2026-11-24T10:15:00.123Z", "level": "info", "job_id": "...",
      "type": "step.started", "step": "architect", "data": {...}}
 
-Listeners (the terminal reporter) see every event as it is written.
+Listeners (the terminal reporter) see every event as it is written, secret values masked
+(see `masking`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from .masking import Masker
 
 Event = dict[str, Any]
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -37,8 +40,10 @@ def _line(event: Event) -> str:
 class EventLog:
     """Writes a job's events to a file (when given one) and passes them to listeners."""
 
-    def __init__(self, job_id: str, path: Path | None = None) -> None:
+    def __init__(self, job_id: str, path: Path | None = None, masker: Masker | None = None) -> None:
+        """`masker` hides secret values in every event's data."""
         self.job_id = job_id
+        self.masker = masker or Masker()
         self.listeners: list[Listener] = []
         self._file: IO[str] | None = None
         if path is not None:
@@ -52,7 +57,7 @@ class EventLog:
             "job_id": self.job_id,
             "type": type,
             "step": step,
-            "data": data,
+            "data": self.masker.value(data) if self.masker else data,
         }
         if self._file is not None:
             self._file.write(_line(event))

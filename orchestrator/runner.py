@@ -150,6 +150,7 @@ class Runner:
         self.lock_failed = False
         self._providers: Providers | None = None
         self._keeper: Keeper | None = None
+        self._masked_pipeline = False
         self._cwd = Path.cwd()
 
     # ------------------------------------------------------------------ the loop
@@ -429,6 +430,7 @@ class Runner:
         log = self.folder.log(step_id)
         from .steps import StepContext
 
+        self._mask_secrets_of(pipeline)
         context = StepContext(
             pipeline,
             step,
@@ -438,7 +440,20 @@ class Runner:
             providers=self.providers,
             others=self.plan.steps[step_id].nested,
         )
-        return await kind.execute(context)
+        try:
+            return await kind.execute(context)
+        finally:
+            import asyncio
+
+            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+
+    def _mask_secrets_of(self, pipeline: LoadedPipeline) -> None:
+        """Mask the secrets the pipeline's environment adds (its dotenv files), once."""
+        if not self._masked_pipeline:
+            from .masking import secret_values
+
+            self.events.masker.add(secret_values(pipeline.env))
+            self._masked_pipeline = True
 
     def providers(self) -> Providers:
         """The build's providers, created on first use and closed when the loop ends."""
@@ -449,6 +464,8 @@ class Runner:
             self._providers = Providers(
                 pipeline.providers, pipeline.env, pipeline.workdir, offline=self.options.offline
             )
+            for name in pipeline.providers:
+                self.events.masker.add(self._providers.settings(name).secrets())
         return self._providers
 
     def _finish(self, assessment: Assessment, meta: Mapping[str, Any]) -> dict[str, str]:

@@ -50,7 +50,7 @@ async def execute(ctx: StepContext) -> Outcome:
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         capture = ctx.scratch / "stdout"
     with ctx.log.open("ab") as log:
-        log.write(f"$ {command}\n".encode())
+        log.write(f"$ {ctx.events.masker.text(command)}\n".encode())
         log.flush()
         with capture.open("wb") if capture else log as out:
             code = await _run(command, env, str(cwd), out, log, spec.timeout_s)

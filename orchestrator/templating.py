@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OrchError, TemplateError
+from .limits import Limits, deadline
 from .paths import PathRefused, escapes_through_symlink, is_dir, is_glob, is_within, normalize
 from .references import References, find_references
 
@@ -48,7 +49,18 @@ class Renderer:
         from jinja2 import StrictUndefined
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        env = ImmutableSandboxedEnvironment(
+        limits = self.limits
+
+        class LimitedEnvironment(ImmutableSandboxedEnvironment):
+            """The sandbox, with `*` and `**` checked before they build something huge."""
+
+            intercepted_binops = frozenset({"*", "**"})
+
+            def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+                limits.check_binop(operator, left, right)
+                return super().call_binop(context, operator, left, right)
+
+        env = LimitedEnvironment(
             undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
         )
         env.filters.update(
@@ -62,7 +74,9 @@ class Renderer:
         del env.globals["lipsum"]
         return env
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        """`limits` bound each rendering (by default, those the environment sets)."""
+        self.limits = limits or Limits.from_environment()
         self._compiled: dict[str, Any] = {}
         self._expressions: dict[str, Any] = {}
         self._references: dict[str, References] = {}
@@ -87,7 +101,7 @@ class Renderer:
         if template is None:
             template = self._guard(lambda: self._env.from_string(text))
             self._compiled[text] = template
-        return str(self._guard(lambda: template.render(context)))
+        return str(self._guard(lambda: self.limits.joined(template.generate(context))))
 
     def evaluate(self, text: str, context: Mapping[str, Any]) -> Any:
         """The native value of a lone ``{{ expression }}``; other strings are rendered."""
@@ -111,13 +125,13 @@ class Renderer:
         """Like `render_value`, but a lone ``{{ expression }}`` keeps its native type."""
         return map_strings(value, lambda text: self.evaluate(text, context))
 
-    @staticmethod
-    def _guard(action: Callable[[], Any]) -> Any:
+    def _guard(self, action: Callable[[], Any]) -> Any:
         from jinja2 import TemplateError as JinjaError
         from jinja2 import TemplateSyntaxError
 
         try:
-            return action()
+            with deadline(self.limits.timeout_s):
+                return action()
         except OrchError:
             raise
         except TemplateSyntaxError as exc:

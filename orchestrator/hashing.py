@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,11 +32,12 @@ if TYPE_CHECKING:
     from .spec import Provider
 
 KEY_FORMAT = 2
-STAT_CACHE_FORMAT = 1
+STAT_CACHE_FORMAT = 2
 RACY_WINDOW_NS = 100_000_000
 COARSE_RACY_WINDOW_NS = 2_000_000_000
 _SECOND_NS = 1_000_000_000
 _CHUNK = 1 << 20
+_SHA256 = re.compile("[0-9a-f]{64}")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -133,11 +135,12 @@ class StatCache:
         if self.file is None or not self._dirty:
             return
         from .filestore import atomic_write
+        from .integrity import seal
 
         rows = {path: [*stamp, digest] for path, (stamp, digest) in self._entries.items()}
         self.file.parent.mkdir(parents=True, exist_ok=True)
         record = canonical_json({"format": STAT_CACHE_FORMAT, "files": rows})
-        atomic_write(self.file, record, durable=False)
+        atomic_write(self.file, seal(record), durable=False)
         self._dirty = False
 
 
@@ -147,17 +150,39 @@ def _racy_window(mtime_ns: int) -> int:
 
 
 def _read_stat_cache(file: Path) -> dict[str, tuple[_Stamp, str]]:
-    """The saved entries; an unreadable or foreign cache is simply empty."""
+    """The saved entries, each checked; a cache that is unreadable, foreign or fails its
+    checksum is simply empty, so every file is hashed afresh."""
+    from .integrity import unseal
+
     try:
-        data = json.loads(file.read_bytes())
-        if data.get("format") != STAT_CACHE_FORMAT:
-            return {}
-        return {
-            path: ((int(i), int(m), int(c), int(s)), str(d))
-            for path, (i, m, c, s, d) in data["files"].items()
-        }
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        record = unseal(file.read_bytes())
+        data = json.loads(record) if record is not None else None
+    except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict) or data.get("format") != STAT_CACHE_FORMAT:
+        return {}
+    rows = data.get("files")
+    if not isinstance(rows, dict):
+        return {}
+    entries = {}
+    for path, row in rows.items():
+        entry = _stat_entry(row)
+        if entry is not None:
+            entries[path] = entry
+    return entries
+
+
+def _stat_entry(row: Any) -> tuple[_Stamp, str] | None:
+    """A saved `[inode, mtime_ns, ctime_ns, size, sha256]`, None unless well-formed."""
+    if not isinstance(row, list) or len(row) != 5:
+        return None
+    *stamp, digest = row
+    if not all(type(number) is int for number in stamp) or not isinstance(digest, str):
+        return None
+    if not _SHA256.fullmatch(digest):
+        return None
+    inode, mtime, ctime, size = stamp
+    return (inode, mtime, ctime, size), digest
 
 
 class Hasher:

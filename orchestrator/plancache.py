@@ -11,8 +11,10 @@ A saved plan is reused only while everything it was compiled from is unchanged:
 - the existence of every source input (a missing one must be reported where it is declared,
   which takes the full load).
 
-Anything else, including an unreadable or foreign file, means a full load. Plans live in
-`<workdir>/.orch/plans/`; the workdir is found from the pipeline's top-level `workdir:` line.
+Anything else, including an unreadable or foreign file, means a full load. A saved plan carries
+the sha256 of its bytes (`integrity.seal`): one cut short or with a flipped bit is not used.
+Plans live in `<workdir>/.orch/plans/`; the workdir is found from the pipeline's top-level
+`workdir:` line.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .hashing import canonical_json, sha256_file
+from .integrity import seal, unseal
 from .paths import escapes_through_symlink, exists, expand_glob, is_dir, normalize
 from .plan import Plan
 
 if TYPE_CHECKING:
     from .pipeline import LoadedPipeline
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 _WORKDIR_LINE = re.compile(rb"""^workdir:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?$""", re.M)
 _PACKAGE = Path(__file__).resolve().parent
 _VOLATILE = frozenset({"_", "OLDPWD"})
@@ -53,7 +56,10 @@ def load(
     identity = _identity(pipeline, text, overrides, provider)
     file = _plan_file(pipeline, text, identity)
     try:
-        saved = json.loads(file.read_bytes())
+        record = unseal(file.read_bytes())
+        if record is None:
+            return None, identity
+        saved = json.loads(record)
         if saved.get("format") != PLAN_FORMAT or saved.get("identity") != identity:
             return None, identity
         plan = Plan.from_json(saved["plan"])
@@ -81,7 +87,7 @@ def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps(record, separators=(",", ":")).encode("utf-8")
-        atomic_write(file, data, durable=False)
+        atomic_write(file, seal(data), durable=False)
     except OSError:
         return
 

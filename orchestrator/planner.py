@@ -108,9 +108,10 @@ def _file_changes(
 
 
 def _output_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[str]:
-    """Recorded outputs missing or modified, and files added in an output folder (a fresh
-    build would not have them)."""
-    missing = [f"output missing: {p}" for p in sorted(recorded) if now.get(p) is None]
+    """Outputs missing (recorded, or declared files: a lock entry cannot make a missing one
+    up to date) or modified, and files added in an output folder (a fresh build would not
+    have them)."""
+    missing = [f"output missing: {p}" for p in sorted(recorded.keys() | now) if now.get(p) is None]
     added = [
         f"output added: {p}" for p in sorted(now.keys() - recorded.keys()) if now[p] is not None
     ]

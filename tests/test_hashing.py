@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -11,14 +12,19 @@ from pathlib import Path
 import pytest
 
 from orchestrator.hashing import (
+    STAT_CACHE_FORMAT,
     Hasher,
     StatCache,
+    _read_stat_cache,
     canonical_json,
     definition_hash,
     resolved_definition,
     step_key,
 )
+from orchestrator.integrity import seal
 from orchestrator.pipeline import load
+
+from .corruption import damaged
 
 EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -183,3 +189,52 @@ def test_files_on_whole_second_filesystems_wait_longer_to_be_remembered(
     cache.sha256(data)
     cache.save()
     assert (tmp_path / "cache.json").exists() == remembered
+
+
+def _remembered(tmp_path: Path, count: int = 3) -> tuple[Path, dict[Path, str]]:
+    """A saved stat cache remembering `count` files, and their true digests."""
+    digests = {}
+    cache = StatCache(tmp_path / "cache.json")
+    for number in range(count):
+        data = tmp_path / f"d{number}.txt"
+        data.write_text(f"data {number}\n")
+        _age(data)
+        digests[data] = cache.sha256(data) or ""
+    cache.save()
+    return tmp_path / "cache.json", digests
+
+
+def test_a_stat_cache_with_a_changed_digest_is_not_used(tmp_path: Path) -> None:
+    file, digests = _remembered(tmp_path)
+    data = file.read_bytes()
+    (path, digest), *_ = digests.items()
+    file.write_bytes(data.replace(digest.encode(), EMPTY_SHA.encode()))
+    assert StatCache(file).sha256(path) == digest
+
+
+def test_malformed_stat_cache_entries_are_dropped_one_by_one(tmp_path: Path) -> None:
+    good = [1, 2, 3, 4, EMPTY_SHA]
+    rows = {
+        "good": good,
+        "short digest": [1, 2, 3, 4, EMPTY_SHA[1:]],
+        "upper case": [1, 2, 3, 4, EMPTY_SHA.upper()],
+        "a bool": [True, 2, 3, 4, EMPTY_SHA],
+        "a text stamp": [1, "2", 3, 4, EMPTY_SHA],
+        "too short": [1, 2, 3, EMPTY_SHA],
+        "not a list": {"digest": EMPTY_SHA},
+    }
+    record = canonical_json({"format": STAT_CACHE_FORMAT, "files": rows})
+    (tmp_path / "cache.json").write_bytes(seal(record))
+    assert _read_stat_cache(tmp_path / "cache.json") == {"good": ((1, 2, 3, 4), EMPTY_SHA)}
+    (tmp_path / "cache.json").write_bytes(record)  # not sealed: a foreign file
+    assert _read_stat_cache(tmp_path / "cache.json") == {}
+
+
+def test_a_stat_cache_cut_or_flipped_anywhere_gives_true_digests(tmp_path: Path) -> None:
+    file, digests = _remembered(tmp_path)
+    data = file.read_bytes()
+    rng = random.Random(5)
+    for _ in range(200):
+        file.write_bytes(damaged(data, rng))
+        cache = StatCache(file)
+        assert {path: cache.sha256(path) for path in digests} == digests

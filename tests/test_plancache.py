@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,8 +11,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
+from orchestrator.integrity import unseal
 
 from .buildkit import ran as ran_in
+from .corruption import damaged
 
 PIPELINE = """\
     version: 1
@@ -144,3 +148,39 @@ def test_a_fake_reply_file_that_appears_later_becomes_an_input(
     assert ran(second) == ["ask"]
     assert "input modified: replies/ask.md" in second.output
     assert (tmp_path / "answer.md").read_text() == "two\n"
+
+
+def _plan(workdir: Path) -> Path:
+    """The saved plan, saved again by a build under this test's environment (pytest names the
+    test phase in PYTEST_CURRENT_TEST, which is part of the plan's identity)."""
+    assert build().output == "all 3 steps up to date\n"
+    (plan,) = (workdir / ".orch" / "plans").glob("*.json")
+    return plan
+
+
+def test_a_saved_plan_carries_a_checksum_of_its_bytes(workdir: Path) -> None:
+    data = _plan(workdir).read_bytes()
+    record = unseal(data)
+    assert record is not None and json.loads(data)["record"] == json.loads(record)
+    assert unseal(data.replace(b'"definition":"', b'"definition":"0', 1)) is None
+
+
+def test_a_saved_plan_with_a_changed_digest_is_compiled_afresh(workdir: Path) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    at = data.index(b'"definition":"') + len(b'"definition":"')
+    plan.write_bytes(data[:at] + (b"1" if data[at : at + 1] != b"1" else b"2") + data[at + 1 :])
+    result = build()
+    assert result.output == "all 3 steps up to date\n"  # not "definition changed"
+    assert plan.read_bytes() == data, "the full load saved the plan again"
+
+
+def test_saved_plans_cut_or_flipped_anywhere_are_never_used(workdir: Path) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    rng = random.Random(3)
+    for _ in range(12):
+        plan.write_bytes(damaged(data, rng))
+        result = build()
+        assert result.output == "all 3 steps up to date\n"
+        assert plan.read_bytes() == data

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +26,7 @@ from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any
 
 from .errors import OrchError
-from .paths import expand_glob, is_dir, is_glob
+from .paths import escapes_through_symlink, expand_glob, is_dir, is_glob
 
 if TYPE_CHECKING:
     from .pipeline import Step
@@ -195,7 +196,7 @@ class Hasher:
     def files(self, declared: str, exclude: Callable[[str], bool] | None = None) -> list[str]:
         """The files a declared path stands for: itself, a folder's files, a glob's matches."""
         if is_glob(declared):
-            found = expand_glob(self.workdir, declared)
+            found = _confined_matches(self.workdir, declared)
         elif is_dir(declared):
             found = _walk(self.workdir, declared)
         else:
@@ -218,9 +219,24 @@ class Hasher:
         return dict(sorted(result.items())) if len(result) > 1 else result
 
 
+def _confined_matches(workdir: Path, pattern: str) -> list[str]:
+    """A glob's matches; PathEscapes if one lies in a folder leading outside the workdir (a
+    wildcard or a named folder of the pattern can pass through a symlink)."""
+    found = expand_glob(workdir, pattern)
+    for folder in sorted({posixpath.dirname(path) for path in found} - {""}):
+        if escapes_through_symlink(workdir, folder):
+            raise PathEscapes(
+                f"'{folder}/', matched by '{pattern}', leads outside the workdir through a symlink"
+            )
+    return found
+
+
 def _walk(workdir: Path, folder: str) -> list[str]:
     """The files under a folder; symlinked folders inside it are listed as if they were files,
-    so that hashing meets them (and refuses those leading outside)."""
+    so that hashing meets them (and refuses those leading outside). PathEscapes if the folder
+    itself leads outside the workdir."""
+    if escapes_through_symlink(workdir, folder):
+        raise PathEscapes(f"'{folder}' leads outside the workdir through a symlink")
     root = workdir / folder
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .filestore import confined_rmdir, confined_tree, confined_unlink
 from .hashing import sha256_bytes
 from .paths import PathRefused, is_dir, is_within, normalize
 
@@ -105,24 +106,19 @@ def _relative(path: Path, cwd: Path) -> str:
 
 def clear(workdir: Path, step: PlannedStep, files: Iterable[str]) -> None:
     """Remove the step's output files, then the folders of its outputs left empty (a command
-    then runs as in a fresh build); folders holding other steps' outputs stay."""
+    then runs as in a fresh build); folders holding other steps' outputs stay.
+
+    Nothing is removed through a symlink leading outside the workdir (WriteRefused)."""
     for path in files:
-        (workdir / path).unlink(missing_ok=True)
+        confined_unlink(workdir, path)
     for folder in (out for out in step.outputs if is_dir(out)):
         _prune(workdir, folder, step.nested)
 
 
 def _prune(workdir: Path, folder: str, nested: tuple[str, ...]) -> None:
     """Remove the empty folders under `folder` (itself included), deepest first."""
-    root = workdir / folder
-    if root.is_symlink() or not root.is_dir():
-        return
-    found = [Path(dirpath) for dirpath, _, _ in os.walk(root)]
-    for path in sorted(found, key=lambda p: len(p.parts), reverse=True):
-        relative = path.relative_to(workdir).as_posix() + "/"
+    found, _ = confined_tree(workdir, folder)
+    for relative in sorted(found, key=lambda p: p.count("/"), reverse=True):
         if any(is_within(other, relative) or relative.startswith(other) for other in nested):
             continue
-        try:
-            path.rmdir()
-        except OSError:
-            continue  # not empty
+        confined_rmdir(workdir, relative)  # left alone when not empty

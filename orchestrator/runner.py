@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StepFailed
 from .events import EventLog
-from .filestore import WriteRefused
+from .filestore import WriteRefused, confined_unlink
 from .hashing import PathEscapes
 from .lockfile import LOCK_VERSION, LockEntry, join_blocks, render_entry, write_text
 from .outputs import Keeper, Kept, clear, unrecorded
@@ -308,7 +308,7 @@ class Runner:
         for result in written:
             self.events.emit("file.written", step.id, **result.as_event_data())
         for stray in sorted(set(assessment.outputs) - set(action.outputs)):
-            (workdir / stray).unlink(missing_ok=True)
+            confined_unlink(workdir, stray)
             self.events.emit("file.removed", step.id, path=stray, reason="not in the cache entry")
         self.events.emit(
             "step.restored", step.id, key=assessment.key, reasons=list(assessment.decision.reasons)

@@ -920,12 +920,12 @@ def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(
     # background, `three` would start before the entries of `one` and `two` are on disk.
     replace = os.replace
 
-    def slow_replace(source: StrPath, target: StrPath) -> None:
+    def slow_replace(source: StrPath, target: StrPath, **dir_fds: int | None) -> None:
         if Path(target).name == "orch.lock":
             deadline = time.monotonic() + 0.5
             while not project.exists("three.started") and time.monotonic() < deadline:
                 time.sleep(0.005)
-        replace(source, target)
+        replace(source, target, **dir_fds)  # outputs are renamed relative to their folder
 
     monkeypatch.setattr(os, "replace", slow_replace)
     assert project.orch("build", "-j", "1").exit_code == 0

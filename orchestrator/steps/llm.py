@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
+from ..filestore import confined_tree, confined_unlink
 from ..paths import is_within
 from . import Kind, extract
 from .base import Outcome, StepContext
@@ -179,17 +180,15 @@ def _contents(ctx: StepContext, text: str) -> dict[str, str]:
 
 
 def _remove_stale(ctx: StepContext, written: set[str]) -> None:
-    """Make the output folders hold exactly what the reply named (and other steps' outputs)."""
+    """Make the output folders hold exactly what the reply named (and other steps' outputs);
+    never through a symlink leading outside the workdir (WriteRefused)."""
     for folder in ctx.step.outputs:
-        root = ctx.workdir / folder
-        for file in sorted(root.rglob("*")):
-            relative = file.relative_to(ctx.workdir).as_posix()
-            if file.is_dir() or relative in written:
+        _, files = confined_tree(ctx.workdir, folder)
+        for relative in files:
+            if relative in written or any(is_within(relative, other) for other in ctx.others):
                 continue
-            if any(is_within(relative, other) for other in ctx.others):
-                continue
-            file.unlink()
-            ctx.emit("file.removed", path=relative, reason="not in the reply")
+            if confined_unlink(ctx.workdir, relative):
+                ctx.emit("file.removed", path=relative, reason="not in the reply")
 
 
 def _usage(ctx: StepContext, request: ChatRequest, reply: Reply) -> dict[str, Any]:

@@ -8,8 +8,9 @@ fails with a located error instead of hanging orch or eating the machine's memor
   a repeated string or list (`'x' * n`, `[0] * n`) may reach before it is built;
 - an exponent above 10,000 (`10 ** 100000`) is refused before it is computed.
 
-The time limit uses a real-time interval timer, so it applies where rendering runs in the main
-thread (everywhere orch renders today); elsewhere only the size limits apply.
+The time limit counts the CPU time orch spends (a virtual interval timer, `SIGVTALRM`, which no
+other part of orch uses), so a runaway loop stops while a rendering that waits on a file does
+not; it applies where rendering runs in the main thread (everywhere orch renders today).
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ def deadline(seconds: float) -> Iterator[None]:
         if getattr(_active, "on", False):
             raise _TimedOut
 
-    previous = signal.signal(signal.SIGALRM, expire)
+    previous = signal.signal(signal.SIGVTALRM, expire)
     _active.on = True
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
     try:
         yield
     except _TimedOut:
@@ -101,8 +102,8 @@ def deadline(seconds: float) -> Iterator[None]:
         ) from None
     finally:
         _active.on = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def _whole(value: Any) -> bool:

@@ -6,7 +6,25 @@ import sys
 
 
 def main() -> None:
-    """Run the command line; `orch --version` answers before the CLI framework loads."""
+    """Run the command line; `orch --version` answers before the CLI framework loads.
+
+    SIGINT and SIGTERM are routed to orch's handler first thing, so a signal at any moment
+    unwinds the same way (exit 130, no traceback); once the command is done, they are ignored.
+    """
+    from . import interrupt
+
+    interrupt.take_over()
+    try:
+        try:
+            _run()
+        finally:
+            interrupt.ignore()
+    except (interrupt.Interrupted, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(interrupt.EXIT_CODE) from None
+
+
+def _run() -> None:
     if sys.argv[1:] == ["--version"]:
         from . import __version__
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import interrupt
 from .buildlock import BuildLock
 from .events import EventLog, Listener, timestamp
 from .masking import Masker
 from .plan import Plan, compile_plan
 from .planner import Action, Options
-from .runner import CANCELLED, Runner, RunOptions
+from .runner import CANCELLED, FAILED, Runner, RunOptions
 from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
 from .state import Assessment, Workspace
 
@@ -122,41 +123,73 @@ def status(request: Request) -> Status:
 
 
 def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
-    """Build the requested steps; one build per workdir at a time."""
+    """Build the requested steps; one build per workdir at a time.
+
+    A signal while the pipeline loads raises `interrupt.Interrupted`, before anything is
+    written; from then on it is recorded, and the build ends cancelled, with its run closed.
+    A signal after its last lock write leaves the outcome as it is.
+    """
     plan, pipeline = open_plan(request, keep=True)
     selected = plan.select(request.targets)
-    state = ensure_state_dir(Path(plan.workdir))
-    with BuildLock(state / "build.lock"):
-        # The lock file is read only while holding the workdir, so no other build changes it.
-        workspace = Workspace(plan, request.options, force=request.force)
-        job_id = new_job_id()
-        folder = RunFolder(workspace.workdir, job_id)
-        manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
-        manifest.steps = {step_id: StepRecord() for step_id in selected}
-        events = EventLog(job_id, folder.events, Masker.from_environment())
-        events.listeners.extend(listeners)
-        run_options = RunOptions(
-            request.job_count, request.keep_going, request.use_cache, request.offline
-        )
-        runner = Runner(
-            workspace, selected, run_options, events, folder, manifest, pipeline, _kinds
-        )
-        try:
-            status = _run(runner, events, folder, manifest, plan)
-        finally:
-            workspace.stat_cache.save()
-            events.close()
+    with interrupt.deferred():
+        state = ensure_state_dir(Path(plan.workdir))
+        with BuildLock(state / "build.lock"):
+            # The lock file is read only while holding the workdir: no other build changes it.
+            workspace = Workspace(plan, request.options, force=request.force)
+            interrupt.check()  # interrupted before the run folder exists: no run
+            report = _build(request, listeners, plan, pipeline, workspace, selected)
+            interrupt.quiet()  # the run is recorded: a later signal changes nothing
+    return report
+
+
+def _build(
+    request: Request,
+    listeners: tuple[Listener, ...],
+    plan: Plan,
+    pipeline: Callable[[], LoadedPipeline],
+    workspace: Workspace,
+    selected: list[str],
+) -> Report:
+    job_id = new_job_id()
+    folder = RunFolder(workspace.workdir, job_id)
+    manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
+    manifest.steps = {step_id: StepRecord() for step_id in selected}
+    events = EventLog(job_id, folder.events, Masker.from_environment())
+    events.listeners.extend(listeners)
+    run_options = RunOptions(
+        request.job_count, request.keep_going, request.use_cache, request.offline
+    )
+    runner = Runner(workspace, selected, run_options, events, folder, manifest, pipeline, _kinds)
+    try:
+        status = _run(runner, events, folder, manifest, plan)
+    finally:
+        workspace.stat_cache.save()
+        events.close()
     return Report(status, job_id, manifest, folder.path, plan.warnings)
 
 
 def _run(
     runner: Runner, events: EventLog, folder: RunFolder, manifest: Manifest, plan: Plan
 ) -> str:
+    """Open the run, build, and close the run with the job's status whatever happened."""
     started = time.monotonic()
-    folder.write_manifest(manifest)
-    events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=len(manifest.steps))
+    status = FAILED
+    try:
+        folder.write_manifest(manifest)
+        steps = len(manifest.steps)
+        events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=steps)
+        status = runner.run()
+    except (KeyboardInterrupt, interrupt.Interrupted):
+        status = CANCELLED
+    finally:
+        _close(events, folder, manifest, status, started)
+    return status
 
-    status = runner.run()
+
+def _close(
+    events: EventLog, folder: RunFolder, manifest: Manifest, status: str, started: float
+) -> None:
+    """Write the job's end event and its final manifest."""
     manifest.status = status
     manifest.finished = timestamp()
     manifest.duration_s = round(time.monotonic() - started, 3)
@@ -170,7 +203,6 @@ def _run(
         pending_steps=summary["pending_steps"],
     )
     folder.write_manifest(manifest)
-    return status
 
 
 def _kinds() -> Mapping[str, Kind]:

@@ -12,6 +12,7 @@ import click
 
 from . import __version__
 from .errors import OrchError, PipelineError, UsageError
+from .interrupt import EXIT_CODE, Interrupted
 
 if TYPE_CHECKING:
     from .build import Status
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_PIPELINE = "orch.yaml"
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = EXIT_CODE
 
 
 def _reports_errors(command: F) -> F:
@@ -35,7 +36,7 @@ def _reports_errors(command: F) -> F:
 
             click.echo(Masker.from_environment().text(exc.render()), err=True)
             raise SystemExit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except (Interrupted, KeyboardInterrupt):
             click.echo("interrupted", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None
 

@@ -98,8 +98,16 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `target` with `data` so readers see the old file or the new one, never a part.
 
     `durable` also waits for the data to reach the disk (fsync of the file and its folder);
-    state that verifies itself when read back, such as the cache, can do without.
+    state that verifies itself when read back, such as the cache, can do without. A signal
+    waits for the write to end, so no temp file is left behind (any error removes it too).
     """
+    from .interrupt import held
+
+    with held():
+        _replace(target, data, durable)
+
+
+def _replace(target: Path, data: bytes, durable: bool) -> None:
     import tempfile
 
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")

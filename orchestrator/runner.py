@@ -4,11 +4,14 @@ A step is assessed when everything it depends on is done, so its key covers what
 steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
 one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
 written; a failure blocks the steps after it and, without `keep_going`, stops new starts.
-Cancellation (Ctrl-C, SIGTERM) ends the running steps and records `job.cancelled`.
+Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
+recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
+forwarded to it. The lock file still gets every entry recorded before, in its last write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import interrupt
 from .errors import StepFailed
 from .events import EventLog
 from .filestore import WriteRefused, confined_unlink
@@ -53,7 +57,8 @@ class LockWriter:
 
     Each step's block is rendered once; a write joins the blocks. Inside the event loop, writes
     run in a thread and coalesce when they pile up, and `written` waits until an entry is on
-    disk; outside it (a build that only verifies and restores), one write at the end does.
+    disk; outside it (a build that only verifies and restores), one write at the end does. A
+    waiter that is cancelled never cancels the write it waits for.
     """
 
     def __init__(self, workspace: Workspace) -> None:
@@ -77,8 +82,10 @@ class LockWriter:
 
     async def written(self, number: int) -> None:
         """Wait until the entry `record` numbered is on disk."""
+        import asyncio
+
         while self._written < number and self._task is not None:
-            await self._task
+            await asyncio.shield(self._task)
 
     def _render(self) -> dict[str, str]:
         if self._blocks is None:
@@ -161,17 +168,17 @@ class Runner:
             self.manifest.steps[step_id].status = "pending"
         try:
             self._assess_ready()
-            if self.queued:
+            if self.queued and not self.cancelled:
                 import asyncio
 
                 asyncio.run(self._run_queued())
-        except KeyboardInterrupt:
-            self.cancelled = True
+        except KeyboardInterrupt:  # only when orch's handler is not installed
+            self.cancel()
         try:
             self.lock.write_pending()
         except OSError as exc:
             self._lock_failed(exc)
-        if self.cancelled:
+        if self.cancelled or interrupt.requested():
             return CANCELLED
         statuses = {record.status for record in self.manifest.steps.values()}
         done = statuses <= {"ran", "restored", "up-to-date"} and not self.lock_failed
@@ -180,29 +187,35 @@ class Runner:
     async def _run_queued(self) -> None:
         import asyncio
 
+        loop = asyncio.get_running_loop()
         self.lock.in_loop = True
-        remove = install_cancel_handlers(self)
         try:
-            while True:
-                self._assess_ready()
-                while self.queued and len(self.running) < self.options.jobs and not self.stopping:
-                    _, step_id, assessment = heapq.heappop(self.queued)
-                    task = asyncio.ensure_future(self._execute(step_id, assessment))
-                    self.running[task] = step_id
-                if not self.running:
-                    break
-                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    step_id = self.running.pop(task)
-                    self._settle(step_id, task)
-            await self.lock.flush()
+            with interrupt.forwarding(lambda: loop.call_soon_threadsafe(self.cancel)):
+                await self._schedule()
+                await self.lock.flush()
         except OSError as exc:
             self._lock_failed(exc)
         finally:
-            remove()
             self.lock.in_loop = False
             if self._providers is not None:
                 await self._providers.aclose()
+
+    async def _schedule(self) -> None:
+        """Start queued steps as slots free up, until none runs."""
+        import asyncio
+
+        while True:
+            self._assess_ready()
+            while self.queued and len(self.running) < self.options.jobs and not self.stopping:
+                _, step_id, assessment = heapq.heappop(self.queued)
+                task = asyncio.ensure_future(self._execute(step_id, assessment))
+                self.running[task] = step_id
+            if not self.running:
+                return
+            done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                step_id = self.running.pop(task)
+                self._settle(step_id, task)
 
     def _lock_failed(self, error: OSError) -> None:
         """Fail the build and say why, once (the final write retries what the loop could not)."""
@@ -223,7 +236,7 @@ class Runner:
 
     def _assess_ready(self) -> None:
         """Settle every ready step that needs no job slot; queue the ones that must run."""
-        while self.ready and not self.stopping:
+        while self.ready and not self._should_stop():
             _, step_id = heapq.heappop(self.ready)
             try:
                 self._settle_or_queue(step_id)
@@ -231,6 +244,12 @@ class Runner:
                 self._settle_status(
                     step_id, self._failed(step_id, None, StepFailed("refused", str(exc)))
                 )
+
+    def _should_stop(self) -> bool:
+        """Whether to start nothing more: a failure stopped the build, or a signal arrived."""
+        if interrupt.requested():
+            self.cancel()
+        return self.stopping
 
     def _settle_or_queue(self, step_id: str) -> None:
         """Skip an up-to-date step, restore one the cache holds, or queue it to run."""
@@ -401,7 +420,10 @@ class Runner:
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
         number = self.lock.record(step_id, assessment.entry(outputs))
         if self.children[step_id]:
-            await self.lock.written(number)  # the steps after it start once it is on disk
+            # The steps after it start once it is on disk. Cancelled meanwhile, the step is
+            # still done: its entry is recorded and the build's last lock write has it.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.lock.written(number)
         return outputs, dict(outcome.meta)
 
     def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> str:
@@ -495,19 +517,3 @@ def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
 
 def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:
     return {path: digest for path, digest in hashes.items() if digest is not None}
-
-
-def install_cancel_handlers(runner: Runner) -> Callable[[], None]:
-    """Make SIGINT and SIGTERM cancel the build; returns a function that removes the handlers."""
-    import asyncio
-    import signal
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, runner.cancel)
-
-    def remove() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    return remove

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import interrupt
 from .buildlock import BuildLock
+from .errors import describe_os_error
 from .events import EventLog, Listener, timestamp
 from .masking import Masker
 from .plan import Plan, compile_plan
 from .planner import Action, Options
-from .runner import CANCELLED, FAILED, Runner, RunOptions
+from .runner import CANCELLED, FAILED, SUCCEEDED, Runner, RunOptions
 from .runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
 from .state import Assessment, Workspace
 
@@ -160,12 +161,27 @@ def _build(
         request.job_count, request.keep_going, request.use_cache, request.offline
     )
     runner = Runner(workspace, selected, run_options, events, folder, manifest, pipeline, _kinds)
+    warnings = plan.warnings
     try:
         status = _run(runner, events, folder, manifest, plan)
     finally:
+        try:
+            warnings += _save_stat_cache(workspace)
+        finally:
+            events.close()
+    if events.failure is not None:
+        raise events.failure
+    return Report(status, job_id, manifest, folder.path, warnings)
+
+
+def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
+    """Save the stat cache; a warning when it cannot be (the next build hashes afresh)."""
+    try:
         workspace.stat_cache.save()
-        events.close()
-    return Report(status, job_id, manifest, folder.path, plan.warnings)
+    except OSError as exc:
+        what = describe_os_error(exc, "save the stat cache", workspace.stat_cache.file)
+        return (f"warning: {what}; the next build hashes the files again",)
+    return ()
 
 
 def _run(
@@ -189,8 +205,8 @@ def _run(
 def _close(
     events: EventLog, folder: RunFolder, manifest: Manifest, status: str, started: float
 ) -> None:
-    """Write the job's end event and its final manifest."""
-    manifest.status = status
+    """Write the job's end event and its final manifest (failed if events went unwritten)."""
+    manifest.status = FAILED if events.failure is not None and status == SUCCEEDED else status
     manifest.finished = timestamp()
     manifest.duration_s = round(time.monotonic() - started, 3)
     summary = manifest.to_json()

@@ -6,12 +6,13 @@ file's content (the holder's pid) is only there to tell the next build who holds
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
 
-from .errors import OrchError
+from .errors import OrchError, io_failure
 
 
 class BuildLocked(OrchError):
@@ -26,8 +27,9 @@ class BuildLock:
         self._fd: int | None = None
 
     def __enter__(self) -> BuildLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with io_failure("take the build lock", self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,9 +39,10 @@ class BuildLock:
                 f"another build is running in {self.path.parent.parent} (pid {holder});"
                 " wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        with contextlib.suppress(OSError):  # the pid only informs; the flock is what counts
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         return self
 
     def __exit__(

@@ -39,6 +39,11 @@ def _reports_errors(command: F) -> F:
         except (Interrupted, KeyboardInterrupt):
             click.echo("interrupted", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None
+        except OSError as exc:  # one orch did not expect: still one line, never a traceback
+            from .errors import describe_os_error
+
+            click.echo(f"orch: {describe_os_error(exc)}", err=True)
+            raise SystemExit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

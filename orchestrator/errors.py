@@ -4,7 +4,8 @@
     ├── PipelineError          the pipeline is invalid (exit 2); carries one or more Diagnostics
     ├── TemplateError          a template failed to render (wrapped into a PipelineError at load)
     ├── UsageError             the command line asks for something impossible (exit 2)
-    └── StepFailed             a step did not produce its outputs; recorded, never shown raw
+    ├── StepFailed             a step did not produce its outputs; recorded, never shown raw
+    └── IoFailure              orch could not write one of its own files (exit 1)
 
 Library code raises these and never prints; `cli.py` renders them. Third-party errors are wrapped
 with ``raise ... from exc`` so that no foreign exception reaches the user.
@@ -12,6 +13,8 @@ with ``raise ... from exc`` so that no foreign exception reaches the user.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,3 +109,36 @@ class StepFailed(OrchError):
         self.message = message
         self.meta: dict[str, Any] = {}
         """What the step used before failing (provider calls, tokens), for the manifest."""
+
+
+class IoFailure(OrchError):
+    """An OSError (disk full, permission denied, ...) met while orch wrote its own files."""
+
+    def __init__(self, action: str, error: OSError, path: Path | None = None) -> None:
+        super().__init__(f"orch: {describe_os_error(error, action, path)}")
+        self.action = action
+        self.error = error
+
+
+def describe_os_error(error: OSError, action: str | None = None, path: Path | None = None) -> str:
+    """One line: ``cannot ACTION: PATH: REASON`` (the parts that are known).
+
+    PATH is `path` when given (the file orch meant, not a temp file beside it), else the error's.
+    """
+    parts = []
+    if action:
+        parts.append(f"cannot {action}")
+    where = path if path is not None else error.filename
+    if where is not None:
+        parts.append(str(where))
+    parts.append(error.strerror or str(error) or type(error).__name__)
+    return ": ".join(parts)
+
+
+@contextmanager
+def io_failure(action: str, path: Path | None = None) -> Iterator[None]:
+    """Turn an OSError raised inside into an `IoFailure` saying what orch was doing to `path`."""
+    try:
+        yield
+    except OSError as exc:
+        raise IoFailure(action, exc, path) from exc

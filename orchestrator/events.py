@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import IoFailure, io_failure
 from .masking import Masker
 
 Event = dict[str, Any]
@@ -45,9 +46,13 @@ class EventLog:
         self.job_id = job_id
         self.masker = masker or Masker()
         self.listeners: list[Listener] = []
+        self.path = path
+        self.failure: IoFailure | None = None
+        """Why the file stopped being written (the disk is full, ...); listeners still get all."""
         self._file: IO[str] | None = None
         if path is not None:
-            self._file = path.open("a", encoding="utf-8")
+            with io_failure("open the events file", path):
+                self._file = path.open("a", encoding="utf-8")
 
     def emit(self, type: str, step: str | None = None, level: str = "info", **data: Any) -> Event:
         """Record one event."""
@@ -60,14 +65,27 @@ class EventLog:
             "data": self.masker.value(data) if self.masker else data,
         }
         if self._file is not None:
-            self._file.write(_line(event))
-            self._file.flush()
+            self._write(_line(event))
         for listener in self.listeners:
             listener(event)
         return event
 
+    def _write(self, line: str) -> None:
+        """Append a line; on an OSError, remember it as `failure` and stop writing the file."""
+        assert self._file is not None
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self.failure = IoFailure("write the events file", exc, self.path)
+            self.close()
+
     def close(self) -> None:
-        """Close the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file (an error closing it becomes `failure`)."""
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            file.close()
+        except OSError as exc:
+            self.failure = self.failure or IoFailure("write the events file", exc, self.path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import interrupt
-from .errors import StepFailed
+from .errors import StepFailed, describe_os_error
 from .events import EventLog
 from .filestore import WriteRefused, confined_unlink
 from .hashing import PathEscapes
@@ -222,9 +222,8 @@ class Runner:
         if self.lock_failed:
             return
         self.lock_failed = True
-        self.events.emit(
-            "lock.failed", level="error", message=f"cannot write the lock file: {error}"
-        )
+        message = describe_os_error(error, "write the lock file", self.workspace.lock_file)
+        self.events.emit("lock.failed", level="error", message=message)
 
     def cancel(self) -> None:
         """Stop starting steps and end the running ones."""
@@ -386,7 +385,7 @@ class Runner:
         except (PathEscapes, WriteRefused) as exc:
             return self._failed(step_id, started, StepFailed("refused", str(exc)))
         except OSError as exc:
-            return self._failed(step_id, started, StepFailed("io", str(exc)))
+            return self._failed(step_id, started, StepFailed("io", describe_os_error(exc)))
         except asyncio.CancelledError:
             record.duration_s = round(time.monotonic() - started, 3)
             self.events.emit("step.failed", step_id, "error", kind="cancelled", message="cancelled")
@@ -500,7 +499,11 @@ class Runner:
             raise StepFailed("missing_output", f"did not create its output file '{missing[0]}'")
         outputs = _present(hashes)
         if self.options.store and step.cache:
-            self.workspace.cache.store(assessment.key, self.workspace.workdir, outputs, meta)
+            try:
+                self.workspace.cache.store(assessment.key, self.workspace.workdir, outputs, meta)
+            except OSError as exc:
+                why = describe_os_error(exc, "store its outputs in the cache")
+                raise StepFailed("io", why) from exc
         return outputs
 
 

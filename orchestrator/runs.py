@@ -9,6 +9,7 @@ logs/<step>.log
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import io_failure
 from .events import timestamp
 
 STATE_DIR = ".orch"
@@ -31,10 +33,11 @@ def state_dir(workdir: Path) -> Path:
 def ensure_state_dir(workdir: Path) -> Path:
     """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""
     folder = state_dir(workdir)
-    folder.mkdir(exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# Created by orch: this folder is local state.\n*\n", encoding="utf-8")
+    with io_failure("create the state folder", folder):
+        folder.mkdir(exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# Created by orch: this folder is local state.\n*\n", "utf-8")
     return folder
 
 
@@ -141,7 +144,8 @@ class RunFolder:
     def __init__(self, workdir: Path, job_id: str) -> None:
         self.path = state_dir(workdir) / "runs" / job_id
         self.logs = self.path / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
+        with io_failure("create the run folder", self.path):
+            self.logs.mkdir(parents=True, exist_ok=True)
         self.events = self.path / "events.jsonl"
         self.manifest = self.path / "manifest.json"
 
@@ -153,5 +157,26 @@ class RunFolder:
         """Write manifest.json atomically (a record of the run, not state a build relies on)."""
         from .filestore import atomic_write
 
-        text = json.dumps(manifest.to_json(), ensure_ascii=False)
-        atomic_write(self.manifest, (text + "\n").encode("utf-8"), durable=False)
+        data = (json.dumps(manifest.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+        with io_failure("write the run manifest", self.manifest):
+            try:
+                atomic_write(self.manifest, data, durable=False)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not _overwrite_in_place(self.manifest, data):
+                    raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    """On a full disk, rewrite `path` within the blocks it already holds; whether it fit.
+
+    The run can so be closed even once a step has filled the disk.
+    """
+    try:
+        if len(data) > path.stat().st_blocks * 512:
+            return False
+        with path.open("r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+    except OSError:
+        return False
+    return True

@@ -5,6 +5,7 @@ These functions never print; they hand events to listeners and return reports fo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import interrupt
+from . import interrupt, leftovers
 from .buildlock import BuildLock
 from .errors import describe_os_error
 from .events import EventLog, Listener, timestamp
@@ -66,7 +67,8 @@ class Report:
     manifest: Manifest
     run_folder: Path
     warnings: tuple[str, ...] = ()
-    """What loading the pipeline warned about."""
+    """What loading the pipeline warned about, and what clearing a killed build's leftovers
+    did."""
 
 
 def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[], LoadedPipeline]]:
@@ -128,7 +130,8 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
 
     A signal while the pipeline loads raises `interrupt.Interrupted`, before anything is
     written; from then on it is recorded, and the build ends cancelled, with its run closed.
-    A signal after its last lock write leaves the outcome as it is.
+    A signal after its last lock write leaves the outcome as it is. It starts by clearing
+    what a build killed by kill -9 left (`leftovers`).
     """
     plan, pipeline = open_plan(request, keep=True)
     selected = plan.select(request.targets)
@@ -137,10 +140,14 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         with BuildLock(state / "build.lock"):
             # The lock file is read only while holding the workdir: no other build changes it.
             workspace = Workspace(plan, request.options, force=request.force)
-            interrupt.check()  # interrupted before the run folder exists: no run
-            report = _build(request, listeners, plan, pipeline, workspace, selected)
-            interrupt.quiet()  # the run is recorded: a later signal changes nothing
-    return report
+            try:
+                cleared = leftovers.clear(state, plan, workspace.lock_file)
+                interrupt.check()  # interrupted before the run folder exists: no run
+                report = _build(request, listeners, plan, pipeline, workspace, selected)
+                interrupt.quiet()  # the run is recorded: a later signal changes nothing
+            finally:
+                leftovers.end(state)
+    return dataclasses.replace(report, warnings=report.warnings + cleared)
 
 
 def _build(

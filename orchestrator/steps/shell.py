@@ -15,7 +15,9 @@ import signal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .. import leftovers
 from ..errors import StepFailed
+from ..runs import state_dir
 from ..spec import ShellStep
 from . import Kind
 from .base import Outcome, StepContext
@@ -45,6 +47,7 @@ async def execute(ctx: StepContext) -> Outcome:
     command = str(ctx.render(definition["run"]))
     env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
+    state = state_dir(ctx.workdir)
     capture = None
     if spec.stdout is not None:
         ctx.scratch.mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,7 @@ async def execute(ctx: StepContext) -> Outcome:
         log.write(f"$ {ctx.events.masker.text(command)}\n".encode())
         log.flush()
         with capture.open("wb") if capture else log as out:
-            code = await _run(command, env, str(cwd), out, log, spec.timeout_s)
+            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, state)
     if code != 0:
         if capture is not None and spec.stdout is not None:
             _keep_in_log(ctx.log, capture, spec.stdout)
@@ -81,8 +84,9 @@ async def _run(
     out: IO[bytes],
     log: IO[bytes],
     timeout_s: float | None,
+    state: Path,
 ) -> int:
-    """The command's exit status; its process group is ended on timeout or cancellation."""
+    """The command's exit status, its process group recorded in `state` while it runs."""
     try:
         process = await asyncio.create_subprocess_exec(
             SHELL,
@@ -97,6 +101,15 @@ async def _run(
         )
     except OSError as exc:
         raise StepFailed("exit", f"cannot start the command: {exc}") from exc
+    leftovers.record(state, process.pid)
+    try:
+        return await _wait(process, timeout_s)
+    finally:
+        leftovers.forget(state, process.pid)
+
+
+async def _wait(process: asyncio.subprocess.Process, timeout_s: float | None) -> int:
+    """The process's exit status; its process group is ended on timeout or cancellation."""
     try:
         return await asyncio.wait_for(process.wait(), timeout_s)
     except TimeoutError:

@@ -96,9 +96,15 @@ def _load(request: Request) -> LoadedPipeline:
 
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
+    plan, workspace, selected = _looking(request)
+    return plan, workspace.predict(selected)
+
+
+def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
+    """The plan, a workspace to assess it in and the selected steps, for a look that writes
+    nothing."""
     plan, _ = open_plan(request)
-    workspace = Workspace(plan, request.options, force=request.force)
-    return plan, workspace.predict(plan.select(request.targets))
+    return plan, Workspace(plan, request.options, force=request.force), plan.select(request.targets)
 
 
 class Status(NamedTuple):
@@ -113,9 +119,7 @@ class Status(NamedTuple):
 
 def status(request: Request) -> Status:
     """`predict`, plus the verdict of `orch status --check`; writes nothing."""
-    plan, _ = open_plan(request)
-    workspace = Workspace(plan, request.options, force=request.force)
-    selected = plan.select(request.targets)
+    plan, workspace, selected = _looking(request)
     assessments = workspace.predict(selected)
     if any(a.step.always_run for a in assessments):
         due = workspace.predict(selected, honour_always_run=False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import TemplateError
+from .hashing import tagged
 from .references import WHOLE, References
 from .templating import StepsView, suggest
 
@@ -102,7 +103,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    return f"{type(value).__name__}:{value}"
+    return tagged(value)
 
 
 def merged(found: Iterable[References]) -> References:

@@ -29,7 +29,7 @@ from .references import References
 from .settings import fail_at, plain_data
 from .source import PathKey, SourceDocument
 from .spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
-from .templating import Reader, Renderer, StepsView, forbidden_read
+from .templating import Reader, Renderer, StepsView, forbidden_read, map_strings
 
 StepSpec = ShellStep | LlmStep | TemplateStep
 
@@ -505,13 +505,9 @@ _FILE_NAMES = ("vars", "steps", "item", "key", "inputs", "outputs")
 
 def _strings(value: Any) -> list[str]:
     """Every string inside nested lists and mappings."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings(item)]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    return []
+    found: list[str] = []
+    map_strings(value, found.append)
+    return found
 
 
 def _field_name(field: tuple[PathKey, ...]) -> str:

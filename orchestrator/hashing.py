@@ -45,11 +45,12 @@ def canonical_json(value: Any) -> bytes:
     """JSON with sorted keys and no whitespace: equal values give equal bytes. Values JSON
     lacks (a date from YAML) enter as ``"<type>:<text>"``."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_tagged
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=tagged
     ).encode()
 
 
-def _tagged(value: Any) -> str:
+def tagged(value: Any) -> str:
+    """A value JSON lacks (a date) as ``"<type>:<text>"``, as keys hold it."""
     return f"{type(value).__name__}:{value}"
 
 

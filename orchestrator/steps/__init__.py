@@ -20,13 +20,18 @@ if TYPE_CHECKING:
 Planner = Callable[["StepPlanning"], tuple[dict[str, Any], str | None]]
 
 
+def every_output(step: Step) -> tuple[str, ...]:
+    """All of a step's outputs: what orch writes for kinds whose executor produces the bytes."""
+    return step.outputs
+
+
 @dataclass(frozen=True)
 class Kind:
     """Everything orch knows about one step kind."""
 
     plan: Planner
     execute: Executor
-    written_by_orch: Callable[[Step], tuple[str, ...]]
+    written_by_orch: Callable[[Step], tuple[str, ...]] = every_output
 
 
 @functools.cache

@@ -16,7 +16,6 @@ from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
-    from ..pipeline import Step
     from ..providers import ChatRequest, Reply
     from ..spec import LlmStep
 
@@ -251,9 +250,4 @@ def _inline(options: Mapping[str, Any]) -> str:
     return json.dumps(dict(options), sort_keys=True, ensure_ascii=False)
 
 
-def _written_by_orch(step: Step) -> tuple[str, ...]:
-    """Every output: orch writes them from what the step produced."""
-    return step.outputs
-
-
-KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)
+KIND = Kind(plan=plan, execute=execute)

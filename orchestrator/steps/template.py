@@ -12,7 +12,6 @@ from .base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
-    from ..pipeline import Step
 
 _EXPRESSION = re.compile(r"\{\{.*?\}\}")
 _TEMPLATE_SUFFIXES = frozenset(
@@ -87,9 +86,4 @@ async def execute(ctx: StepContext) -> Outcome:
     return Outcome(written=[ctx.write(output, rendered)])
 
 
-def _written_by_orch(step: Step) -> tuple[str, ...]:
-    """Every output: orch writes them from what the step produced."""
-    return step.outputs
-
-
-KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)
+KIND = Kind(plan=plan, execute=execute)

@@ -16,22 +16,17 @@ from hypothesis import strategies as st
 
 from orchestrator.cli import cli
 
-PIPELINE = """\
-version: 1
-providers:
-  fake: { kind: fake, echo: true, price: { input: 1.5, output: 2.0 } }
-steps:
-  src:
-    run: echo hello > src.txt
-    output: src.txt
-  ask:
-    inputs: [src.txt]
-    prompt: Say hello
-    output: ask.md
+from .test_history import PRICED
+
+PIPELINE = (
+    PRICED
+    + """\
   broken:
     needs: [ask]
     run: "exit 3"
 """
+)
+"""The priced shell and llm steps of the history tests, and a failure after them."""
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

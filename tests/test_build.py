@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -1005,6 +1006,34 @@ def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project
     assert sorted(project.lock()) == sorted(CHAIN)
     assert project.read("five.txt") == "seed\nseed\n"
     assert stdout.splitlines()[-1].endswith(": 5 ran")
+
+
+def test_deleting_orch_state_mid_build_lets_no_second_build_in(project: Project) -> None:
+    chain(project, WAIT_FOR_GO)
+    first = project.spawn("build", "-j", "1")
+    run = project.wait_for_run(set(), first)
+    project.wait_for_event(run, "step.started", "three", first)
+    shutil.rmtree(project.root / ".orch")  # as `git clean -fdx` would
+
+    second = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "build", "-j", "1"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert second.returncode == 1, second.stderr
+    assert "another build is running" in second.stderr
+
+    project.write("go", "")
+    _, stderr = first.communicate(timeout=20)
+    assert "Traceback" not in stderr
+    assert first.returncode in (0, 1), stderr
+    again = project.orch("build")
+    assert again.exit_code == 0, again.stderr
+    assert project.read("five.txt") == "seed\nseed\n"
+    assert project.orch("build").stdout.splitlines()[-1] == "all 5 steps up to date"
 
 
 # --------------------------------------------------------------------------- the lock file

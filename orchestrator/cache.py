@@ -23,16 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .filestore import WriteResult, atomic_write, safe_write
-from .hashing import canonical_json, sha256_bytes
+from .hashing import canonical_json, is_digest, sha256_bytes
 
 ACTION_FORMAT = 1
 KEPT_FORMAT = 1
-_HEX = frozenset("0123456789abcdef")
-
-
-def is_digest(value: object) -> bool:
-    """Whether `value` is a sha256 in lowercase hex (64 characters)."""
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
 
 class CorruptObject(OSError):

@@ -411,7 +411,8 @@ def cache_info(pipeline: Path | None) -> None:
 @_reports_errors
 def cache_cat(digest: str, pipeline: Path | None) -> None:
     """Write the file whose sha256 is DIGEST (a kept edit, or any output) to stdout."""
-    from .cache import CorruptObject, is_digest
+    from .cache import CorruptObject
+    from .hashing import is_digest
 
     if not is_digest(digest):
         raise UsageError(f"DIGEST is a sha256 (64 lowercase hex characters), got '{digest}'")

@@ -54,6 +54,11 @@ def tagged(value: Any) -> str:
     return f"{type(value).__name__}:{value}"
 
 
+def is_digest(value: object) -> bool:
+    """Whether `value` is a sha256 in lowercase hex (64 characters)."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -181,7 +186,7 @@ def _stat_entry(row: Any) -> tuple[_Stamp, str] | None:
     *stamp, digest = row
     if not all(type(number) is int for number in stamp) or not isinstance(digest, str):
         return None
-    if not _SHA256.fullmatch(digest):
+    if not is_digest(digest):
         return None
     inode, mtime, ctime, size = stamp
     return (inode, mtime, ctime, size), digest

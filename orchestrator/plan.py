@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import UsageError
+from .hashing import is_digest
 from .paths import is_within
 
 if TYPE_CHECKING:
@@ -95,28 +96,91 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
-        """The plan `to_json` saved."""
-        steps = {}
-        for raw in data["steps"]:
-            step = PlannedStep(
-                id=raw["id"],
-                kind=raw["kind"],
-                inputs=tuple(raw.get("inputs", ())),
-                outputs=tuple(raw.get("outputs", ())),
-                preds=tuple(raw.get("preds", ())),
-                definition=raw["definition"],
-                always_run=raw.get("always_run", False),
-                cache=raw.get("cache", True),
-                provider=raw.get("provider"),
-                nested=tuple(raw.get("nested", ())),
-            )
+        """The plan `to_json` saved, checked field by field: ValueError if any field is not
+        what `to_json` writes (a path not in canonical form, a step waiting for one that
+        does not come before it, a definition hash that is not a sha256…)."""
+        steps: dict[str, PlannedStep] = {}
+        for raw in _typed(data, "steps", list):
+            step = _step_from_json(raw, steps)
             steps[step.id] = step
-        groups = {name: tuple(ids) for name, ids in data.get("groups", {}).items()}
-        sources = tuple(data.get("sources", ()))
-        warnings = tuple(str(line) for line in data.get("warnings", ()))
-        return cls(
-            data["pipeline"], data["name"], data["workdir"], steps, groups, sources, warnings
-        )
+        groups = {}
+        for name, ids in _typed(data, "groups", dict, {}).items():
+            groups[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
+        sources = _paths(data, "sources")
+        warnings = _strings(data.get("warnings"), "warnings")
+        pipeline, name, workdir = (_typed(data, key, str) for key in _PLAN_TEXT)
+        return cls(pipeline, name, workdir, steps, groups, sources, warnings)
+
+
+def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
+    if type(raw) is not dict:
+        raise ValueError("a step is not a mapping")
+    step_id = _typed(raw, "id", str)
+    if step_id in earlier:
+        raise ValueError(f"step '{step_id}' twice")
+    definition = _typed(raw, "definition", str)
+    if not is_digest(definition):
+        raise ValueError(f"step '{step_id}': its definition hash is not a sha256")
+    provider = raw.get("provider")
+    preds = _strings(raw.get("preds"), "preds")
+    for pred in preds:
+        _known(pred, earlier)
+    return PlannedStep(
+        id=step_id,
+        kind=_typed(raw, "kind", str),
+        inputs=_paths(raw, "inputs"),
+        outputs=_paths(raw, "outputs"),
+        preds=preds,
+        definition=definition,
+        always_run=_typed(raw, "always_run", bool, False),
+        cache=_typed(raw, "cache", bool, True),
+        provider=None if provider is None else _str(provider),
+        nested=_paths(raw, "nested"),
+    )
+
+
+_MISSING: Any = object()
+_PLAN_TEXT = ("pipeline", "name", "workdir")
+_NOT_CANONICAL = frozenset({"", ".", ".."})
+
+
+def _typed(data: Mapping[str, Any], name: str, kind: type, default: Any = _MISSING) -> Any:
+    value = data.get(name, default)
+    if value is _MISSING or type(value) is not kind:
+        raise ValueError(f"'{name}' is not a {kind.__name__}")
+    return value
+
+
+def _strings(values: Any, name: str) -> tuple[str, ...]:
+    """`values`, a list of strings (or None: empty) saved as `name`."""
+    if values is None:
+        return ()
+    if type(values) is not list or (values and set(map(type, values)) != {str}):
+        raise ValueError(f"'{name}' is not a list of strings")
+    return tuple(values)
+
+
+def _paths(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The list of paths under `name`, each in the form `paths.normalize` gives (checked
+    without rebuilding it)."""
+    paths = _strings(data.get(name), name)
+    for path in paths:
+        parts = (path[:-1] if path.endswith("/") else path).split("/")
+        if _NOT_CANONICAL.intersection(parts) or path[0] in "~\\" or path[1:2] == ":":
+            raise ValueError(f"'{path}' is not a canonical workdir-relative path")
+    return paths
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _known(step_id: str, steps: Mapping[str, PlannedStep]) -> str:
+    if step_id not in steps:
+        raise ValueError(f"'{step_id}' is not an earlier step")
+    return step_id
 
 
 _DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}

@@ -12,7 +12,8 @@ A saved plan is reused only while everything it was compiled from is unchanged:
   which takes the full load).
 
 Anything else, including an unreadable or foreign file, means a full load. A saved plan carries
-the sha256 of its bytes (`integrity.seal`): one cut short or with a flipped bit is not used.
+the sha256 of its bytes (`integrity.seal`): one cut short or with a flipped bit is not used,
+nor one whose fields are not what a save writes (`Plan.from_json` checks each).
 Plans live in `<workdir>/.orch/plans/`; the workdir is found from the pipeline's top-level
 `workdir:` line.
 """

@@ -6,12 +6,13 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
-from orchestrator.integrity import unseal
+from orchestrator.integrity import seal, unseal
 
 from .buildkit import ran as ran_in
 from .corruption import damaged
@@ -184,3 +185,34 @@ def test_saved_plans_cut_or_flipped_anywhere_are_never_used(workdir: Path) -> No
         result = build()
         assert result.output == "all 3 steps up to date\n"
         assert plan.read_bytes() == data
+
+
+def _redirect_an_output(step: dict[str, Any]) -> None:
+    step["outputs"] = ["../outside.txt"]
+
+
+FIELD_DAMAGE: dict[str, Callable[[dict[str, Any]], None]] = {
+    "an output outside the workdir": _redirect_an_output,
+    "a path not in canonical form": lambda step: step.update(outputs=["./shout.txt"]),
+    "a step waiting for an unknown one": lambda step: step.update(preds=["nowhere"]),
+    "a flag that is not a boolean": lambda step: step.update(always_run="yes"),
+    "a definition hash that is not a sha256": lambda step: step.update(definition="abc"),
+    "an input that is not a string": lambda step: step.update(inputs=[7]),
+    "a step id that is not a string": lambda step: step.update(id=["shout"]),
+    "a missing kind": lambda step: step.pop("kind"),
+}
+
+
+@pytest.mark.parametrize("damage", FIELD_DAMAGE.values(), ids=FIELD_DAMAGE.keys())
+def test_a_sealed_plan_with_a_wrong_field_is_compiled_afresh(
+    workdir: Path, damage: Callable[[dict[str, Any]], None]
+) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    record = json.loads(unseal(data) or b"")
+    (shout,) = [step for step in record["plan"]["steps"] if step["id"] == "shout"]
+    damage(shout)
+    plan.write_bytes(seal(json.dumps(record).encode()))
+    assert build().output == "all 3 steps up to date\n"
+    assert not (workdir.parent / "outside.txt").exists()
+    assert plan.read_bytes() == data, "the full load saved the plan again"

@@ -14,6 +14,7 @@ content, so a rerun that produces the same bytes leaves its dependents' keys unc
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -39,6 +40,8 @@ COARSE_RACY_WINDOW_NS = 2_000_000_000
 _SECOND_NS = 1_000_000_000
 _CHUNK = 1 << 20
 _SHA256 = re.compile("[0-9a-f]{64}")
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+"""The errors of reading a path that holds no file."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -105,14 +108,19 @@ class StatCache:
             self._entries = _read_stat_cache(file)
 
     def sha256(self, path: Path | str) -> str | None:
-        """The content hash of `path`, or None if it is not a readable file."""
+        """The content hash of `path`, or None if there is no file there.
+
+        A file that is there but cannot be read (permission denied, an I/O error) raises its
+        OSError: taking it for a missing file would misreport it as removed.
+        """
         key = str(path)
         try:
             stat = os.lstat(key)
             if S_ISLNK(stat.st_mode):
                 self._check_link(key)
                 stat = os.stat(key)
-        except OSError:
+        except OSError as exc:
+            _raise_unless_absent(exc)
             return None
         stamp = _stamp(stat)
         known = self._entries.get(key)
@@ -120,7 +128,8 @@ class StatCache:
             return known[1]
         try:
             digest = sha256_file(Path(key))
-        except OSError:
+        except OSError as exc:
+            _raise_unless_absent(exc)
             return None
         if time.time_ns() - stat.st_mtime_ns > _racy_window(stat.st_mtime_ns):
             self._entries[key] = (stamp, digest)
@@ -149,6 +158,12 @@ class StatCache:
         record = canonical_json({"format": STAT_CACHE_FORMAT, "files": rows})
         atomic_write(self.file, seal(record), durable=False)
         self._dirty = False
+
+
+def _raise_unless_absent(error: OSError) -> None:
+    """Raise `error` again unless it says there is no file."""
+    if error.errno not in _ABSENT:
+        raise error
 
 
 def _racy_window(mtime_ns: int) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -185,6 +187,42 @@ def test_an_over_long_output_path_fails_its_step_with_a_clear_message(project: P
     assert f"{name}: File name too long" in line
     (run,) = project.run_folders()
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+
+
+def unprivileged(project: Project, *args: str) -> tuple[int, str, str]:
+    """`orch ARGS` as root without the capabilities that bypass file permissions, so that a
+    mode such as 000 holds for it as for any user; skipped where that cannot be arranged."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop the permission-bypassing capabilities")
+    command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    process = subprocess.run(
+        [*command, sys.executable, "-m", "orchestrator", *args],
+        cwd=project.root,
+        env={**os.environ, "CI": "1", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return process.returncode, process.stdout, process.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "status"])
+def test_an_unreadable_input_is_one_line_naming_it_never_a_removed_input(
+    project: Project, command: str
+) -> None:
+    lock, output = built_once(project)
+    (project.root / "size.txt").chmod(0)
+
+    code, out, err = unprivileged(project, command)
+
+    assert_clean_failure(code, out, err)
+    assert err == f"orch: {project.root / 'size.txt'}: {os.strerror(errno.EACCES)}\n"
+    assert "removed" not in out
+    assert project.read("orch.lock") == lock
+    (project.root / "size.txt").chmod(0o644)
+    assert project.new_runs() == []
+    assert (project.root / "out.bin").read_bytes() == output
 
 
 def test_an_unexpected_os_error_is_one_line_with_its_path(

@@ -175,8 +175,9 @@ class Project:
 
     # ------------------------------------------------------------------ orch as a process
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        """Start `python -m orchestrator ARGS` in the root; the fixture reaps it."""
+    def spawn(self, *args: str, session: bool = False) -> subprocess.Popen[str]:
+        """Start `python -m orchestrator ARGS` in the root; the fixture reaps it. With
+        `session`, orch leads a session and process group of its own."""
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", *args],
             cwd=self.root,
@@ -185,6 +186,7 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=session,
         )
         self.processes.append(process)
         return process

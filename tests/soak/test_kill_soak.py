@@ -2,7 +2,8 @@
 
 Each try changes the project at random (nothing, outputs removed, the lock file removed, or all
 of orch's state removed), starts `orch build`, kills it with SIGKILL after a random delay (most of
-the time, once a step has started), and builds again: that build completes with the outputs of
+the time, once a step has started) — orch alone, its process group, or the whole tree of orch
+and its steps — and builds again: that build completes with the outputs of
 a reference build, leaves no temp file and no step process alive, and the build after it runs
 nothing.
 
@@ -15,6 +16,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -83,18 +85,35 @@ def prepare(project: Project, rng: random.Random) -> str:
     return change
 
 
+TARGETS = ("orch", "its process group", "the whole tree")
+
+
+def kill(project: Project, process: subprocess.Popen[str], target: str) -> None:
+    """SIGKILL to orch alone, to its process group (orch leads one; steps run in groups of
+    their own, so this is orch too, as a terminal's or a CI runner's group kill would be), or
+    to orch and every step process group at once (a machine's or a container's end)."""
+    if target == "orch":
+        process.send_signal(signal.SIGKILL)
+        return
+    kill_group(process.pid)
+    if target == "the whole tree":
+        for group in groups(project):
+            kill_group(group)
+
+
 def kill_a_build(project: Project, rng: random.Random, reference: dict[str, str]) -> str:
     """One try: change the project, build, kill -9 at a random moment, check; the outcome."""
     change = prepare(project, random.Random(rng.random()))
     started = len(groups(project))
-    process = project.spawn("build", "-j", "4")
+    process = project.spawn("build", "-j", "4", session=True)
     wait_until_handled(process)
     if rng.random() < 0.7:  # kill while steps run, more often than by chance
         wait_for(lambda: process.poll() is not None or len(groups(project)) > started)
         time.sleep(rng.uniform(0, LATEST_S / 4))
     else:
         time.sleep(rng.uniform(0, LATEST_S))  # only to choose when to kill
-    process.send_signal(signal.SIGKILL)
+    target = rng.choice(TARGETS)
+    kill(project, process, target)
     code = process.wait()
     survivors = any(live_members(group) for group in groups(project))
 
@@ -106,7 +125,7 @@ def kill_a_build(project: Project, rng: random.Random, reference: dict[str, str]
     again = project.orch("build")
     assert again.exit_code == 0
     assert again.started() == []
-    ending = "finished" if code == 0 else "killed"
+    ending = "finished" if code == 0 else f"{target} killed"
     return f"{change}: {ending}{' (steps left running)' if survivors else ''}"
 
 

@@ -17,12 +17,19 @@ from . import settings
 from .content import FullScope, key_material, merged
 from .errors import Diagnostic, PipelineError, TemplateError
 from .paths import (
+    NAME_MAX,
+    LiteralPath,
     PathRefused,
+    declared,
+    escape,
     escapes_through_symlink,
     expand_glob,
     is_glob,
     is_within,
+    name_of,
     normalize,
+    too_long,
+    unescape,
 )
 from .pipeline import LoadedPipeline, Step
 from .references import References
@@ -86,6 +93,7 @@ class _StepExpander:
         self.spec = spec
         self.source = source
         self.renderer = renderer
+        self.path_renderer = Renderer(renderer.limits, paths=True)
         self.workdir = workdir
         self.base = base
         self.providers = providers
@@ -178,7 +186,7 @@ class _StepExpander:
             f"{location}: warning: step '{group}': foreach{origin} {what}, so it gives no steps"
         )
 
-    def _glob(self, group: str, pattern: str) -> list[str]:
+    def _glob(self, group: str, pattern: str) -> list[LiteralPath]:
         try:
             normal = normalize(pattern)
         except PathRefused as exc:
@@ -186,9 +194,9 @@ class _StepExpander:
                 f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
             ) from exc
         if not is_glob(normal):
-            return [normal]
+            return [LiteralPath(unescape(normal))]
         self.globs[normal] = expand_glob(self.workdir, normal)
-        return self.globs[normal]
+        return [LiteralPath(path) for path in self.globs[normal]]
 
     # ------------------------------------------------------------------ outputs on demand
 
@@ -246,66 +254,71 @@ class _StepExpander:
         context = self._path_context(step_id)
         paths = []
         for field, text in declared:
-            for path in self._paths(step_id, field, text, context, output=True):
+            for pattern in self._paths(step_id, field, text, context):
+                path = self._name(step_id, field, pattern)
                 self.fields[(step_id, path)] = field
                 paths.append(path)
         return paths
 
     def _paths(
-        self,
-        step_id: str,
-        field: tuple[PathKey, ...],
-        text: str,
-        context: Mapping[str, Any],
-        *,
-        output: bool,
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
     ) -> list[str]:
-        """The paths one entry declares: a lone ``{{ expression }}`` may give a list."""
-        value = self._render(step_id, field, text, context, evaluate=True)
+        """The patterns one entry declares: a lone ``{{ expression }}`` may give a list."""
+        value = self._evaluate(step_id, field, text, context)
         values = value if isinstance(value, list | tuple) else [value]
-        return [self._path(step_id, field, str(v), output=output) for v in values]
+        return [self._pattern(step_id, field, declared(v)) for v in values]
 
-    def _path(
-        self, step_id: str, field: tuple[PathKey, ...], rendered: str, *, output: bool
-    ) -> str:
-        group = self.instances[step_id][0]
-        where = ("steps", group, *field)
+    def _pattern(self, step_id: str, field: tuple[PathKey, ...], text: str) -> str:
+        """A declared path, normalised and checked: a glob, or a name escaped (see `paths`)."""
         try:
-            normal = normalize(rendered)
+            normal = normalize(text)
         except PathRefused as exc:
-            raise fail_at(f"step '{step_id}': {exc}", self.source, where) from exc
-        if output and is_glob(normal):
-            raise fail_at(
-                f"step '{step_id}': output '{normal}' is a glob; declare a folder ('dir/') instead",
-                self.source,
-                where,
+            raise self._fail(step_id, field, str(exc)) from exc
+        name = name_of(normal)
+        long = None if is_glob(normal) else too_long(name)
+        if long is not None:
+            raise self._fail(
+                step_id,
+                field,
+                f"path '{name}' has a name of {len(long.encode())} bytes; file systems allow"
+                f" at most {NAME_MAX}",
             )
-        if escapes_through_symlink(self.workdir, normal):
-            raise fail_at(
-                f"step '{step_id}': path '{normal}' leads outside the workdir through a symlink",
-                self.source,
-                where,
+        if escapes_through_symlink(self.workdir, name):
+            raise self._fail(
+                step_id, field, f"path '{name}' leads outside the workdir through a symlink"
             )
         return normal
 
-    def _render(
-        self,
-        step_id: str,
-        field: tuple[PathKey, ...],
-        text: Any,
-        context: Mapping[str, Any],
-        *,
-        evaluate: bool = False,
+    def _name(
+        self, step_id: str, field: tuple[PathKey, ...], pattern: str, what: str = "output"
+    ) -> str:
+        """The file or folder a declared output (or `what`) names; a glob is refused."""
+        if is_glob(pattern):
+            instead = "declare a folder ('dir/') instead, or " if what == "output" else ""
+            raise self._fail(
+                step_id,
+                field,
+                f"{what} '{pattern}' is a glob; {instead}write '[*]', '[?]' and '[[]'"
+                " (or '| literal') for the characters themselves",
+            )
+        return unescape(pattern)
+
+    def _fail(self, step_id: str, field: tuple[PathKey, ...], problem: str) -> PipelineError:
+        group = self.instances[step_id][0]
+        return fail_at(f"step '{step_id}': {problem}", self.source, ("steps", group, *field))
+
+    def _evaluate(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
     ) -> Any:
+        """A path field's value; each `LiteralPath` in it stays a name (see `Renderer`)."""
         group = self.instances[step_id][0]
         try:
-            if evaluate and isinstance(text, str):
-                return self.renderer.evaluate(text, context)
-            return self.renderer.render_value(text, context)
+            return self.path_renderer.evaluate(text, context)
         except TemplateError as exc:
-            name = str(field[0]) + "".join(f"[{p}]" for p in field[1:])
             raise fail_at(
-                f"step '{step_id}', field '{name}': {exc}", self.source, ("steps", group, *field)
+                f"step '{step_id}', field '{_field_name(field)}': {exc}",
+                self.source,
+                ("steps", group, *field),
             ) from exc
 
     # ------------------------------------------------------------------ whole step
@@ -361,29 +374,52 @@ class StepPlanning:
         """Render the declared inputs (paths, or lists of paths from one expression)."""
         for i, text in enumerate(self.spec.inputs):
             for path in self._expander._paths(
-                self.step_id, ("inputs", i), text, self._path_context, output=False
+                self.step_id, ("inputs", i), text, self._path_context
             ):
                 self.declare_input(path, ("inputs", i))
 
     def declare_input(self, path: str, field: tuple[PathKey, ...]) -> None:
-        """Add an input (once), remembering where it was declared."""
+        """Add an input (a pattern, see `paths`) once, remembering where it was declared."""
         if path not in self.inputs:
             self.inputs.append(path)
         self.fields.setdefault(path, field)
 
+    def input_file(self, field: tuple[PathKey, ...], text: str) -> str:
+        """A file path field that is also an input (prompt_file, template_file): its name."""
+        name = self.path(field, text)
+        self.declare_input(escape(name), field)
+        return name
+
     def structure(self, field: tuple[PathKey, ...], value: Any) -> Any:
         """A structure field rendered now; a lone ``{{ expression }}`` keeps its type."""
         self._refuse_read(field, value)
-        context = {**self._path_context, "inputs": self.inputs, "outputs": self.outputs}
         try:
-            return plain_data(self._expander.renderer.evaluate_value(value, context))
+            return plain_data(self._expander.renderer.evaluate_value(value, self._context()))
         except TemplateError as exc:
             raise self.field_error(field, exc) from exc
 
     def path(self, field: tuple[PathKey, ...], text: str) -> str:
-        """A path field (cwd, prompt_file, template_file) rendered and checked now."""
-        rendered = self.structure(field, text)
-        return self._expander._path(self.step_id, field, str(rendered), output=False)
+        """A path field naming one file or folder (cwd, prompt_file, template_file): its name,
+        rendered and checked now."""
+        self._refuse_read(field, text)
+        expander = self._expander
+        value = expander._evaluate(self.step_id, field, text, self._context())
+        pattern = expander._pattern(self.step_id, field, declared(value))
+        return expander._name(self.step_id, field, pattern, _field_name(field))
+
+    def _context(self) -> dict[str, Any]:
+        """What structure fields see: the path context, and the step's inputs and outputs."""
+        return {**self._path_context, "inputs": self.shown_inputs, "outputs": self.shown_outputs}
+
+    @property
+    def shown_inputs(self) -> list[str]:
+        """The inputs as templates see them: each name as a `LiteralPath`, globs as written."""
+        return [p if is_glob(p) else LiteralPath(unescape(p)) for p in self.inputs]
+
+    @property
+    def shown_outputs(self) -> list[str]:
+        """The outputs as templates see them, each a `LiteralPath`."""
+        return [LiteralPath(path) for path in self.outputs]
 
     def _refuse_read(self, field: tuple[PathKey, ...], value: Any) -> None:
         for text in _strings(value):
@@ -443,8 +479,8 @@ class StepPlanning:
             outputs_of=self._expander.outputs_of,
             item=self.item,
             key=self.item_key,
-            inputs=tuple(self.inputs),
-            outputs=tuple(self.outputs),
+            inputs=tuple(self.shown_inputs),
+            outputs=tuple(self.shown_outputs),
         )
 
     # ------------------------------------------------------------------ checks and result

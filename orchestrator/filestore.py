@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import OrchError
-from .paths import PathRefused, escapes_through_symlink, normalize
+from .paths import NAME_MAX, PathRefused, cut, escapes_through_symlink, normalize
 
 WriteReason = Literal["created", "overwritten", "nochange"]
 _UMASK = os.umask(0)
@@ -31,6 +31,7 @@ _CHILD = _FOLDER | os.O_NOFOLLOW
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_A_FOLDER = (errno.ELOOP, errno.EMLINK, errno.ENOTDIR)  # a symlink (per OS), or a file
 _MAX_LINKS = 40  # as the kernel's own limit on symlinks in one path
+_TEMP_STEM_BYTES = NAME_MAX - len("..XXXXXXXX.tmp")
 
 
 class WriteRefused(OrchError):
@@ -110,7 +111,8 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
 def _replace(target: Path, data: bytes, durable: bool) -> None:
     import tempfile
 
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    prefix = f".{temp_stem(target.name)}."
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
@@ -167,10 +169,16 @@ def _write_in(folder: int, name: str, data: bytes) -> None:
         os.fsync(folder)
 
 
+def temp_stem(name: str) -> str:
+    """The NAME of the temp files `.NAME.XXXXXXXX.tmp` that replace the file `name`: the name
+    itself, cut short when the temp name would pass NAME_MAX bytes."""
+    return cut(name, _TEMP_STEM_BYTES)
+
+
 def _temp_in(folder: int, name: str) -> tuple[int, str]:
     """A new temp file `.NAME.XXXXXXXX.tmp` (as `atomic_write` names them) in `folder`."""
     while True:
-        temp = f".{name}.{os.urandom(4).hex()}.tmp"
+        temp = f".{temp_stem(name)}.{os.urandom(4).hex()}.tmp"
         try:
             return os.open(temp, _NEW_FILE, 0o600, dir_fd=folder), temp
         except FileExistsError:

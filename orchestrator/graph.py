@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from .errors import Diagnostic, PipelineError, UsageError
-from .paths import exists, is_dir, is_glob, reads_from
+from .paths import exists, is_dir, is_glob, name_of, reads_from, unescape
 from .templating import suggest
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class OutputIndex:
 
     def producers(self, input_path: str) -> set[str]:
         """The steps whose outputs `input_path` may read."""
-        bare = input_path.rstrip("/")
+        bare = unescape(input_path).rstrip("/")
         found = set()
         candidates = [bare, *_ancestors(bare)]
         if is_glob(input_path):
@@ -54,7 +54,7 @@ class OutputIndex:
             if bare_prefix:
                 candidates.append(bare_prefix)
         elif is_dir(input_path):
-            candidates.extend(self._under(input_path))
+            candidates.extend(self._under(unescape(input_path)))
         for candidate in candidates:
             owner = self.owner.get(candidate)
             if owner is None:
@@ -94,7 +94,7 @@ def _fixed_dir(pattern: str) -> str:
     for part in parts[:-1]:
         if is_glob(part):
             break
-        fixed.append(part)
+        fixed.append(unescape(part))
     return "/".join(fixed) + "/" if fixed else ""
 
 
@@ -133,7 +133,7 @@ def _add_path_edges(
         if reads_own_output:
             problems.append(
                 Diagnostic(
-                    f"step '{step.id}' reads its own output '{input_path}'"
+                    f"step '{step.id}' reads its own output '{name_of(input_path)}'"
                     f" (cycle: {step.id} -> {step.id})",
                     pipeline.source.locate(step.field_of(input_path)),
                 )
@@ -149,7 +149,7 @@ def _add_path_edges(
         ):
             problems.append(
                 Diagnostic(
-                    f"step '{step.id}': input '{input_path}' "
+                    f"step '{step.id}': input '{name_of(input_path)}' "
                     + ("matches no file" if is_glob(input_path) else "does not exist")
                     + " and no step produces it",
                     pipeline.source.locate(step.field_of(input_path)),

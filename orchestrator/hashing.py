@@ -27,7 +27,7 @@ from stat import S_ISLNK
 from typing import TYPE_CHECKING, Any
 
 from .errors import OrchError
-from .paths import escapes_through_symlink, expand_glob, is_dir, is_glob
+from .paths import escapes_through_symlink, expand_glob, is_dir, is_glob, unescape
 
 if TYPE_CHECKING:
     from .pipeline import Step
@@ -219,15 +219,16 @@ class Hasher:
         if is_glob(declared):
             found = _confined_matches(self.workdir, declared)
         elif is_dir(declared):
-            found = _walk(self.workdir, declared)
+            found = _walk(self.workdir, unescape(declared))
         else:
-            found = [declared]
+            found = [unescape(declared)]
         return [path for path in found if exclude is None or not exclude(path)]
 
     def hashes(
         self, declared: Iterable[str], exclude: Callable[[str], bool] | None = None
     ) -> dict[str, str | None]:
-        """Each file's sha256 (None when missing), folders and globs expanded, sorted by path."""
+        """Each file's sha256 (None when missing), folders and globs expanded, sorted by path;
+        `declared` are patterns, as inputs are declared (see `paths`)."""
         root = f"{self.workdir}/"
         sha256 = self.stat_cache.sha256
         result: dict[str, str | None] = {}
@@ -236,7 +237,7 @@ class Hasher:
                 for file in self.files(path, exclude):
                     result[file] = sha256(root + file)
             else:
-                result[path] = sha256(root + path)
+                result[unescape(path)] = sha256(root + unescape(path))
         return dict(sorted(result.items())) if len(result) > 1 else result
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 PROCESSES = "processes"
 MARKER = "building"
 TEMP_NAME = re.compile(r"\A\..+\.[a-z0-9_]{8}\.tmp\Z", re.DOTALL)
-"""The names of orch's temp files: `tempfile.mkstemp` and `filestore._temp_in` suffixes."""
+"""The names of orch's temp files: `tempfile.mkstemp` and `filestore._temp_in` suffixes, after
+the target's name (cut short when long: `filestore.temp_stem`)."""
 GRACE_S = 2.0
 GONE_S = 10.0
 POLL_S = 0.01

@@ -2,7 +2,10 @@
 
 A declared path is POSIX-style and relative to the workdir; a trailing ``/`` marks a directory,
 and ``*``, ``?`` or ``[`` mark a glob (``**`` crosses folders). Hidden files match only when
-the pattern names the dot itself.
+the pattern names the dot itself. A declared input is a pattern: ``[*]``, ``[?]`` and ``[[]``
+stand for the characters themselves (as Python's ``glob.escape`` writes them), so a name holding
+them is declared escaped and stays one file. A `LiteralPath` (a foreach glob's match, another
+step's output) is such a name wherever it goes. Outputs are names, kept unescaped.
 """
 
 from __future__ import annotations
@@ -14,15 +17,55 @@ from pathlib import Path
 
 GLOB_CHARS = frozenset("*?[")
 _GLOB = re.compile(r"[*?\[]")
+_ESCAPED = re.compile(r"\[([*?\[])\]")
+_DRIVE = re.compile(r"[A-Za-z]:(?:[/\\]|\Z)")
+NAME_MAX = 255
+"""The longest file name, in bytes, that most file systems (ext4, XFS, btrfs) allow."""
 
 
 class PathRefused(ValueError):
     """A declared path that may not be used: absolute, escaping the workdir or empty."""
 
 
+class LiteralPath(str):
+    """A path that names a file: its ``*``, ``?`` and ``[`` are characters, never a glob."""
+
+    __slots__ = ()
+
+
+def escape(name: str) -> str:
+    """The pattern that matches exactly the file `name`."""
+    return _GLOB.sub(lambda found: f"[{found[0]}]", name)
+
+
+def unescape(pattern: str) -> str:
+    """The name a pattern without wildcards stands for."""
+    return _ESCAPED.sub(r"\1", pattern)
+
+
+def declared(value: object) -> str:
+    """A value as a declared path: a `LiteralPath` escaped, anything else as written."""
+    return escape(value) if isinstance(value, LiteralPath) else str(value)
+
+
 def is_glob(path: str) -> bool:
-    """Whether the path is a glob pattern."""
-    return _GLOB.search(path) is not None
+    """Whether the path is a glob pattern (has a wildcard that is not escaped)."""
+    return _GLOB.search(_ESCAPED.sub("", path)) is not None
+
+
+def name_of(path: str) -> str:
+    """How a declared path reads to a user: the file's name, or the glob as written."""
+    return path if is_glob(path) else unescape(path)
+
+
+def cut(name: str, size: int) -> str:
+    """`name` cut to at most `size` bytes of UTF-8, on a character boundary."""
+    return name.encode()[:size].decode(errors="ignore")
+
+
+def too_long(name: str) -> str | None:
+    """The first component of the path `name` longer than NAME_MAX bytes, if any."""
+    return next((part for part in name.split("/") if len(part.encode()) > NAME_MAX), None)
 
 
 def is_dir(path: str) -> bool:
@@ -34,7 +77,7 @@ def normalize(path: str) -> str:
     """The canonical relative form of a declared path, or PathRefused saying why not."""
     if not path.strip():
         raise PathRefused("empty path")
-    if path.startswith(("/", "\\", "~")) or (len(path) > 1 and path[1] == ":"):
+    if path.startswith(("/", "\\", "~")) or _DRIVE.match(path):
         raise PathRefused(f"absolute path '{path}': paths are relative to the workdir")
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
@@ -62,7 +105,7 @@ def _glob_reaches_into(pattern: str, directory: str) -> bool:
             return False
         if pattern_parts[depth] == "**":
             return True
-        if not fnmatch.fnmatch(dir_part, pattern_parts[depth]):
+        if not fnmatch.fnmatch(dir_part, _wc(pattern_parts[depth])):
             return False
     return len(pattern_parts) > len(dir_parts)
 
@@ -71,15 +114,20 @@ def glob_matches(pattern: str, path: str) -> bool:
     """Whether a file path matches a glob pattern."""
     from wcmatch import glob
 
-    return bool(glob.globmatch(path, pattern, flags=glob.GLOBSTAR))
+    return bool(glob.globmatch(path, _wc(pattern), flags=glob.GLOBSTAR))
 
 
 def expand_glob(workdir: Path, pattern: str) -> list[str]:
     """The files under `workdir` matching `pattern`, sorted, as workdir-relative paths."""
     from wcmatch import glob
 
-    found = glob.glob(pattern, root_dir=str(workdir), flags=glob.GLOBSTAR | glob.NODIR)
+    found = glob.glob(_wc(pattern), root_dir=str(workdir), flags=glob.GLOBSTAR | glob.NODIR)
     return sorted(str(p) for p in found)
+
+
+def _wc(pattern: str) -> str:
+    """The pattern as wcmatch reads it: a backslash is a plain character, as in `glob`."""
+    return pattern.replace("\\", "\\\\")
 
 
 def reads_from(input_path: str, output_path: str) -> bool:
@@ -92,7 +140,7 @@ def reads_from(input_path: str, output_path: str) -> bool:
         if is_dir(output_path):
             return _glob_reaches_into(input_path, output_path)
         return glob_matches(input_path, output_path)
-    return overlaps(input_path, output_path)
+    return overlaps(unescape(input_path), output_path)
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -101,18 +149,23 @@ def overlaps(a: str, b: str) -> bool:
     return a_dir == b_dir or (is_dir(a) and b.startswith(a)) or (is_dir(b) and a.startswith(b))
 
 
-def is_within(path: str, declared: str) -> bool:
-    """Whether the file `path` is the declared path, lies inside it, or matches it."""
+def is_within(path: str, name: str) -> bool:
+    """Whether the file `path` is the file or folder `name` (an output, say) or lies inside it."""
+    if is_dir(name):
+        return path.startswith(name)
+    return path == name
+
+
+def covers(declared: str, path: str) -> bool:
+    """Whether the file `path` is among those a declared input stands for."""
     if is_glob(declared):
         return glob_matches(declared, path)
-    if is_dir(declared):
-        return path.startswith(declared)
-    return path == declared
+    return is_within(path, unescape(declared))
 
 
 def exists(workdir: Path, path: str) -> bool:
     """Whether a declared path is there: a file, a folder (``dir/``), or a glob with matches."""
     if is_glob(path):
         return bool(expand_glob(workdir, path))
-    target = f"{workdir}/{path}"
+    target = f"{workdir}/{unescape(path)}"
     return os.path.isdir(target) if is_dir(path) else os.path.exists(target)

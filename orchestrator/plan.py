@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import UsageError
 from .hashing import is_digest
-from .paths import is_within
+from .paths import escape, is_within
 
 if TYPE_CHECKING:
     from .pipeline import LoadedPipeline, Step
@@ -236,7 +236,7 @@ def _with_needed_outputs(pipeline: LoadedPipeline, step: Step) -> tuple[str, ...
     """A step's inputs and the outputs of the steps it needs: `needs` means "depends on"
     (a needed folder that holds one of the step's own outputs is left out)."""
     needed = [
-        output
+        escape(output)
         for name in step.needs
         for member in pipeline.members(name) or ()
         for output in pipeline.steps[member].outputs

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .hashing import canonical_json, sha256_file
 from .integrity import seal, unseal
-from .paths import escapes_through_symlink, exists, expand_glob, is_dir, normalize
+from .paths import cut, escapes_through_symlink, exists, expand_glob, is_dir, name_of, normalize
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -116,11 +116,15 @@ def _code_stamp() -> list[list[Any]]:
     return stamps
 
 
+PLAN_STEM_BYTES = 120
+"""How much of the pipeline file's stem a saved plan's name keeps (a hash tells them apart)."""
+
+
 def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
     match = _WORKDIR_LINE.search(text)
     workdir = pipeline.parent / (match[2].decode(errors="replace").strip() if match else ".")
     name = hashlib.sha256(str(pipeline.resolve()).encode()).hexdigest()[:16]
-    return workdir / ".orch" / "plans" / f"{pipeline.stem}-{name}.json"
+    return workdir / ".orch" / "plans" / f"{cut(pipeline.stem, PLAN_STEM_BYTES)}-{name}.json"
 
 
 def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
@@ -163,7 +167,7 @@ def _confined(workdir: Path, plan: Plan) -> bool:
     folders = {
         posixpath.dirname(path.rstrip("/")) or "."
         for step in plan.steps.values()
-        for path in (*step.inputs, *step.outputs)
+        for path in (*map(name_of, step.inputs), *step.outputs)
     }
     folders.update(path for step in plan.steps.values() for path in step.outputs if is_dir(path))
     return not any(escapes_through_symlink(workdir, folder) for folder in folders if folder != ".")

@@ -61,7 +61,9 @@ def log_name(step_id: str) -> str:
         return f"{safe}.log"
     import hashlib
 
-    short = safe.encode()[:LOG_STEM_BYTES].decode(errors="ignore")
+    from .paths import cut
+
+    short = cut(safe, LOG_STEM_BYTES)
     return f"{short}-{hashlib.sha256(step_id.encode()).hexdigest()[:12]}.log"
 
 

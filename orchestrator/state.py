@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .hashing import Hasher, StatCache, step_key
 from .lockfile import LockEntry, LockError, lock_path, read_lock
 from .outputs import declares
-from .paths import is_within
+from .paths import covers, escape
 from .plan import Plan, PlannedStep
 from .planner import Action, Current, Decision, Options, decide
 from .runs import state_dir
@@ -75,7 +75,7 @@ class Workspace:
     def output_hashes(self, step: PlannedStep) -> dict[str, str | None]:
         """The step's output files now (None = missing), without other steps' nested outputs."""
         exclude = (lambda path: not step.owns(path)) if step.nested else None
-        return self.hasher.hashes(step.outputs, exclude)
+        return self.hasher.hashes([escape(path) for path in step.outputs], exclude)
 
     def assess(
         self,
@@ -143,7 +143,7 @@ def _overlaid(
     """Input hashes with the predicted files under the declared inputs swapped in."""
     changed = dict(inputs)
     for path, digest in overlay.items():
-        if any(is_within(path, declared_path) for declared_path in declared):
+        if any(covers(declared_path, path) for declared_path in declared):
             if digest is None:
                 changed.pop(path, None)
             else:

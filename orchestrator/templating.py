@@ -19,7 +19,17 @@ from typing import Any
 
 from .errors import OrchError, TemplateError
 from .limits import Limits, deadline
-from .paths import PathRefused, escapes_through_symlink, is_dir, is_glob, is_within, normalize
+from .paths import (
+    LiteralPath,
+    PathRefused,
+    covers,
+    declared,
+    escapes_through_symlink,
+    is_dir,
+    is_glob,
+    normalize,
+    unescape,
+)
 from .references import References, find_references
 
 _MARKERS = ("{{", "{%", "{#")
@@ -41,8 +51,32 @@ def _stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
 
 
+def _path_filter(part: Callable[[str], str]) -> Callable[[Any], str]:
+    """A filter taking part of a path; the part of a `LiteralPath` is one too."""
+
+    def apply(value: Any) -> str:
+        found = part(str(value))
+        return LiteralPath(found) if isinstance(value, LiteralPath) else found
+
+    return apply
+
+
+_FILTERS: dict[str, Callable[[Any], str]] = {
+    "quote": lambda value: shlex.quote(str(value)),
+    "literal": lambda value: LiteralPath(str(value)),
+    "basename": _path_filter(lambda path: posixpath.basename(path.rstrip("/"))),
+    "dirname": _path_filter(lambda path: posixpath.dirname(path.rstrip("/"))),
+    "stem": _path_filter(_stem),
+    "suffix": _path_filter(lambda path: posixpath.splitext(path.rstrip("/"))[1]),
+}
+
+
 class Renderer:
-    """One sandboxed Jinja environment, with compiled templates cached by their text."""
+    """One sandboxed Jinja environment, with compiled templates cached by their text.
+
+    A renderer for `paths` writes each `LiteralPath` a ``{{ }}`` gives escaped, so the name
+    stays one file inside a longer path (`out/{{ item | basename }}`).
+    """
 
     @cached_property
     def _env(self) -> Any:
@@ -61,22 +95,20 @@ class Renderer:
                 return super().call_binop(context, operator, left, right)
 
         env = LimitedEnvironment(
-            undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+            finalize=declared if self.paths else None,
         )
-        env.filters.update(
-            quote=lambda value: shlex.quote(str(value)),
-            basename=lambda path: posixpath.basename(str(path).rstrip("/")),
-            dirname=lambda path: posixpath.dirname(str(path).rstrip("/")),
-            stem=lambda path: _stem(str(path)),
-            suffix=lambda path: posixpath.splitext(str(path).rstrip("/"))[1],
-        )
+        env.filters.update(_FILTERS)
         del env.filters["random"]
         del env.globals["lipsum"]
         return env
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, paths: bool = False) -> None:
         """`limits` bound each rendering (by default, those the environment sets)."""
         self.limits = limits or Limits.from_environment()
+        self.paths = paths
         self._compiled: dict[str, Any] = {}
         self._expressions: dict[str, Any] = {}
         self._references: dict[str, References] = {}
@@ -176,7 +208,7 @@ class StepRef:
 
     def __init__(self, step_id: str, outputs: list[str]) -> None:
         self._id = step_id
-        self.outputs = outputs
+        self.outputs = [LiteralPath(path) for path in outputs]
 
     @property
     def output(self) -> str:
@@ -232,18 +264,19 @@ class Reader:
             raise TemplateError(f"read('{path}'): {exc.strerror}") from exc
 
     def check(self, path: str) -> str:
-        """The normalised path if `read(path)` is allowed; TemplateError if not."""
+        """The normalised name of the file if `read(path)` is allowed; TemplateError if not."""
         try:
-            normal = normalize(str(path))
+            normal = normalize(declared(path))
         except PathRefused as exc:
             raise TemplateError(f"read(): {exc}") from exc
         if is_dir(normal) or is_glob(normal):
             raise TemplateError(f"read('{path}'): read() takes one file, not a folder or glob")
-        if not any(is_within(normal, declared) for declared in self._inputs):
+        name = unescape(normal)
+        if not any(covers(pattern, name) for pattern in self._inputs):
             raise TemplateError(
                 f"read('{path}'): not a declared input of this step; add it to 'inputs'"
             )
-        return normal
+        return name
 
 
 def forbidden_read(field: str) -> Callable[[str], str]:

@@ -76,7 +76,7 @@ def read_events(run: Path) -> list[Event]:
         text = (run / "events.jsonl").read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+    return [json.loads(line) for line in text.split("\n")[:-1]]  # "\x85" is not a line end
 
 
 def sha256(text: str) -> str:

@@ -1013,6 +1013,7 @@ def test_deleting_orch_state_mid_build_lets_no_second_build_in(project: Project)
     first = project.spawn("build", "-j", "1")
     run = project.wait_for_run(set(), first)
     project.wait_for_event(run, "step.started", "three", first)
+    wait_for(lambda: project.exists("three.pid"), what="step three running")
     shutil.rmtree(project.root / ".orch")  # as `git clean -fdx` would
 
     second = subprocess.run(

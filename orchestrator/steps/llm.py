@@ -33,8 +33,7 @@ def plan(step: StepPlanning) -> tuple[dict[str, Any], str]:
         "system": step.content(("system",), spec.system),
     }
     if spec.prompt_file is not None:
-        path = step.path(("prompt_file",), spec.prompt_file)
-        step.declare_input(path, ("prompt_file",))
+        path = step.input_file(("prompt_file",), spec.prompt_file)
         step.content_file(("prompt_file",), path)
         definition["prompt_file"] = path
     elif spec.messages is not None:
@@ -81,12 +80,12 @@ def _check_model(step: StepPlanning, provider: str, model: str | None) -> None:
 
 def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
     """A fake provider's reply file for the step: an input, so editing it reruns the step."""
-    from ..paths import escapes_through_symlink
+    from ..paths import escape, escapes_through_symlink
     from ..providers.fake import reply_candidates
 
     for path in reply_candidates(step.providers[provider], step.step_id, step.group):
         if (step.workdir / path).is_file() and not escapes_through_symlink(step.workdir, path):
-            return [path]
+            return [escape(path)]
     return []
 
 

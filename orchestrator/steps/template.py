@@ -49,8 +49,7 @@ def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
     assert isinstance(spec, TemplateStep)
     step.require_one_output()
     if spec.template_file is not None:
-        path = step.path(("template_file",), spec.template_file)
-        step.declare_input(path, ("template_file",))
+        path = step.input_file(("template_file",), spec.template_file)
         step.content_file(("template_file",), path)
         return {"template_file": path}, None
     assert spec.template is not None

@@ -7,8 +7,9 @@
 A step whose key has an action entry is restored from it instead of run; LLM replies are cached
 the same way, as the outputs of their step. Nothing read back is trusted: an action must name
 only paths its step declares and well-formed digests, and every object is checked against its
-digest. Restores write through `safe_write`, so they are atomic and leave unchanged files alone.
-An action's or a kept edit's mtime is its last use, for `gc`.
+digest. Restores write through `safe_write_file`, so they are atomic and leave unchanged files
+alone. File content is streamed in chunks, never held whole in memory. An action's or a kept
+edit's mtime is its last use, for `gc`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .filestore import WriteResult, atomic_write, safe_write
-from .hashing import canonical_json, is_digest, sha256_bytes
+from .filestore import Copy, DigestMismatch, WriteResult, atomic_write, safe_write_file
+from .hashing import canonical_json, is_digest, sha256_file
 
 ACTION_FORMAT = 1
 KEPT_FORMAT = 1
@@ -89,19 +90,26 @@ class Cache:
     def _action(self, key: str) -> Path:
         return self.actions / f"{key}.json"
 
-    def _put(self, digest: str, data: bytes, *, durable: bool = False) -> None:
-        """Keep `data` (whose sha256 is `digest`) as an object, unless it is there already.
-
-        A durable write also replaces an object that is there but damaged.
-        """
+    def _put(self, source: Path, digest: str, *, durable: bool = False) -> None:
+        """Copy the file `source` in chunks into the object `digest`; DigestMismatch, and
+        nothing written, unless its bytes have that sha256."""
         target = self._object(digest)
-        if target.is_file() and not (durable and not _holds(target, data)):
-            return
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data, durable=durable)
+        atomic_write(target, Copy(source, digest), durable=durable)
 
-    def read_object(self, digest: str) -> bytes:
-        """An object's bytes, checked against its digest.
+    def _stored(self, source: Path, digest: str) -> bool:
+        """Whether the file `source` holds the bytes of `digest`, copied into the cache unless
+        they are there already."""
+        if self._object(digest).is_file():
+            return sha256_file(source) == digest
+        try:
+            self._put(source, digest)
+        except DigestMismatch:
+            return False
+        return True
+
+    def checked_object(self, digest: str) -> Path:
+        """The file of an object whose bytes match its digest, read in chunks.
 
         CorruptObject if it is missing or its bytes differ; a damaged object is removed, so
         the next store of those bytes writes it afresh.
@@ -110,25 +118,29 @@ class Cache:
             raise CorruptObject(f"'{digest}' is not a sha256")
         target = self._object(digest)
         try:
-            data = target.read_bytes()
+            found = sha256_file(target)
         except FileNotFoundError:
             raise CorruptObject(f"no object {digest} in {self.root}") from None
-        if sha256_bytes(data) != digest:
-            target.unlink(missing_ok=True)
-            raise CorruptObject(f"the object {digest} does not match its digest (removed it)")
-        return data
+        if found != digest:
+            raise self._damaged(digest)
+        return target
 
-    def keep(self, path: str, data: bytes) -> str:
-        """Keep bytes a build is about to overwrite or remove at `path`; their sha256.
+    def _damaged(self, digest: str) -> CorruptObject:
+        """Remove an object whose bytes do not match its digest; the error saying so."""
+        self._object(digest).unlink(missing_ok=True)
+        return CorruptObject(f"the object {digest} does not match its digest (removed it)")
+
+    def keep(self, path: str, source: Path, digest: str) -> None:
+        """Keep the bytes of `source` (whose sha256 is `digest`), which a build is about to
+        overwrite or remove at `path`; DigestMismatch if they change meanwhile.
 
         The object is protected from `gc` by a record under `kept/`, aged like an action.
         """
-        digest = sha256_bytes(data)
-        self._put(digest, data, durable=True)  # the only copy once the file is replaced
+        if not _holds(self._object(digest), digest):  # absent, or damaged: written afresh
+            self._put(source, digest, durable=True)  # the only copy once the file is replaced
         record = {"format": KEPT_FORMAT, "sha256": digest, "path": path, "time": time.time()}
         self.kept.mkdir(parents=True, exist_ok=True)
         atomic_write(self.kept / f"{digest}.json", canonical_json(record))
-        return digest
 
     def store(
         self, key: str, workdir: Path, outputs: Mapping[str, str], meta: Mapping[str, Any]
@@ -138,10 +150,8 @@ class Cache:
         A file whose content no longer matches its expected hash is not cached at all.
         """
         for path, digest in outputs.items():
-            data = (workdir / path).read_bytes()
-            if sha256_bytes(data) != digest:
+            if not self._stored(workdir / path, digest):
                 return
-            self._put(digest, data)
         record = {"format": ACTION_FORMAT, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
         self.actions.mkdir(parents=True, exist_ok=True)
         atomic_write(self._action(key), canonical_json(record), durable=False)
@@ -173,29 +183,34 @@ class Cache:
                 return Lookup(None, f"the object of '{path}' is missing")
         return Lookup(action)
 
-    def contents(self, action: Action) -> dict[str, bytes]:
-        """Every output file of an action, checked against its digest (else CorruptObject)."""
-        found = {}
+    def check(self, action: Action) -> None:
+        """Check every object of an action against its digest (else CorruptObject), so a
+        restore writes all of its outputs or none."""
         for path, digest in sorted(action.outputs.items()):
             try:
-                found[path] = self.read_object(digest)
+                self.checked_object(digest)
             except CorruptObject as exc:
                 raise CorruptObject(f"'{path}': {exc}") from None
-        return found
 
     def restore(self, action: Action, workdir: Path) -> list[WriteResult]:
         """Write an action's outputs into the workdir; corrupt objects make it return []."""
         try:
-            contents = self.contents(action)
+            self.check(action)
         except CorruptObject:
             return []
-        return self.write(action, workdir, contents)
+        return self.write(action, workdir)
 
-    def write(
-        self, action: Action, workdir: Path, contents: Mapping[str, bytes]
-    ) -> list[WriteResult]:
-        """Write checked `contents` of an action into the workdir and mark the action used."""
-        results = [safe_write(workdir, path, data) for path, data in contents.items()]
+    def write(self, action: Action, workdir: Path) -> list[WriteResult]:
+        """Write a checked action's outputs into the workdir, streamed, and mark it used.
+
+        An object damaged since it was checked is removed and never lands: CorruptObject.
+        """
+        results = []
+        for path, digest in sorted(action.outputs.items()):
+            try:
+                results.append(safe_write_file(workdir, path, self._object(digest), digest))
+            except DigestMismatch:
+                raise CorruptObject(f"'{path}': {self._damaged(digest)}") from None
         os.utime(self._action(action.key))
         return results
 
@@ -297,9 +312,10 @@ def _parse(raw: bytes, key: str) -> Action:
     return Action(key, dict(outputs), dict(meta))
 
 
-def _holds(target: Path, data: bytes) -> bool:
+def _holds(file: Path, digest: str) -> bool:
+    """Whether `file` holds the bytes of `digest` (read in chunks)."""
     try:
-        return target.read_bytes() == data
+        return sha256_file(file) == digest
     except OSError:
         return False
 

@@ -417,14 +417,16 @@ def cache_cat(digest: str, pipeline: Path | None) -> None:
     if not is_digest(digest):
         raise UsageError(f"DIGEST is a sha256 (64 lowercase hex characters), got '{digest}'")
     try:
-        data = _cache_of(pipeline).read_object(digest)
+        found = _cache_of(pipeline).checked_object(digest)
     except CorruptObject as exc:
         raise OrchError(str(exc)) from None
     except OSError as exc:
         raise OrchError(f"cannot read the object {digest}: {exc.strerror or exc}") from None
     import sys
 
-    sys.stdout.buffer.write(data)
+    from .filestore import Copy
+
+    Copy(found, digest)(sys.stdout.buffer)  # streamed, and checked again as it goes
     sys.stdout.buffer.flush()
 
 

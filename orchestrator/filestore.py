@@ -7,6 +7,10 @@ parent's file descriptor with ``O_NOFOLLOW``, and follows a symlink only by star
 the workdir with the link's target, refused when that target lies outside. The file is then
 removed with ``unlink(name, dir_fd=...)`` in the folder so opened, so a folder swapped for a
 symlink after orch looked (by a step running meanwhile) cannot redirect it outside.
+
+A file's content is written from bytes, or copied from another file in chunks and hashed as it
+goes (`safe_write_file`, `Copy`): never held whole in memory, and renamed into place only when
+it has the sha256 expected of it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import errno
 import hashlib
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from .errors import OrchError
+from .hashing import sha256_file, sha256_stream
 from .paths import NAME_MAX, PathRefused, cut, escapes_through_symlink, normalize
 
 WriteReason = Literal["created", "overwritten", "nochange"]
@@ -67,36 +73,96 @@ def confined(workdir: Path, path: str) -> Path:
 def safe_write(workdir: Path, path: str, content: bytes | str) -> WriteResult:
     """Write `content` to `path` atomically (temp file, fsync, rename) unless it is unchanged."""
     data = content.encode("utf-8") if isinstance(content, str) else content
+    return _safe_write(workdir, path, hashlib.sha256(data).hexdigest(), len(data), data)
+
+
+def safe_write_file(
+    workdir: Path, path: str, source: Path, expect_sha256: str | None = None
+) -> WriteResult:
+    """`safe_write` of the bytes of the file `source`, streamed in chunks.
+
+    The copy is hashed as it is written and renamed into place only if its sha256 is
+    `expect_sha256` (else that of `source` before the copy): DigestMismatch otherwise.
+    """
+    digest = expect_sha256 or sha256_file(source)
+    return _safe_write(workdir, path, digest, source.stat().st_size, Copy(source, digest))
+
+
+def _safe_write(
+    workdir: Path, path: str, digest: str, size: int, content: bytes | Fill
+) -> WriteResult:
+    """Write `content` (`size` bytes whose sha256 is `digest`) to `path` unless it is there."""
     target = confined(workdir, path)
     relative = target.relative_to(workdir).as_posix()
-    digest = hashlib.sha256(data).hexdigest()
     if target.is_dir():
         raise WriteRefused(f"'{relative}' is a folder")
     existed = target.exists()
-    if existed and _same_content(target, data):
-        return WriteResult(relative, digest, len(data), wrote=False, reason="nochange")
+    if existed and _same_content(target, digest, size):
+        return WriteResult(relative, digest, size, wrote=False, reason="nochange")
     folder = _open_folder(workdir, posixpath.dirname(relative), relative, create=True)
     if folder is None:
         raise FileNotFoundError(errno.ENOENT, "its folder vanished as orch wrote it", relative)
     try:
-        _write_in(folder, target.name, data)
+        _write_in(folder, target.name, _filler(content))
+    except OSError as exc:
+        if _is_temp_name(exc.filename):
+            exc.filename = relative  # name the file orch meant, not its temp file
+        raise
     finally:
         os.close(folder)
     reason: WriteReason = "overwritten" if existed else "created"
-    return WriteResult(relative, digest, len(data), wrote=True, reason=reason)
+    return WriteResult(relative, digest, size, wrote=True, reason=reason)
 
 
-def _same_content(target: Path, data: bytes) -> bool:
+def _is_temp_name(name: object) -> bool:
+    return isinstance(name, str) and name.startswith(".") and name.endswith(".tmp")
+
+
+def _same_content(target: Path, digest: str, size: int) -> bool:
+    """Whether `target` holds `size` bytes whose sha256 is `digest` (read only if the size is)."""
     try:
-        if target.stat().st_size != len(data):
-            return False
-        return target.read_bytes() == data
+        return target.stat().st_size == size and sha256_file(target) == digest
     except OSError:
         return False
 
 
-def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace `target` with `data` so readers see the old file or the new one, never a part.
+Fill = Callable[[BinaryIO], object]
+"""Writes a new file's content into its open temp file."""
+
+
+class DigestMismatch(OSError):
+    """A file whose bytes, as copied, do not have the sha256 expected of them."""
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A `Fill` that copies the file `source` in chunks, hashing as it goes.
+
+    Unless the bytes copied have the sha256 `expect`, it raises DigestMismatch, so the temp file
+    is removed and the target left as it was.
+    """
+
+    source: Path
+    expect: str
+
+    def __call__(self, out: BinaryIO) -> None:
+        with self.source.open("rb") as handle:
+            found, _ = sha256_stream(handle, out)
+        if found != self.expect:
+            reason = "its bytes changed as orch copied them"
+            raise DigestMismatch(errno.EIO, reason, str(self.source))
+
+
+def _filler(content: bytes | Fill) -> Fill:
+    """`content` as a `Fill`: bytes are written in one go."""
+    if isinstance(content, bytes):
+        return lambda out: out.write(content)
+    return content
+
+
+def atomic_write(target: Path, data: bytes | Fill, *, durable: bool = True) -> None:
+    """Replace `target` with `data` (bytes, or a `Fill` such as a `Copy` of a file) so readers
+    see the old file or the new one, never a part.
 
     `durable` also waits for the data to reach the disk (fsync of the file and its folder);
     state that verifies itself when read back, such as the cache, can do without. A signal
@@ -105,10 +171,10 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     from .interrupt import held
 
     with held():
-        _replace(target, data, durable)
+        _replace(target, _filler(data), durable)
 
 
-def _replace(target: Path, data: bytes, durable: bool) -> None:
+def _replace(target: Path, fill: Fill, durable: bool) -> None:
     import tempfile
 
     prefix = f".{temp_stem(target.name)}."
@@ -116,7 +182,7 @@ def _replace(target: Path, data: bytes, durable: bool) -> None:
     try:
         os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -149,7 +215,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_in(folder: int, name: str, data: bytes) -> None:
+def _write_in(folder: int, name: str, fill: Fill) -> None:
     """`atomic_write` of the file `name` in the folder open at `folder`: the temp file, the
     rename and the fsyncs all go through the descriptor, so the folder cannot be swapped for
     a symlink between the check and the write."""
@@ -157,7 +223,7 @@ def _write_in(folder: int, name: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), _mode_in(folder, name))
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)

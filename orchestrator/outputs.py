@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .filestore import confined_rmdir, confined_tree, confined_unlink
-from .hashing import sha256_bytes
+from .hashing import sha256_stream
 from .paths import PathRefused, is_dir, is_within, normalize
 
 if TYPE_CHECKING:
@@ -81,15 +81,17 @@ class Keeper:
         """Keep each file's bytes unless they are the recorded ones (or the file is gone)."""
         kept = []
         for path in paths:
+            file = self.workdir / path
             try:
-                data = (self.workdir / path).read_bytes()
+                with file.open("rb") as handle:
+                    digest, size = sha256_stream(handle)
             except FileNotFoundError:
                 continue
-            if recorded.get(path) == sha256_bytes(data):
+            if recorded.get(path) == digest:
                 continue  # changed back since it was hashed: orch's own bytes
-            digest = self.cache.keep(path, data)
+            self.cache.keep(path, file, digest)
             reason: KeptReason = "edited" if path in recorded else "unrecorded"
-            kept.append(Kept(path, digest, len(data), reason, self.command(digest, path)))
+            kept.append(Kept(path, digest, size, reason, self.command(digest, path)))
         return kept
 
     def command(self, digest: str, path: str) -> str:

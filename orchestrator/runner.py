@@ -313,14 +313,14 @@ class Runner:
         assert action is not None
         cache, workdir = self.workspace.cache, self.workspace.workdir
         try:
-            contents = cache.contents(action)
+            cache.check(action)
         except OSError as exc:
             return str(exc)
         self.events.emit("cache.hit", step.id, key=assessment.key)
         replaced = {p: d for p, d in assessment.outputs.items() if action.outputs.get(p) != d}
         try:
             self._report_kept(step.id, self._keep(step, replaced))
-            written = cache.write(action, workdir, contents)
+            written = cache.write(action, workdir)
         except OSError as exc:
             return f"cannot restore: {exc}"
         for result in written:

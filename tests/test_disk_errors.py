@@ -225,6 +225,28 @@ def test_an_unreadable_input_is_one_line_naming_it_never_a_removed_input(
     assert (project.root / "out.bin").read_bytes() == output
 
 
+def test_an_output_folder_orch_may_not_write_fails_the_step_naming_the_output(
+    project: Project,
+) -> None:
+    project.pipeline(
+        "version: 1\nsteps:\n  page: {template: hi, output: out/page.txt}\n"
+        "  other: {run: echo b > b.txt, output: b.txt}\n"
+    )
+    (project.root / "out").mkdir(mode=0o555)
+
+    code, out, err = unprivileged(project, "build", "-k")
+
+    assert_clean_failure(code, out, err)
+    (line,) = [line for line in out.splitlines() if "FAILED" in line]
+    assert line.endswith(f"page  (out/page.txt: {os.strerror(errno.EACCES)})")
+    assert project.read("b.txt") == "b\n", "the other step still ran"
+    assert not list(project.root.rglob("*.tmp"))
+    (project.root / "out").chmod(0o755)
+    again = project.orch("build")
+    assert again.started() == ["page"]
+    assert project.read("out/page.txt") == "hi"
+
+
 def test_an_unexpected_os_error_is_one_line_with_its_path(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

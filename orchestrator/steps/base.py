@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed, TemplateError
-from ..filestore import WriteRefused, WriteResult, confined, safe_write
+from ..filestore import WriteRefused, WriteResult, confined, safe_write, safe_write_file
 from ..templating import Reader, Renderer
 
 if TYPE_CHECKING:
@@ -82,6 +83,14 @@ class StepContext:
         self.emit("file.written", **result.as_event_data())
         return result
 
+    def write_file(self, path: str, source: Path) -> WriteResult:
+        """Write one output from the file `source`, streamed through `safe_write_file`, and
+        record `file.written`."""
+        with _refusals_fail():
+            result = safe_write_file(self.workdir, path, source)
+        self.emit("file.written", **result.as_event_data())
+        return result
+
     async def write_all(self, contents: Mapping[str, bytes | str]) -> list[WriteResult]:
         """Write several outputs in a worker thread, then record a `file.written` for each."""
         results = await asyncio.to_thread(_write_all, self.workdir, contents)
@@ -91,10 +100,17 @@ class StepContext:
 
 
 def _write_all(workdir: Path, contents: Mapping[str, bytes | str]) -> list[WriteResult]:
-    try:
+    with _refusals_fail():
         for path in contents:
             confined(workdir, path)  # refuse before writing anything
         return [safe_write(workdir, path, content) for path, content in contents.items()]
+
+
+@contextmanager
+def _refusals_fail() -> Iterator[None]:
+    """A write refused inside fails the step as `refused`."""
+    try:
+        yield
     except WriteRefused as exc:
         raise StepFailed("refused", str(exc)) from exc
 

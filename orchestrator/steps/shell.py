@@ -1,7 +1,7 @@
 """Shell steps: `/bin/sh -ec` in the workdir (or `cwd`), in a process group of their own.
 
 stdout and stderr go to the step's log; with `stdout:` the standard output is captured to a
-scratch file and written to its declared path atomically once the command succeeds (after a
+scratch file and streamed to its declared path atomically once the command succeeds (after a
 failure it is appended to the log instead). A timeout or
 a cancellation terminates the whole process group: SIGTERM, then SIGKILL after a grace period.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -64,7 +65,7 @@ async def execute(ctx: StepContext) -> Outcome:
     written = []
     if capture is not None:
         (stdout_path,) = [p for p in ctx.step.outputs if ctx.step.field_of(p)[-1] == "stdout"]
-        written.append(ctx.write(stdout_path, capture.read_bytes()))
+        written.append(ctx.write_file(stdout_path, capture))
         capture.unlink()
     return Outcome(written=written)
 
@@ -73,7 +74,8 @@ def _keep_in_log(log: Path, capture: Path, destination: str) -> None:
     """Append a failed command's captured stdout to its log, where a person looks first."""
     with log.open("ab") as out:
         out.write(f"\n# stdout (not written to {destination}, as the command failed):\n".encode())
-        out.write(capture.read_bytes())
+        with capture.open("rb") as captured:
+            shutil.copyfileobj(captured, out)
     capture.unlink()
 
 

@@ -1,10 +1,13 @@
 """What a build killed by `kill -9` leaves behind, cleared by the next build.
 
-A running step's process group is recorded in `.orch/processes/<pgid>` (its leader's pid and
-start time) while it runs; `.orch/building` marks a build in progress. The next build, holding
-`.orch/build.lock`, stops every recorded group whose leader still runs (same start time, so a
-reused pid is left alone) and, if the marker says the last build was killed, removes orch's own
-temp files (`.NAME.XXXXXXXX.tmp`) beside the outputs, beside the lock file and under `.orch/`.
+Before a shell step starts, it is recorded in `.orch/processes/<token>`, a random token that
+its process gets in its environment (`ORCH_STEP_TOKEN`) and passes on to every process it
+starts; the record goes when the step ends. `.orch/building` marks a build in progress. The next
+build, holding the build lock, finds the live processes that carry a recorded token (in
+`/proc/<pid>/environ`) and stops their process groups; a token names one step process for good,
+so a reused pid is never mistaken for it. If the marker says the last build was killed, it also
+removes orch's own temp files (`.NAME.XXXXXXXX.tmp`) beside the outputs, beside the lock file
+and under `.orch/`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 
 PROCESSES = "processes"
 MARKER = "building"
+TOKEN_VARIABLE = "ORCH_STEP_TOKEN"
+"""Set in every shell step's environment to the token its record is named by."""
+_TOKEN = re.compile(r"[0-9a-f]{16}")
 TEMP_NAME = re.compile(r"\A\..+\.[a-z0-9_]{8}\.tmp\Z", re.DOTALL)
 """The names of orch's temp files: `tempfile.mkstemp` and `filestore._temp_in` suffixes, after
 the target's name (cut short when long: `filestore.temp_stem`)."""
@@ -31,32 +37,22 @@ GONE_S = 10.0
 POLL_S = 0.01
 
 
-def start_time(pid: int) -> str | None:
-    """Field 22 of `/proc/<pid>/stat` (start time since boot), None if no such live process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def record(state: Path, pid: int) -> None:
-    """Note that the step process group led by `pid` is running."""
+def record(state: Path) -> str:
+    """Before a step process starts: record it under a new token, which the caller puts in the
+    process's environment as `TOKEN_VARIABLE`; the token."""
     from .filestore import atomic_write
 
-    moment = start_time(pid)
-    if moment is None:
-        return
+    token = os.urandom(8).hex()
     folder = state / PROCESSES
     with contextlib.suppress(OSError):  # best effort: the step runs anyway
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / str(pid), f"{pid} {moment}\n".encode(), durable=False)
+        atomic_write(folder / token, f"{os.getpid()}\n".encode(), durable=False)
+    return token
 
 
-def forget(state: Path, pid: int) -> None:
-    """The group led by `pid` ended: drop its record."""
-    (state / PROCESSES / str(pid)).unlink(missing_ok=True)
+def forget(state: Path, token: str) -> None:
+    """The step process recorded under `token` ended: drop its record."""
+    (state / PROCESSES / token).unlink(missing_ok=True)
 
 
 def begin(state: Path) -> bool:
@@ -73,29 +69,39 @@ def end(state: Path) -> None:
 
 
 def stop_groups(state: Path) -> int:
-    """Stop the recorded step groups whose leader still runs; how many. Every record goes."""
+    """Stop the process groups of every live process that carries a recorded token; how many.
+    Every record goes."""
     folder = state / PROCESSES
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
         return 0
-    stopped = 0
+    tokens = {name for name in names if _TOKEN.fullmatch(name)}
+    groups = _groups_carrying(tokens) if tokens else set()
+    for pgid in sorted(groups):
+        _stop(pgid)
     for name in names:
-        path = folder / name
-        if name.isdigit() and _recorded_alive(path, int(name)):
-            _stop(int(name))
-            stopped += 1
-        path.unlink(missing_ok=True)
-    return stopped
+        (folder / name).unlink(missing_ok=True)
+    return len(groups)
 
 
-def _recorded_alive(path: Path, pgid: int) -> bool:
-    """Whether the record's leader is the same process, still running."""
-    try:
-        pid, moment = path.read_text().split()
-    except (OSError, ValueError):
-        return False
-    return int(pid) == pgid and start_time(pgid) == moment
+def _groups_carrying(tokens: set[str]) -> set[int]:
+    """The process groups of the live processes whose environment holds one of `tokens`."""
+    wanted = {f"{TOKEN_VARIABLE}={token}".encode() for token in tokens}
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                environment = handle.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if fields[0] not in ("Z", "X") and not wanted.isdisjoint(environment):
+            groups.add(int(fields[2]))
+    return groups
 
 
 def _stop(pgid: int) -> None:

@@ -6,11 +6,12 @@ Builds run as real processes and are killed for real; tests wait on files, never
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
 
-from orchestrator.leftovers import TEMP_NAME
+from orchestrator.leftovers import TEMP_NAME, TOKEN_VARIABLE
 
 from .buildkit import Build, Project, live_members, wait_for
 
@@ -22,8 +23,8 @@ def killed_while_running(project: Project, pid_file: str) -> int:
     project.write("hold", "")
     process = project.spawn("build", "-j", "1")
     group = project.step_group(pid_file)
-    record = project.root / ".orch" / "processes" / str(group)
-    wait_for(record.exists, what="the step's process record")
+    records = project.root / ".orch" / "processes"
+    assert len(list(records.iterdir())) == 1, "recorded before it started"
     wait_for(lambda: len(live_members(group)) == 2, what="the step's child")
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -66,7 +67,7 @@ def test_the_next_build_stops_the_step_processes_a_killed_build_left(project: Pr
     assert "leftover" not in said(again)
 
 
-def test_a_record_of_a_process_that_is_gone_or_reused_is_dropped_untouched(
+def test_a_record_no_live_process_carries_is_dropped_touching_nothing(
     project: Project,
 ) -> None:
     project.pipeline(
@@ -78,19 +79,51 @@ def test_a_record_of_a_process_that_is_gone_or_reused_is_dropped_untouched(
             output: a.txt
         """
     )
-    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    other_token, gone_token = "0123456789abcdef", "fedcba9876543210"
+    environment = {**os.environ, TOKEN_VARIABLE: other_token}
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True, env=environment)
     try:
         records = project.root / ".orch" / "processes"
-        project.write(f".orch/processes/{other.pid}", f"{other.pid} 1\n")  # another start time
-        project.write(".orch/processes/999999999", "999999999 1\n")
+        project.write(f".orch/processes/{gone_token}", "1\n")
+        project.write(f".orch/processes/{other.pid}", f"{other.pid} 1\n")  # not a token
         build = project.orch("build")
         assert build.exit_code == 0, said(build)
-        assert other.poll() is None, "a reused pid is not this build's process"
+        assert other.poll() is None, "a process of another build's token is not this one's"
         assert list(records.iterdir()) == []
         assert "leftover" not in said(build)
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_step_process_that_left_its_group_is_stopped_too(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          daemon:
+            run: |
+              setsid sh -c 'echo $$ > daemon.pid; sleep 300' > /dev/null 2>&1 &
+              while [ ! -s daemon.pid ]; do sleep 0.01; done
+              if [ -e hold ]; then sleep 300 & wait; fi
+              echo done > daemon.txt
+            output: daemon.txt
+        """
+    )
+    project.write("hold", "")
+    process = project.spawn("build", "-j", "1")
+    wait_for(lambda: project.exists("daemon.pid") and project.read("daemon.pid").strip() != "")
+    daemon = int(project.read("daemon.pid"))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (project.root / "hold").unlink()
+    assert live_members(daemon), "it runs in a session of its own"
+
+    build = project.orch("build")
+
+    assert build.exit_code == 0, said(build)
+    assert live_members(daemon) == []
+    assert "stopped 2 leftover step process group" in said(build)
 
 
 PLANTED = (

@@ -88,26 +88,26 @@ async def _run(
     timeout_s: float | None,
     state: Path,
 ) -> int:
-    """The command's exit status, its process group recorded in `state` while it runs."""
+    """The command's exit status; it is recorded in `state` from before it starts until it ends."""
+    token = leftovers.record(state)  # before it starts: a kill -9 of orch at any moment
     try:
-        process = await asyncio.create_subprocess_exec(
-            SHELL,
-            "-ec",
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=log,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise StepFailed("exit", f"cannot start the command: {exc}") from exc
-    leftovers.record(state, process.pid)
-    try:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                SHELL,
+                "-ec",
+                command,
+                cwd=cwd,
+                env={**env, leftovers.TOKEN_VARIABLE: token},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=log,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StepFailed("exit", f"cannot start the command: {exc}") from exc
         return await _wait(process, timeout_s)
     finally:
-        leftovers.forget(state, process.pid)
+        leftovers.forget(state, token)
 
 
 async def _wait(process: asyncio.subprocess.Process, timeout_s: float | None) -> int:

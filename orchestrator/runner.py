@@ -51,6 +51,7 @@ class RunOptions:
     keep_going: bool = False
     store: bool = True
     offline: bool = False
+    sandbox: bool = False
 
 
 class LockWriter:
@@ -490,6 +491,7 @@ class Runner:
             self.events,
             providers=self.providers,
             others=self.plan.steps[step_id].nested,
+            sandboxed=self.options.sandbox,
         )
         try:
             return await kind.execute(context)

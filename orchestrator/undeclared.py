@@ -68,6 +68,7 @@ class Watch:
     def __init__(self, workdir: Path, hasher: Hasher) -> None:
         self.workdir = workdir
         self.hasher = hasher
+        self._root = f"{workdir}/"
         self.started = False
         self._pending: list[tuple[PlannedStep, Mapping[str, str]]] = []
         self._monitor: Monitor | None = None
@@ -140,7 +141,7 @@ class Watch:
 
     def _lstamp(self, path: str) -> Stamp:
         try:
-            stat = os.lstat(self.workdir / path)
+            stat = os.lstat(self._root + path)
         except OSError:
             return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)

@@ -43,6 +43,7 @@ class Request:
     keep_going: bool = False
     use_cache: bool = True
     offline: bool = False
+    sandbox: bool = False
 
     @property
     def options(self) -> Options:
@@ -135,8 +136,13 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
     A signal while the pipeline loads raises `interrupt.Interrupted`, before anything is
     written; from then on it is recorded, and the build ends cancelled, with its run closed.
     A signal after its last lock write leaves the outcome as it is. It starts by clearing
-    what a build killed by kill -9 left (`leftovers`).
+    what a build killed by kill -9 left (`leftovers`). A sandbox asked for where Landlock is
+    missing is refused first (`sandbox.SandboxUnavailable`).
     """
+    if request.sandbox:
+        from .sandbox import abi_version
+
+        abi_version()
     plan, pipeline = open_plan(request, keep=True)
     selected = plan.select(request.targets)
     with interrupt.deferred():
@@ -169,7 +175,7 @@ def _build(
     events = EventLog(job_id, folder.events, Masker.from_environment())
     events.listeners.extend(listeners)
     run_options = RunOptions(
-        request.job_count, request.keep_going, request.use_cache, request.offline
+        request.job_count, request.keep_going, request.use_cache, request.offline, request.sandbox
     )
     runner = Runner(workspace, selected, run_options, events, folder, manifest, pipeline, _kinds)
     warnings = plan.warnings

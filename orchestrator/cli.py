@@ -227,6 +227,12 @@ _provider_option = click.option(
     envvar="ORCH_OFFLINE",
     help="Fail steps that would call a provider over the network [ORCH_OFFLINE].",
 )
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    envvar="ORCH_SANDBOX",
+    help="Let shell steps write only where their outputs go (Linux Landlock) [ORCH_SANDBOX].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -238,6 +244,7 @@ def build(
     keep_going: bool,
     no_cache: bool,
     offline: bool,
+    sandbox: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -254,6 +261,7 @@ def build(
         keep_going=keep_going,
         use_cache=not no_cache,
         offline=offline,
+        sandbox=sandbox,
     )
     if dry_run:
         plan, assessments = builds.predict(request)

@@ -258,6 +258,21 @@ class FileKeptData(_Data):
     )
 
 
+class FileUndeclaredWriteData(_Data):
+    """After a shell step, an output of another step that was done had changed (warning): the
+    step, or a shell step running alongside it, wrote where it does not declare. The build goes
+    on; the next build restores or reruns the owner."""
+
+    path: str = Field(description="Relative to the workdir.")
+    owner: str = Field(description="The step whose output it is.")
+    change: Literal["modified", "removed", "added"] = Field(
+        description="modified or removed: an output file; added: a file in an output folder."
+    )
+    alongside: list[str] = Field(
+        description="Other shell steps running at the same time, which may have made the change."
+    )
+
+
 # --------------------------------------------------------------------------- envelopes
 
 
@@ -367,6 +382,11 @@ class FileKeptEvent(_StepEnvelope):
     data: FileKeptData
 
 
+class FileUndeclaredWriteEvent(_StepEnvelope):
+    type: Literal["file.undeclared_write"]
+    data: FileUndeclaredWriteData
+
+
 AnyEvent = Annotated[
     JobStartedEvent
     | JobFinishedEvent
@@ -385,7 +405,8 @@ AnyEvent = Annotated[
     | CircuitClosedEvent
     | FileWrittenEvent
     | FileRemovedEvent
-    | FileKeptEvent,
+    | FileKeptEvent
+    | FileUndeclaredWriteEvent,
     Field(discriminator="type"),
 ]
 EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(AnyEvent)[0])

@@ -39,6 +39,8 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
         return "blocked", step, f"upstream step '{data.get('upstream')}' failed"
     if kind == "file.kept":
         return KEPT, step, kept_text(data)
+    if kind == "file.undeclared_write":
+        return KEPT, step, undeclared_text(step, data)
     if kind == "cache.miss" and data.get("reason"):
         return "warning", step, f"cache entry not used: {data['reason']}"
     return None
@@ -50,6 +52,24 @@ def kept_text(data: Mapping[str, Any]) -> str:
     edited = data.get("reason") == "edited"
     what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
     return f"kept {what}; bring it back with: {data.get('command', '')}"
+
+
+_VERBS = {"modified": "changed", "removed": "removed"}
+
+
+def undeclared_text(step: str | None, data: Mapping[str, Any]) -> str:
+    """What a `file.undeclared_write` event tells the user: who wrote what of whose."""
+    writer = f"step '{step}'"
+    if data.get("alongside"):
+        others = " or ".join(f"'{name}'" for name in data["alongside"])
+        writer += f" (or {others}, running at the same time)"
+    path, owner = data.get("path", ""), data.get("owner", "")
+    change = data.get("change", "modified")
+    if change == "added":
+        what = f"added '{path}' to an output folder of step '{owner}'"
+    else:
+        what = f"{_VERBS.get(change, 'changed')} '{path}', an output of step '{owner}'"
+    return f"{writer} {what}; the next build brings it back"
 
 
 class PlainReporter:

@@ -30,6 +30,7 @@ from .paths import escapes_through_symlink, is_dir, is_within
 from .planner import Action
 from .runs import Manifest, RunFolder
 from .state import Assessment, Workspace
+from .undeclared import Watch
 
 if TYPE_CHECKING:
     import asyncio
@@ -50,6 +51,7 @@ class RunOptions:
     keep_going: bool = False
     store: bool = True
     offline: bool = False
+    sandbox: bool = False
 
 
 class LockWriter:
@@ -159,6 +161,7 @@ class Runner:
         self._keeper: Keeper | None = None
         self._masked_pipeline = False
         self._cwd = Path.cwd()
+        self.watch = Watch(workspace.workdir, workspace.hasher)
 
     # ------------------------------------------------------------------ the loop
 
@@ -174,6 +177,8 @@ class Runner:
                 asyncio.run(self._run_queued())
         except KeyboardInterrupt:  # only when orch's handler is not installed
             self.cancel()
+        finally:
+            self.watch.close()
         try:
             self.lock.write_pending()
         except OSError as exc:
@@ -258,6 +263,7 @@ class Runner:
         if action == Action.UP_TO_DATE:
             self.events.emit("step.skipped", step_id, reason="up-to-date")
             self.manifest.files.update(_present(assessment.outputs))
+            self.watch.settle(assessment.step, _present(assessment.outputs))
             self._complete(step_id, "up-to-date")
             return
         if action == Action.RESTORE:
@@ -333,6 +339,7 @@ class Runner:
         )
         self.lock.record(step.id, assessment.entry(action.outputs))
         self.manifest.files.update(action.outputs)
+        self.watch.settle(step, action.outputs)
         return None
 
     def keeper(self) -> Keeper:
@@ -415,8 +422,15 @@ class Runner:
         orch_writes = self.kinds()[step.kind].written_by_orch(step)
         kept = await asyncio.to_thread(self._clear, assessment, orch_writes)
         self._report_kept(step_id, kept)
-        outcome = await self._run_kind(step_id)
+        if step.kind == "shell":
+            self._start_watch()
+        try:
+            outcome = await self._run_kind(step_id)
+        finally:
+            if step.kind == "shell":
+                self._report_undeclared(step_id)
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
+        self.watch.settle(assessment.step, outputs)
         number = self.lock.record(step_id, assessment.entry(outputs))
         if self.children[step_id]:
             # The steps after it start once it is on disk. Cancelled meanwhile, the step is
@@ -424,6 +438,23 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.lock.written(number)
         return outputs, dict(outcome.meta)
+
+    def _start_watch(self) -> None:
+        """Before the first shell step: stamp the settled steps, and the outputs the lock file
+        records for the steps this build did not select."""
+        if self.watch.started:
+            return
+        for step in self.plan.steps.values():
+            if step.id not in self.position and step.id in self.workspace.entries:
+                with contextlib.suppress(OSError, PathEscapes):
+                    self.watch.settle(step, _present(self.workspace.output_hashes(step)))
+        self.watch.start()
+
+    def _report_undeclared(self, step_id: str) -> None:
+        """After a shell step: warn about the outputs of settled steps that changed meanwhile."""
+        shell = {s for s in self.running.values() if self.plan.steps[s].kind == "shell"}
+        for found in self.watch.check(alongside=shell - {step_id}):
+            self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 
     def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> str:
         record = self.manifest.steps[step_id]
@@ -460,6 +491,7 @@ class Runner:
             self.events,
             providers=self.providers,
             others=self.plan.steps[step_id].nested,
+            sandboxed=self.options.sandbox,
         )
         try:
             return await kind.execute(context)

@@ -99,6 +99,8 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
         },
         "boom": {"run": "exit 3", "output": "boom.txt"},
         "after": {"run": "cat boom.txt > after.txt", "output": "after.txt", "needs": ["boom"]},
+        # writes over an output of a step that is done
+        "clobber": {"run": "printf x > pause.txt && : > clobber.txt", "output": "clobber.txt"},
         # leaves the lock file unwritable: the last build
         "breaklock": {
             "run": "rm orch.lock && mkdir orch.lock && : > broke.txt",
@@ -109,7 +111,7 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
 
 
 MAIN = ("data", "page", "summary", "gen", "ask")
-FAILING = ("bad", "pause", "good", "boom", "after")
+FAILING = ("bad", "pause", "good", "boom", "after", "clobber")
 
 
 def ok(build: Build) -> Build:
@@ -148,9 +150,12 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
         "good": "ran",
         "boom": "failed",
         "after": "blocked",
+        "clobber": "ran",
     }
     assert [e["step"] for e in failing.events("circuit.opened")] == ["bad"]
     assert [e["step"] for e in failing.events("circuit.closed")] == ["good"]
+    [undeclared] = failing.events("file.undeclared_write")
+    assert (undeclared["step"], undeclared["data"]["owner"]) == ("clobber", "pause")
 
     broken = project.orch("build", "breaklock")
     assert broken.exit_code == 1, broken.stdout + broken.stderr

@@ -103,16 +103,18 @@ def test_a_step_process_that_left_its_group_is_stopped_too(project: Project) -> 
         steps:
           daemon:
             run: |
-              setsid sh -c 'echo $$ > daemon.pid; sleep 300' > /dev/null 2>&1 &
-              while [ ! -s daemon.pid ]; do sleep 0.01; done
-              if [ -e hold ]; then sleep 300 & wait; fi
+              if [ -e hold ]; then
+                setsid sh -c 'echo $$ > daemon.tmp; mv daemon.tmp daemon.pid; sleep 300' \\
+                  > /dev/null 2>&1 &
+                sleep 300 & wait
+              fi
               echo done > daemon.txt
             output: daemon.txt
         """
     )
     project.write("hold", "")
     process = project.spawn("build", "-j", "1")
-    wait_for(lambda: project.exists("daemon.pid") and project.read("daemon.pid").strip() != "")
+    wait_for(lambda: project.exists("daemon.pid"), what="the daemon")
     daemon = int(project.read("daemon.pid"))
     process.send_signal(signal.SIGKILL)
     process.wait()

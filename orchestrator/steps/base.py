@@ -42,6 +42,8 @@ class StepContext:
     """The build's providers, created when a step first needs one."""
     others: tuple[str, ...] = ()
     """Outputs of other steps inside this step's output folders."""
+    sandboxed: bool = False
+    """Whether commands may write only where the step's outputs go (`orch build --sandbox`)."""
 
     @property
     def workdir(self) -> Path:

@@ -4,6 +4,8 @@ stdout and stderr go to the step's log; with `stdout:` the standard output is ca
 scratch file and streamed to its declared path atomically once the command succeeds (after a
 failure it is appended to the log instead). A timeout or
 a cancellation terminates the whole process group: SIGTERM, then SIGKILL after a grace period.
+Sandboxed (`orch build --sandbox`), the command may write only beneath the folders of the
+outputs it writes, its scratch folder (its private TMPDIR) and its log (see `sandbox`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import posixpath
 import shutil
 import signal
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .. import leftovers
 from ..errors import StepFailed
+from ..paths import escapes_through_symlink, is_dir
 from ..runs import state_dir
 from ..spec import ShellStep
 from . import Kind
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 
 SHELL = "/bin/sh"
 GRACE_S = 5.0
+SANDBOX_HINT = " (sandboxed: writes outside the declared outputs are refused)"
 
 
 def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
@@ -56,18 +63,56 @@ async def execute(ctx: StepContext) -> Outcome:
     with ctx.log.open("ab") as log:
         log.write(f"$ {ctx.events.masker.text(command)}\n".encode())
         log.flush()
-        with capture.open("wb") if capture else log as out:
-            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, state)
+        with capture.open("wb") if capture else log as out, _confined(ctx, env, capture) as apply:
+            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, state, apply)
     if code != 0:
         if capture is not None and spec.stdout is not None:
             _keep_in_log(ctx.log, capture, spec.stdout)
-        raise StepFailed("exit", f"exited with code {code} (log: {ctx.log})")
+        hint = SANDBOX_HINT if ctx.sandboxed else ""
+        raise StepFailed("exit", f"exited with code {code} (log: {ctx.log}){hint}")
     written = []
     if capture is not None:
         (stdout_path,) = [p for p in ctx.step.outputs if ctx.step.field_of(p)[-1] == "stdout"]
         written.append(ctx.write_file(stdout_path, capture))
         capture.unlink()
     return Outcome(written=written)
+
+
+@contextlib.contextmanager
+def _confined(
+    ctx: StepContext, env: dict[str, str], capture: Path | None
+) -> Iterator[Callable[[], None] | None]:
+    """When sandboxed, the `preexec_fn` restricting the command to its own folders, with a
+    private TMPDIR (set in `env`) removed afterwards; None otherwise."""
+    if not ctx.sandboxed:
+        yield None
+        return
+    from ..sandbox import restriction
+
+    tmp = ctx.scratch / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(tmp)
+    files = [ctx.log] if capture is None else [ctx.log, capture]
+    try:
+        with restriction([*_output_folders(ctx), tmp], files) as rules:
+            yield rules.apply
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _output_folders(ctx: StepContext) -> list[Path]:
+    """The folders of the outputs the command writes (made if missing), inside the workdir."""
+    found = []
+    for output in ctx.step.outputs:
+        if output in _written_by_orch(ctx.step):
+            continue
+        folder = output if is_dir(output) else posixpath.dirname(output)
+        if escapes_through_symlink(ctx.workdir, folder):
+            continue  # never granted: orch refuses such outputs after the run
+        path = ctx.workdir / folder
+        path.mkdir(parents=True, exist_ok=True)
+        found.append(path)
+    return found
 
 
 def _keep_in_log(log: Path, capture: Path, destination: str) -> None:
@@ -87,6 +132,7 @@ async def _run(
     log: IO[bytes],
     timeout_s: float | None,
     state: Path,
+    preexec: Callable[[], None] | None = None,
 ) -> int:
     """The command's exit status; it is recorded in `state` from before it starts until it ends."""
     token = leftovers.record(state)  # before it starts: a kill -9 of orch at any moment
@@ -102,8 +148,9 @@ async def _run(
                 stdout=out,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             raise StepFailed("exit", f"cannot start the command: {exc}") from exc
         return await _wait(process, timeout_s)
     finally:

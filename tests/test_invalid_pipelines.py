@@ -910,6 +910,12 @@ CASES = [
         "step 'a', field 'run': template syntax error: No filter named 'qoute'",
     ),
     case(
+        "nul-in-a-path",
+        'version: 1\nsteps:\n  a:\n    run: echo hi\n    output: "a\\u0000b.txt"\n',
+        "output:",
+        "path 'a\\x00b.txt' holds a NUL character",
+    ),
+    case(
         "control-character",
         'version: 1\nsteps:\n  a:\n    run: "echo \x7f"\n',
         "run:",

@@ -101,7 +101,7 @@ async def _run(
             stderr=log,
             start_new_session=True,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character, a name with '='
         raise StepFailed("exit", f"cannot start the command: {exc}") from exc
     leftovers.record(state, process.pid)
     try:

@@ -893,12 +893,6 @@ CASES = [
         "'\\ud800' is a lone surrogate, not a character",
     ),
     case(
-        "name-longer-than-255-bytes",
-        "version: 1\nsteps:\n  a:\n    run: echo hi\n    output: " + "x" * 256 + "\n",
-        "output:",
-        "has a name longer than 255 bytes",
-    ),
-    case(
         "unknown-filter-in-content",
         """\
         version: 1

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import Diagnostic, PipelineError
-from .source import PathKey, SourceDocument, parse, to_plain
+from .source import PathKey, SourceDocument, parse, position_in, to_plain
 from .templating import suggest
 
 if TYPE_CHECKING:
@@ -29,7 +29,14 @@ def read_source(file: Path, what: str = "pipeline") -> SourceDocument:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise PipelineError.at(f"no such {what} file", None, file) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        before = exc.object[: exc.start].decode("utf-8")
+        byte = exc.object[exc.start]
+        raise PipelineError.at(
+            f"the {what} is not UTF-8 text: byte 0x{byte:02x} ({exc.reason})",
+            position_in(file, before, len(before)),
+        ) from exc
+    except OSError as exc:
         raise PipelineError.at(f"cannot read the {what}: {exc}", None, file) from exc
     return parse(file, text)
 

@@ -77,6 +77,8 @@ def normalize(path: str) -> str:
     """The canonical relative form of a declared path, or PathRefused saying why not."""
     if not path.strip():
         raise PathRefused("empty path")
+    if "\0" in path:
+        raise PathRefused(f"path {path!r} holds a NUL character")
     if path.startswith(("/", "\\", "~")) or _DRIVE.match(path):
         raise PathRefused(f"absolute path '{path}': paths are relative to the workdir")
     normal = posixpath.normpath(path)

@@ -7,6 +7,7 @@ and column is about three times slower, so it runs only when an error needs a lo
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,21 +91,38 @@ def parse(file: Path, text: str) -> SourceDocument:
         problem = exc.problem or exc.context or "invalid YAML"
         raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
     except YAMLError as exc:
-        raise PipelineError.at(f"invalid YAML: {exc}", None, file) from exc
+        position = getattr(exc, "position", None)  # a ReaderError: a character YAML refuses
+        location = position_in(file, text, position) if isinstance(position, int) else None
+        problem = str(exc).split("\n")[0] if location else str(exc)
+        raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
     except RecursionError as exc:
         raise PipelineError.at("invalid YAML: the document nests too deeply", None, file) from exc
     return SourceDocument(file, text, data)
 
 
+def position_in(file: Path, text: str, offset: int) -> Location:
+    """The line and column of the character at `offset` of `text`."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Location(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate of `text`, escaped (`\\ud800`), or None. A YAML or Jinja
+    escape can give one; it is not a character and cannot be written as UTF-8."""
+    found = _SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found[0]):04x}"
 
 
 def to_plain(document: SourceDocument) -> Any:
     """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting."""
     budget = [MAX_NODES]
 
-    def convert(node: Any, depth: int) -> Any:
+    def convert(node: Any, path: tuple[PathKey, ...]) -> Any:
         budget[0] -= 1
         if budget[0] < 0:
             raise PipelineError.at(
@@ -112,20 +130,31 @@ def to_plain(document: SourceDocument) -> Any:
                 None,
                 document.file,
             )
-        if depth > MAX_DEPTH:
+        if len(path) > MAX_DEPTH:
             raise PipelineError.at(
-                f"the document nests deeper than {MAX_DEPTH} levels", None, document.file
+                f"the document nests deeper than {MAX_DEPTH} levels", document.locate(path)
             )
         if isinstance(node, dict):
-            return {
-                (str(k) if isinstance(k, str) else k): convert(v, depth + 1)
-                for k, v in node.items()
-            }
+            return {_key(k, (*path, k)): convert(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
-            return [convert(v, depth + 1) for v in node]
+            return [convert(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, str):
+            _check_text(node, path)
         for plain in (str, bool, int, float):
             if isinstance(node, plain):
                 return plain(node)
         return node
 
-    return convert(document.data, 0)
+    def _key(key: Any, path: tuple[PathKey, ...]) -> Any:
+        if isinstance(key, str):
+            _check_text(key, path, key=True)
+            return str(key)
+        return key
+
+    def _check_text(text: str, path: tuple[PathKey, ...], key: bool = False) -> None:
+        surrogate = lone_surrogate(text)
+        if surrogate:
+            message = f"'{surrogate}' is a lone surrogate, not a character"
+            raise PipelineError.at(message, document.locate(path, key=key))
+
+    return convert(document.data, ())

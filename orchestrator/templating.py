@@ -31,6 +31,7 @@ from .paths import (
     unescape,
 )
 from .references import References, find_references
+from .source import lone_surrogate
 
 _MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
@@ -118,8 +119,7 @@ class Renderer:
         found = self._references.get(text)
         if found is None:
             if is_template(text):
-                tree = self._guard(lambda: self._env.parse(text))
-                found = find_references(tree)
+                found = self._guard(lambda: find_references(self._env.parse(text)))
             else:
                 found = References()
             self._references[text] = found
@@ -133,7 +133,8 @@ class Renderer:
         if template is None:
             template = self._guard(lambda: self._env.from_string(text))
             self._compiled[text] = template
-        return str(self._guard(lambda: self.limits.joined(template.generate(context))))
+        text = str(self._guard(lambda: self.limits.joined(template.generate(context))))
+        return _text(text)
 
     def evaluate(self, text: str, context: Mapping[str, Any]) -> Any:
         """The native value of a lone ``{{ expression }}``; other strings are rendered."""
@@ -147,7 +148,8 @@ class Renderer:
                 lambda: self._env.compile_expression(source, undefined_to_none=False)
             )
             self._expressions[text] = expression
-        return self._guard(lambda: _strict(expression(**context)))
+        value = self._guard(lambda: _strict(expression(**context)))
+        return map_strings(value, _text)
 
     def render_value(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Render every string inside nested lists and mappings."""
@@ -184,6 +186,14 @@ def map_strings(value: Any, change: Callable[[str], Any]) -> Any:
     if isinstance(value, dict):
         return {k: map_strings(v, change) for k, v in value.items()}
     return value
+
+
+def _text(text: str) -> str:
+    """A rendered string, refused when it cannot be written as UTF-8."""
+    surrogate = lone_surrogate(text)
+    if surrogate:
+        raise TemplateError(f"the template gives '{surrogate}', a lone surrogate, not a character")
+    return text
 
 
 def _strict(value: Any) -> Any:

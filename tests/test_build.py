@@ -492,6 +492,27 @@ def test_a_missing_declared_output_fails_the_step(project: Project) -> None:
     assert project.orch("status", "--check").exit_code == 1
 
 
+def test_a_command_that_cannot_be_started_fails_its_step(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          nul:
+            run: "echo a\\u0000b"
+          equals:
+            run: "true"
+            env: { "A=B": x }
+        """
+    )
+    result = project.orch("build", "-k")
+    assert result.exit_code == 1
+    failed = {e["step"]: e["data"]["message"] for e in result.events("step.failed")}
+    assert failed == {
+        "nul": "cannot start the command: embedded null byte",
+        "equals": "cannot start the command: illegal environment variable name",
+    }
+
+
 def test_a_failed_command_keeps_its_captured_stdout_in_the_log(project: Project) -> None:
     project.pipeline(
         """\

@@ -880,6 +880,41 @@ CASES = [
         "step 'a' has no model",
         "provider 'p'",
     ),
+    case(
+        "deep-nesting",
+        "version: 1\nsteps:\n  a: { run: x }\nvars:\n  v: " + "[" * 80 + "]" * 80 + "\n",
+        "v: [[",
+        "nests deeper than 64 levels",
+    ),
+    case(
+        "lone-surrogate",
+        'version: 1\nsteps:\n  a:\n    run: echo hi\n    output: "a\\ud800.txt"\n',
+        "output:",
+        "'\\ud800' is a lone surrogate, not a character",
+    ),
+    case(
+        "unknown-filter-in-content",
+        """\
+        version: 1
+        steps:
+          a:
+            run: echo {{ 'x' | qoute }}
+        """,
+        "run:",
+        "step 'a', field 'run': template syntax error: No filter named 'qoute'",
+    ),
+    case(
+        "nul-in-a-path",
+        'version: 1\nsteps:\n  a:\n    run: echo hi\n    output: "a\\u0000b.txt"\n',
+        "output:",
+        "path 'a\\x00b.txt' holds a NUL character",
+    ),
+    case(
+        "control-character",
+        'version: 1\nsteps:\n  a:\n    run: "echo \x7f"\n',
+        "run:",
+        "invalid YAML: unacceptable character #x007f",
+    ),
 ]
 
 
@@ -1065,13 +1100,9 @@ ALIAS_BOMB = (
     ("text", "fragment"),
     [
         (ALIAS_BOMB, "expands to more than"),
-        (
-            "version: 1\nsteps:\n  a: { run: x }\nvars:\n  v: " + "[" * 80 + "]" * 80 + "\n",
-            "nests deeper than",
-        ),
         ("version: 1\nv: " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
     ],
-    ids=["alias-bomb", "deep-nesting", "deeper-than-the-parser"],
+    ids=["alias-bomb", "deeper-than-the-parser"],
 )
 def test_hostile_documents_are_refused_quickly(tmp_path: Path, text: str, fragment: str) -> None:
     pipeline, _ = _write(tmp_path, text)
@@ -1079,5 +1110,16 @@ def test_hostile_documents_are_refused_quickly(tmp_path: Path, text: str, fragme
     result = _invoke(["validate", str(pipeline)], tmp_path)
     assert result.exit_code == 2
     assert f"{pipeline}: " in result.stderr and fragment in result.stderr
+    assert "Traceback" not in result.output
+    assert _snapshot(tmp_path) == before
+
+
+def test_invalid_utf8_is_refused_at_its_line_and_column(tmp_path: Path) -> None:
+    pipeline = tmp_path / PIPELINE
+    pipeline.write_bytes(b"version: 1\nsteps:\n  a:\n    run: echo \xc3( hi\n")
+    before = _snapshot(tmp_path)
+    result = _invoke(["validate", str(pipeline)], tmp_path)
+    assert result.exit_code == 2, result.output
+    assert f"{pipeline}:4:15: the pipeline is not UTF-8 text: byte 0xc3" in result.stderr
     assert "Traceback" not in result.output
     assert _snapshot(tmp_path) == before

@@ -17,6 +17,8 @@ from orchestrator.providers.config import display_url, overrides, resolve
 from orchestrator.providers.http import retry_after
 from orchestrator.spec import AnthropicProvider, OllamaProvider, OpenAIProvider, Price
 
+from .buildkit import Project
+
 
 def test_orch_provider_variables_override_the_pipeline() -> None:
     provider = OpenAIProvider(kind="openai", model="m", timeout_s=120, max_retries=3)
@@ -149,3 +151,24 @@ def test_the_api_key_and_a_password_in_the_address_are_secrets() -> None:
     settings = resolve("o", provider, {"OPENAI_API_KEY": "sk-1"})
     assert settings.secrets() == ["sk-1", "pw-123"]
     assert resolve("o", OpenAIProvider(kind="openai"), {}).secrets() == []
+
+
+def test_a_step_name_too_long_for_a_reply_file_validates_and_has_no_reply(
+    project: Project,
+) -> None:
+    name = "x" * 300
+    project.pipeline(
+        f"""\
+        version: 1
+        providers: {{ canned: {{ kind: fake, responses: replies }} }}
+        steps:
+          {name}:
+            prompt: hi
+            output: a.md
+        """
+    )
+    project.write("replies/other.md", "a reply\n")
+    assert project.orch("validate").exit_code == 0
+    build = project.orch("build")
+    assert build.exit_code == 1
+    assert "has no reply for this step" in build.stdout

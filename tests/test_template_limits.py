@@ -37,6 +37,21 @@ def test_a_huge_repetition_in_structure_is_a_located_error(project: Project) -> 
     assert "ORCH_TEMPLATE_MAX_BYTES" in result.stderr
 
 
+def test_a_template_that_gives_a_lone_surrogate_fails_its_step(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          page:
+            template: '{{ "\\udfff" }}'
+            output: page.txt
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 1
+    assert "the template gives '\\udfff', a lone surrogate, not a character" in result.stdout
+
+
 def test_a_huge_power_is_refused(project: Project) -> None:
     project.pipeline(
         """\

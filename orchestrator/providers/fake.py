@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..paths import PathRefused, escapes_through_symlink, normalize
+from ..paths import PathRefused, escapes_through_symlink, normalize, too_long
 from ..spec import FakeProvider as FakeSpec
 from .base import Call, ChatRequest, ProviderError, Reply, Usage
 from .config import Settings
@@ -77,10 +77,14 @@ def reply_candidates(config: Provider | None, step: str, group: str) -> list[str
 
 
 def _normalized(paths: list[str]) -> list[str]:
+    """The paths that can name a file: normalised, without those refused or with too long a
+    name (a long step id makes one)."""
     found = []
     for path in paths:
         try:
-            found.append(normalize(path))
+            normal = normalize(path)
         except PathRefused:
             continue
+        if too_long(normal) is None:
+            found.append(normal)
     return found

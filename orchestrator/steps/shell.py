@@ -150,7 +150,8 @@ async def _run(
                 start_new_session=True,
                 preexec_fn=preexec,
             )
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            # ValueError: a NUL character, an environment name with '='
             raise StepFailed("exit", f"cannot start the command: {exc}") from exc
         return await _wait(process, timeout_s)
     finally:

@@ -4,8 +4,8 @@ one; and a file copied while it is checked never lands when its bytes are not th
 
 Each memory measurement runs `orch` as the child of a fresh helper process, which reports the
 peak resident set size of its children (orch's own, its step processes being far smaller).
-ORCH_SOAK_BIG_MB sets the big size (128 MiB by default; 1024 for the figures in
-docs/reliability.md) and `pytest -s` prints the figures.
+ORCH_SOAK_BIG_MB sets the big size (64 MiB by default; 1024 for the figures in
+docs/reliability.md) and `pytest -n 0 -s` prints the figures.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from orchestrator.cache import Cache, CorruptObject
 from orchestrator.filestore import DigestMismatch, safe_write_file
 
 SMALL_MB = 8
-BIG_MB = int(os.environ.get("ORCH_SOAK_BIG_MB", "128"))
-MARGIN_MB = 40
+BIG_MB = int(os.environ.get("ORCH_SOAK_BIG_MB", "64"))
+MARGIN_MB = 24
 """How much more memory the big files may take than the small ones."""
 MIB = 1 << 20
 PHASES = ("no-op", "capture", "cp output", "restore", "keep", "cache cat")

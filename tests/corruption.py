@@ -152,3 +152,40 @@ def stat_cache_trial(project: Project, clean: Clean, rng: random.Random) -> str:
     build = project.orch("build")
     assert build.exit_code == 0, build.stdout + build.stderr
     return assert_refused_or_clean(project, clean, build, STAT_CACHE)
+
+
+def cache_trial(project: Project, clean: Clean, rng: random.Random) -> str:
+    """Damage one action record or object of the cache, remove every output and the lock so
+    that each step would be restored, and build: the damaged entry is a miss (its step runs
+    again), never a wrong byte; which happened."""
+    cache = project.root / ".orch" / "cache"
+    entries = sorted(p for p in (cache / "actions").iterdir() if p.is_file())
+    entries += sorted(p for p in (cache / "objects").rglob("*") if p.is_file())
+    victim = rng.choice(entries)
+    victim.write_bytes(damaged(victim.read_bytes(), rng))
+    for path in OUTPUTS:
+        (project.root / path).unlink(missing_ok=True)
+    (project.root / LOCK).unlink()
+    build = ok(project.orch("build"))
+    assert_refused_or_clean(project, clean, build, "cache")
+    return "ran again" if build.started() else "restored"
+
+
+HISTORY_COMMANDS = (("runs",), ("show",), ("tail",), ("tail", "--type", "step.*"))
+
+
+def history_trial(project: Project, clean: Clean, rng: random.Random) -> str:
+    """Damage the last run's events or manifest and read it back with every history command:
+    each ends with a message (exit 0, 1 or 2), never a traceback; the worst exit code."""
+    (last,) = sorted(project.run_folders())[-1:]
+    file = last / rng.choice(["events.jsonl", "manifest.json"])
+    original = file.read_bytes()
+    file.write_bytes(damaged(original, rng))
+    codes = []
+    for command in HISTORY_COMMANDS:
+        result = project.orch(*command)
+        assert result.exit_code in (0, 1, 2), (command, result.stdout + result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+        codes.append(result.exit_code)
+    file.write_bytes(original)
+    return f"exit {max(codes)}"

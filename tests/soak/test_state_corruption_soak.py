@@ -1,8 +1,10 @@
-"""Soak: many random truncations and bit flips of the lock, saved plans and the stat cache.
+"""Soak: many random truncations and bit flips of the lock, saved plans, the stat cache, cache
+records and objects, and run events and manifests.
 
 Every build after a corruption is refused with exit 2 naming the file, or leaves exactly the
-outputs and lock of a clean build. `ORCH_SOAK_CORRUPTIONS` sets the number of trials per file
-kind (50 by default; use 500 or more locally), `ORCH_SOAK_SEED` the seed.
+outputs and lock of a clean build; the history commands end with a message, never a traceback.
+`ORCH_SOAK_CORRUPTIONS` sets the number of trials per file kind (50 by default; use 500 or more
+locally), `ORCH_SOAK_SEED` the seed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from collections.abc import Callable
 import pytest
 
 from tests.buildkit import Project
-from tests.corruption import Clean, lock_trial, plan_trial, set_up, stat_cache_trial
+from tests.corruption import (
+    Clean,
+    cache_trial,
+    history_trial,
+    lock_trial,
+    plan_trial,
+    set_up,
+    stat_cache_trial,
+)
 
 COUNT = int(os.environ.get("ORCH_SOAK_CORRUPTIONS", "50"))
 SEED = int(os.environ.get("ORCH_SOAK_SEED", "0"))
@@ -24,7 +34,9 @@ Trial = Callable[[Project, Clean, random.Random], str]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "trial", [lock_trial, plan_trial, stat_cache_trial], ids=["lock", "plan", "stat-cache"]
+    "trial",
+    [lock_trial, plan_trial, stat_cache_trial, cache_trial, history_trial],
+    ids=["lock", "plan", "stat-cache", "cache", "history"],
 )
 def test_a_damaged_state_file_is_refused_or_rebuilt_as_clean(
     project: Project, trial: Trial

@@ -40,7 +40,7 @@ def escape(name: str) -> str:
 
 def unescape(pattern: str) -> str:
     """The name a pattern without wildcards stands for."""
-    return _ESCAPED.sub(r"\1", pattern)
+    return _ESCAPED.sub(r"\1", pattern) if "[" in pattern else str(pattern)
 
 
 def declared(value: object) -> str:
@@ -50,6 +50,8 @@ def declared(value: object) -> str:
 
 def is_glob(path: str) -> bool:
     """Whether the path is a glob pattern (has a wildcard that is not escaped)."""
+    if "[" not in path:  # nothing escaped: the common case, without a regex
+        return "*" in path or "?" in path
     return _GLOB.search(_ESCAPED.sub("", path)) is not None
 
 

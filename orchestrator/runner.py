@@ -1,9 +1,10 @@
-"""The build scheduler: walks the plan in dependency order and verifies, restores or runs.
+"""The build runner: verifies, restores or runs the steps `scheduler.Schedule` hands out.
 
 A step is assessed when everything it depends on is done, so its key covers what its upstream
 steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
 one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
-written; a failure blocks the steps after it and, without `keep_going`, stops new starts.
+written; a failure blocks the steps after it and, without `keep_going`, stops new starts (the
+schedule decides; the runner reports it).
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.

@@ -1,9 +1,10 @@
-"""The build scheduler: walks the plan in dependency order and verifies, restores or runs.
+"""The build runner: verifies, restores or runs the steps `scheduler.Schedule` hands out.
 
 A step is assessed when everything it depends on is done, so its key covers what its upstream
 steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
 one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
-written; a failure blocks the steps after it and, without `keep_going`, stops new starts.
+written; a failure blocks the steps after it and, without `keep_going`, stops new starts (the
+schedule decides; the runner reports it).
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.
@@ -12,7 +13,6 @@ forwarded to it. The lock file still gets every entry recorded before, in its la
 from __future__ import annotations
 
 import contextlib
-import heapq
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from .outputs import Keeper, Kept, clear, unrecorded
 from .paths import escapes_through_symlink, is_dir, is_within
 from .planner import Action
 from .runs import Manifest, RunFolder
+from .scheduler import Schedule, Status
 from .state import Assessment, Workspace
 from .undeclared import Watch
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .steps import Kind, Outcome
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+"""The statuses of a build as a whole."""
 
 
 @dataclass(frozen=True)
@@ -142,19 +144,10 @@ class Runner:
         self.pipeline = pipeline
         self.kinds = kinds
         self.lock = LockWriter(workspace)
-        self.position = {step_id: i for i, step_id in enumerate(selected)}
-        self.waiting = {
-            s: {p for p in self.plan.steps[s].preds if p in self.position} for s in selected
-        }
-        self.children: dict[str, list[str]] = {s: [] for s in selected}
-        for step_id, preds in self.waiting.items():
-            for pred in preds:
-                self.children[pred].append(step_id)
-        self.ready = [(self.position[s], s) for s in selected if not self.waiting[s]]
-        heapq.heapify(self.ready)
-        self.queued: list[tuple[int, str, Assessment]] = []
-        self.running: dict[asyncio.Task[str], str] = {}
-        self.stopping = False
+        preds = {step_id: self.plan.steps[step_id].preds for step_id in selected}
+        self.schedule = Schedule(selected, preds, options.jobs, options.keep_going)
+        self.assessments: dict[str, Assessment] = {}
+        self.running: dict[asyncio.Task[Status], str] = {}
         self.cancelled = False
         self.lock_failed = False
         self._providers: Providers | None = None
@@ -168,10 +161,10 @@ class Runner:
     def run(self) -> str:
         """Build; the job's final status. The event loop starts only if a step has to run."""
         for step_id in self.selected:
-            self.manifest.steps[step_id].status = "pending"
+            self.manifest.steps[step_id].status = Status.PENDING.value
         try:
             self._assess_ready()
-            if self.queued and not self.cancelled:
+            if self.schedule.has_queued and not self.cancelled:
                 import asyncio
 
                 asyncio.run(self._run_queued())
@@ -185,9 +178,7 @@ class Runner:
             self._lock_failed(exc)
         if self.cancelled or interrupt.requested():
             return CANCELLED
-        statuses = {record.status for record in self.manifest.steps.values()}
-        done = statuses <= {"ran", "restored", "up-to-date"} and not self.lock_failed
-        return SUCCEEDED if done else FAILED
+        return SUCCEEDED if self.schedule.succeeded() and not self.lock_failed else FAILED
 
     async def _run_queued(self) -> None:
         import asyncio
@@ -211,16 +202,15 @@ class Runner:
 
         while True:
             self._assess_ready()
-            while self.queued and len(self.running) < self.options.jobs and not self.stopping:
-                _, step_id, assessment = heapq.heappop(self.queued)
-                task = asyncio.ensure_future(self._execute(step_id, assessment))
+            for step_id in self.schedule.start():
+                task = asyncio.ensure_future(self._execute(step_id, self.assessments.pop(step_id)))
                 self.running[task] = step_id
-            if not self.running:
+            if self.schedule.done:
                 return
             done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 step_id = self.running.pop(task)
-                self._settle(step_id, task)
+                self._finish_step(step_id, Status.CANCELLED if task.cancelled() else task.result())
 
     def _lock_failed(self, error: OSError) -> None:
         """Fail the build and say why, once (the final write retries what the loop could not)."""
@@ -234,26 +224,26 @@ class Runner:
         """Stop starting steps and end the running ones."""
         if self.cancelled:
             return
-        self.cancelled = self.stopping = True
+        self.cancelled = True
+        self.schedule.cancel()
         for task in self.running:
             task.cancel()
 
     def _assess_ready(self) -> None:
         """Settle every ready step that needs no job slot; queue the ones that must run."""
-        while self.ready and not self._should_stop():
-            _, step_id = heapq.heappop(self.ready)
+        while (step_id := self._next_ready()) is not None:
             try:
                 self._settle_or_queue(step_id)
             except (PathEscapes, WriteRefused) as exc:
-                self._settle_status(
-                    step_id, self._failed(step_id, None, StepFailed("refused", str(exc)))
-                )
+                failure = StepFailed("refused", str(exc))
+                self._finish_step(step_id, self._failed(step_id, None, failure))
 
-    def _should_stop(self) -> bool:
-        """Whether to start nothing more: a failure stopped the build, or a signal arrived."""
-        if interrupt.requested():
+    def _next_ready(self) -> str | None:
+        """The next step to assess; None when none is, a failure stopped the build, or a signal
+        arrived."""
+        if self.schedule.has_ready and interrupt.requested():
             self.cancel()
-        return self.stopping
+        return self.schedule.take_ready()
 
     def _settle_or_queue(self, step_id: str) -> None:
         """Skip an up-to-date step, restore one the cache holds, or queue it to run."""
@@ -264,48 +254,26 @@ class Runner:
             self.events.emit("step.skipped", step_id, reason="up-to-date")
             self.manifest.files.update(_present(assessment.outputs))
             self.watch.settle(assessment.step, _present(assessment.outputs))
-            self._complete(step_id, "up-to-date")
+            self._finish_step(step_id, Status.UP_TO_DATE)
             return
         if action == Action.RESTORE:
             miss = self._restore(assessment)
             if miss is None:
-                self._complete(step_id, "restored")
+                self._finish_step(step_id, Status.RESTORED)
                 return
             assessment = assessment._replace(cached=None, miss=miss)
-        heapq.heappush(self.queued, (self.position[step_id], step_id, assessment))
+        self.assessments[step_id] = assessment
+        self.schedule.queue(step_id)
 
-    def _settle(self, step_id: str, task: asyncio.Task[str]) -> None:
-        self._settle_status(step_id, CANCELLED if task.cancelled() else task.result())
-
-    def _settle_status(self, step_id: str, status: str) -> None:
-        if status == "ran":
-            self._complete(step_id, status)
-            return
-        self.manifest.steps[step_id].status = status
-        if status == FAILED:
-            self._block_after(step_id)
-            if not self.options.keep_going:
-                self.stopping = True
-
-    def _complete(self, step_id: str, status: str) -> None:
-        self.manifest.steps[step_id].status = status
-        for child in self.children[step_id]:
-            waiting = self.waiting[child]
-            waiting.discard(step_id)
-            if not waiting and self.manifest.steps[child].status == "pending":
-                heapq.heappush(self.ready, (self.position[child], child))
-
-    def _block_after(self, failed: str) -> None:
-        stack = list(self.children[failed])
-        while stack:
-            step_id = stack.pop()
-            record = self.manifest.steps[step_id]
-            if record.status != "pending":
-                continue
-            record.status = "blocked"
-            record.reasons = [f"upstream step '{failed}' failed"]
-            self.events.emit("step.skipped", step_id, "warning", reason="blocked", upstream=failed)
-            stack.extend(self.children[step_id])
+    def _finish_step(self, step_id: str, status: Status) -> None:
+        """Record how a step ended; report the steps its failure blocks."""
+        blocked = self.schedule.finish(step_id, status)
+        self.manifest.steps[step_id].status = status.value
+        for after in blocked:
+            record = self.manifest.steps[after]
+            record.status = Status.BLOCKED.value
+            record.reasons = [f"upstream step '{step_id}' failed"]
+            self.events.emit("step.skipped", after, "warning", reason="blocked", upstream=step_id)
 
     # ------------------------------------------------------------------ restore and run
 
@@ -376,7 +344,7 @@ class Runner:
         clear(self.workspace.workdir, step, stale)
         return kept
 
-    async def _execute(self, step_id: str, assessment: Assessment) -> str:
+    async def _execute(self, step_id: str, assessment: Assessment) -> Status:
         """Run one step; its status: ran or failed (cancellation propagates)."""
         import asyncio
 
@@ -401,7 +369,7 @@ class Runner:
         record.meta = meta
         self.manifest.files.update(outputs)
         self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **meta)
-        return "ran"
+        return Status.RAN
 
     def _report_miss(self, step_id: str, assessment: Assessment) -> None:
         if assessment.miss is None:
@@ -432,7 +400,7 @@ class Runner:
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
         self.watch.settle(assessment.step, outputs)
         number = self.lock.record(step_id, assessment.entry(outputs))
-        if self.children[step_id]:
+        if self.schedule.dependents(step_id):
             # The steps after it start once it is on disk. Cancelled meanwhile, the step is
             # still done: its entry is recorded and the build's last lock write has it.
             with contextlib.suppress(asyncio.CancelledError):
@@ -445,7 +413,7 @@ class Runner:
         if self.watch.started:
             return
         for step in self.plan.steps.values():
-            if step.id not in self.position and step.id in self.workspace.entries:
+            if step.id not in self.schedule and step.id in self.workspace.entries:
                 with contextlib.suppress(OSError, PathEscapes):
                     self.watch.settle(step, _present(self.workspace.output_hashes(step)))
         self.watch.start()
@@ -456,7 +424,7 @@ class Runner:
         for found in self.watch.check(alongside=shell - {step_id}):
             self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 
-    def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> str:
+    def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> Status:
         record = self.manifest.steps[step_id]
         if started is not None:
             record.duration_s = round(time.monotonic() - started, 3)
@@ -470,7 +438,7 @@ class Runner:
             message=failure.message,
             duration_s=record.duration_s,
         )
-        return FAILED
+        return Status.FAILED
 
     async def _run_kind(self, step_id: str) -> Outcome:
         pipeline = self.pipeline()

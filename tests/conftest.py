@@ -18,6 +18,14 @@ FIXTURES = ROOT / "tests" / "fixtures"
 collect_ignore = ["golden"]  # the expected generated app, with tests of its own
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_worker_marks_in_the_environment() -> None:
+    """The pytest a step runs (the example pipeline's `qa`) is a session of its own: it must
+    not inherit the marks of the xdist worker running this one."""
+    for name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
+        del os.environ[name]
+
+
 @pytest.fixture
 def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
     """Write a pipeline (dedented) and any extra files into tmp_path; return the pipeline path."""

@@ -4,7 +4,7 @@ given a `StepContext` and returns an `Outcome`; `written_by_orch` names the outp
 itself from what the step produced (the others its command writes).
 
 `StepContext`, `Outcome` and `Executor` are imported from `base` on first use: importing this
-package does not pull in Jinja or asyncio."""
+package does not pull in asyncio."""
 
 from __future__ import annotations
 

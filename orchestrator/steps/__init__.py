@@ -1,21 +1,25 @@
 """Step kinds, one module each and one `Kind` record per module: its planner says which fields
 are structure and which are content (and checks them) at plan time; its executor runs one step
 given a `StepContext` and returns an `Outcome`; `written_by_orch` names the outputs orch writes
-itself from what the step produced (the others its command writes)."""
+itself from what the step produced (the others its command writes).
+
+`StepContext`, `Outcome` and `Executor` are imported from `base` on first use: importing this
+package does not pull in asyncio."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
-from .base import Executor, Outcome, StepContext
 
 if TYPE_CHECKING:
     from ..expansion import StepPlanning
     from ..pipeline import Step
+    from .base import Executor, Outcome, StepContext
 
 Planner = Callable[["StepPlanning"], tuple[dict[str, Any], str | None]]
 
@@ -40,6 +44,13 @@ def kinds() -> dict[str, Kind]:
     from . import llm, shell, template
 
     return {"shell": shell.KIND, "template": template.KIND, "llm": llm.KIND}
+
+
+def __getattr__(name: str) -> Any:
+    """`Executor`, `Outcome` and `StepContext`, imported from `base` when first asked for."""
+    if name not in ("Executor", "Outcome", "StepContext"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(".base", __name__), name)
 
 
 __all__ = ["Executor", "Kind", "Outcome", "Planner", "StepContext", "StepFailed", "kinds"]

@@ -42,9 +42,9 @@ HEADER = "# Written by orch build: commit it with the pipeline; do not edit it b
 CHECKS = "crc32"
 """Announces that every entry ends with its `check` and the file with `END`."""
 END = "# end\n"
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./@+-]*$")
+_PLAIN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_./@+-]*\Z")
 _YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
 _TOP_KEYS = frozenset({"version", "checks", "steps"})
 _ENTRY_KEYS = frozenset({"key", "definition", "inputs", "outputs", "check"})
 

@@ -45,8 +45,8 @@ HINTS = {
 }
 """What to do instead, for v2-era keys that have no direct counterpart."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_PLAIN_KEY = re.compile(r"\A[A-Za-z0-9_.-]+\Z")
 
 
 class _Invalid(ValueError):

@@ -34,6 +34,7 @@ NAMES = {
     "single quote": "it's.txt",
     "double quote": 'say "hi".txt',
     "newline": "new\nline.txt",
+    "trailing newline": "end\n",
     "tab": "tab\there.txt",
     "star": "star*.txt",
     "question mark": "a?.txt",

@@ -387,15 +387,15 @@ class Runner:
         import asyncio
 
         step = self.pipeline().steps[step_id]
-        orch_writes = self.kinds()[step.kind].written_by_orch(step)
-        kept = await asyncio.to_thread(self._clear, assessment, orch_writes)
+        kind = self.kinds()[step.kind]
+        kept = await asyncio.to_thread(self._clear, assessment, kind.written_by_orch(step))
         self._report_kept(step_id, kept)
-        if step.kind == "shell":
+        if kind.runs_commands:
             self._start_watch()
         try:
             outcome = await self._run_kind(step_id)
         finally:
-            if step.kind == "shell":
+            if kind.runs_commands:
                 self._report_undeclared(step_id)
         outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
         self.watch.settle(assessment.step, outputs)
@@ -408,8 +408,8 @@ class Runner:
         return outputs, dict(outcome.meta)
 
     def _start_watch(self) -> None:
-        """Before the first shell step: stamp the settled steps, and the outputs the lock file
-        records for the steps this build did not select."""
+        """Before the first step that runs commands: stamp the settled steps, and the outputs
+        the lock file records for the steps this build did not select."""
         if self.watch.started:
             return
         for step in self.plan.steps.values():
@@ -419,9 +419,12 @@ class Runner:
         self.watch.start()
 
     def _report_undeclared(self, step_id: str) -> None:
-        """After a shell step: warn about the outputs of settled steps that changed meanwhile."""
-        shell = {s for s in self.running.values() if self.plan.steps[s].kind == "shell"}
-        for found in self.watch.check(alongside=shell - {step_id}):
+        """After a step that ran commands: warn about the outputs of settled steps that changed
+        meanwhile, naming the other such steps running alongside."""
+        kinds = self.kinds()
+        running = (self.plan.steps[other] for other in self.running.values())
+        commands = {step.id for step in running if kinds[step.kind].runs_commands}
+        for found in self.watch.check(alongside=commands - {step_id}):
             self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 
     def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> Status:

@@ -36,6 +36,9 @@ class Kind:
     plan: Planner
     execute: Executor
     written_by_orch: Callable[[Step], tuple[str, ...]] = every_output
+    runs_commands: bool = False
+    """Whether its executor starts the user's commands, which may write anywhere: the build
+    checks after such a step that no other step's outputs changed."""
 
 
 @functools.cache

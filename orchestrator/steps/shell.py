@@ -189,4 +189,4 @@ def _written_by_orch(step: Step) -> tuple[str, ...]:
     return tuple(path for path in step.outputs if step.field_of(path)[-1] == "stdout")
 
 
-KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch)
+KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch, runs_commands=True)

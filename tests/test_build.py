@@ -998,14 +998,9 @@ def test_an_interrupt_cancels_the_build_and_ends_the_running_step(
     assert project.new_runs() == ["three", "four", "five"]
 
 
-def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project) -> None:
-    chain(project, WAIT_FOR_GO)
-    first = project.spawn("build", "-j", "1")
-    run = project.wait_for_run(set(), first)
-    project.wait_for_event(run, "step.started", "three", first)
-
-    started = time.monotonic()
-    second = subprocess.run(
+def build_beside(project: Project) -> subprocess.CompletedProcess[str]:
+    """A second `orch build` started while another one runs; how it ended."""
+    return subprocess.run(
         [sys.executable, "-m", "orchestrator", "build", "-j", "1"],
         cwd=project.root,
         capture_output=True,
@@ -1013,6 +1008,16 @@ def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project
         timeout=20,
         check=False,
     )
+
+
+def test_a_second_concurrent_build_fails_fast_naming_the_holder(project: Project) -> None:
+    chain(project, WAIT_FOR_GO)
+    first = project.spawn("build", "-j", "1")
+    run = project.wait_for_run(set(), first)
+    project.wait_for_event(run, "step.started", "three", first)
+
+    started = time.monotonic()
+    second = build_beside(project)
     assert time.monotonic() - started < 10
     assert second.returncode == 1
     assert "another build is running" in second.stderr
@@ -1037,14 +1042,7 @@ def test_deleting_orch_state_mid_build_lets_no_second_build_in(project: Project)
     wait_for(lambda: project.exists("three.pid"), what="step three running")
     shutil.rmtree(project.root / ".orch")  # as `git clean -fdx` would
 
-    second = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "build", "-j", "1"],
-        cwd=project.root,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    second = build_beside(project)
     assert second.returncode == 1, second.stderr
     assert "another build is running" in second.stderr
 

@@ -267,30 +267,28 @@ def confined_unlink(workdir: Path, path: str) -> bool:
 
     WriteRefused, naming the path, when a folder on the way leads outside the workdir.
     """
-    relative = _normal(path)
-    folder = _open_folder(workdir, posixpath.dirname(relative), relative)
-    if folder is None:
-        return False
-    try:
-        os.unlink(posixpath.basename(relative), dir_fd=folder)
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(folder)
-    return True
+    return _remove_in_folder(workdir, _normal(path), os.unlink, FileNotFoundError)
 
 
 def confined_rmdir(workdir: Path, path: str) -> bool:
     """Remove the folder `path` if it is empty; whether it was removed (never through a
     symlink leading outside: WriteRefused)."""
-    relative = _normal(path).rstrip("/")
+    # gone, not empty, or not a folder: not removed
+    return _remove_in_folder(workdir, _normal(path).rstrip("/"), os.rmdir, OSError)
+
+
+def _remove_in_folder(
+    workdir: Path, relative: str, remove: Callable[..., None], missed: type[OSError]
+) -> bool:
+    """`remove(name, dir_fd=...)` in the folder of `relative`, opened confined; False if the
+    folder is not there or `remove` raised `missed`."""
     folder = _open_folder(workdir, posixpath.dirname(relative), relative)
     if folder is None:
         return False
     try:
-        os.rmdir(posixpath.basename(relative), dir_fd=folder)
-    except OSError:
-        return False  # gone, not empty, or not a folder
+        remove(posixpath.basename(relative), dir_fd=folder)
+    except missed:
+        return False
     finally:
         os.close(folder)
     return True

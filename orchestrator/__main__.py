@@ -11,7 +11,7 @@ def main() -> None:
     SIGINT and SIGTERM are routed to orch's handler first thing, so a signal at any moment
     unwinds the same way (exit 130, no traceback); once the command is done, they are ignored.
     """
-    from . import interrupt
+    from orchestrator.core import interrupt
 
     interrupt.take_over()
     try:
@@ -26,11 +26,11 @@ def main() -> None:
 
 def _run() -> None:
     if sys.argv[1:] == ["--version"]:
-        from . import __version__
+        from orchestrator import __version__
 
         print(f"orch {__version__}")
         return
-    from .cli import cli
+    from orchestrator.cli.commands import cli
 
     cli()
 

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
-from orchestrator.lockfile import LockEntry, read_lock
+from orchestrator.cli.commands import cli
+from orchestrator.store.lockfile import LockEntry, read_lock
 
 T = TypeVar("T")
 Event = dict[str, Any]
@@ -36,7 +36,7 @@ RUNS = Path(".orch") / "runs"
 
 def rendered(step: Any, field: str, workdir: Path) -> Any:
     """What a content field of a loaded step renders to when the step runs."""
-    from orchestrator.templating import Reader, Renderer
+    from orchestrator.language.templating import Reader, Renderer
 
     context = {**step.scope, "read": Reader(step.inputs, workdir)}
     return Renderer().render_value(step.definition[field], context)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from orchestrator.lockfile import read_lock
+from orchestrator.store.lockfile import read_lock
 
 from .buildkit import (
     Project,

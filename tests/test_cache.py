@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cache import Cache
-from orchestrator.cli import cli
+from orchestrator.cli.commands import cli
+from orchestrator.store.cache import Cache
 
 from .buildkit import Project
 

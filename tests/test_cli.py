@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import __version__
-from orchestrator.cli import cli
+from orchestrator.cli.commands import cli
 
 from .conftest import FIXTURES, ROOT
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.cli import _reports_errors
+from orchestrator.cli.commands import _reports_errors
 
 from .buildkit import Project
 

@@ -16,7 +16,9 @@ from typing import Any, get_args
 import jsonschema
 import pytest
 
-from orchestrator.eventtypes import (
+from orchestrator.engine.outputs import KeptReason
+from orchestrator.providers.base import KINDS, RETRYABLE
+from orchestrator.record.eventtypes import (
     EVENT_MODELS,
     Event,
     FailureKind,
@@ -24,9 +26,7 @@ from orchestrator.eventtypes import (
     RetryKind,
     WriteReason,
 )
-from orchestrator.filestore import WriteReason as EmittedWriteReason
-from orchestrator.outputs import KeptReason
-from orchestrator.providers.base import KINDS, RETRYABLE
+from orchestrator.store.filestore import WriteReason as EmittedWriteReason
 
 from .buildkit import RUNS, Build, Project, read_events
 from .conftest import ROOT

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.errors import StepFailed
+from orchestrator.core.errors import StepFailed
 from orchestrator.steps import extract
 
 REPLY = """Here is the app.

@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.filestore import atomic_write, safe_write, temp_stem
-from orchestrator.leftovers import TEMP_NAME
-from orchestrator.paths import NAME_MAX, escape, glob_matches, is_glob, unescape
-from orchestrator.templating import is_template
+from orchestrator.core.paths import NAME_MAX, escape, glob_matches, is_glob, unescape
+from orchestrator.engine.leftovers import TEMP_NAME
+from orchestrator.language.templating import is_template
+from orchestrator.store.filestore import atomic_write, safe_write, temp_stem
 from tests.buildkit import Build, Project
 from tests.conftest import SETTINGS_PREFIXES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.filestore import (
+from orchestrator.store.filestore import (
     WriteRefused,
     confined_rmdir,
     confined_tree,

@@ -10,10 +10,10 @@ import pydot
 import pytest
 from click.testing import CliRunner
 
-from orchestrator import graph
-from orchestrator.cli import cli
-from orchestrator.errors import UsageError
-from orchestrator.pipeline import load
+from orchestrator.cli.commands import cli
+from orchestrator.core.errors import UsageError
+from orchestrator.language.pipeline import load
+from orchestrator.plan import graph
 
 from .conftest import FIXTURES, ROOT
 

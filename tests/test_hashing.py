@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.hashing import (
+from orchestrator.language.pipeline import load
+from orchestrator.store.hashing import (
     STAT_CACHE_FORMAT,
     Hasher,
     StatCache,
@@ -21,8 +22,7 @@ from orchestrator.hashing import (
     resolved_definition,
     step_key,
 )
-from orchestrator.integrity import seal
-from orchestrator.pipeline import load
+from orchestrator.store.integrity import seal
 
 from .corruption import damaged
 

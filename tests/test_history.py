@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from orchestrator import history
-from orchestrator.cli import cli
+from orchestrator.cli.commands import cli
+from orchestrator.record import history
 
 from .buildkit import Build, Project, read_events
 

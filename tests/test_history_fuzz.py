@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.cli import cli
+from orchestrator.cli.commands import cli
 
 from .test_history import PRICED
 

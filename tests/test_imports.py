@@ -46,7 +46,8 @@ steps:
 
 def importers(report: str) -> dict[str, str]:
     """Each top-level package imported, with the chain that imported it first
-    (`asyncio <- orchestrator.runner <- orchestrator.build`), from an `-X importtime` report.
+    (`asyncio <- orchestrator.engine.runner <- orchestrator.engine.build`), from an
+    `-X importtime` report.
 
     The report lists a module after the modules it imports, one level deeper."""
     rows = []
@@ -134,11 +135,11 @@ def test_importers_names_the_chain() -> None:
         import time: self [us] | cumulative | imported package
         import time:        10 |         10 |     asyncio.events
         import time:        10 |         20 |   asyncio
-        import time:        10 |         30 | orchestrator.runner
+        import time:        10 |         30 | orchestrator.engine.runner
         import time:        10 |         10 | json
     """)
     assert importers(report) == {
-        "asyncio": "asyncio <- orchestrator.runner",
-        "orchestrator": "orchestrator.runner",
+        "asyncio": "asyncio <- orchestrator.engine.runner",
+        "orchestrator": "orchestrator.engine.runner",
         "json": "json",
     }

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from orchestrator import graph
-from orchestrator.errors import OrchError
-from orchestrator.pipeline import LoadedPipeline, load
+from orchestrator.core.errors import OrchError
+from orchestrator.language.pipeline import LoadedPipeline, load
+from orchestrator.plan import graph
 
 KEYS = [
     "version",

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import graph
-from orchestrator.errors import PipelineError, TemplateError
-from orchestrator.pipeline import Step, load
-from orchestrator.templating import Reader
+from orchestrator.core.errors import PipelineError, TemplateError
+from orchestrator.language.pipeline import Step, load
+from orchestrator.language.templating import Reader
+from orchestrator.plan import graph
 
 from . import buildkit
 from .conftest import FIXTURES

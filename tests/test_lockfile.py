@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from orchestrator.lockfile import (
+from orchestrator.store.lockfile import (
     HEADER,
     LOCK_VERSION,
     LockEntry,
@@ -139,7 +139,7 @@ def test_a_hand_edited_lock_is_read_by_the_yaml_parser(tmp_path: Path) -> None:
 
 
 def test_a_version_1_lock_is_read_and_its_steps_rebuild_saying_why(tmp_path: Path) -> None:
-    from orchestrator.planner import Action, Current, decide
+    from orchestrator.engine.decide import Action, Current, decide
 
     old = tmp_path / "p.lock"
     old.write_text(
@@ -230,7 +230,7 @@ def test_edits_that_lose_or_change_data_are_named(tmp_path: Path, edit: Any, mes
 
 
 def test_a_declared_output_an_entry_does_not_record_is_missing() -> None:
-    from orchestrator.planner import Action, Current, decide
+    from orchestrator.engine.decide import Action, Current, decide
 
     entry = LockEntry(key=A, definition=B, inputs={}, outputs={})
     decision = decide(entry, Current(A, B, {}, {"out.txt": None}))

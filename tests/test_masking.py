@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.masking import MASK, Masker
+from orchestrator.record.masking import MASK, Masker
 
 from .buildkit import Project
 from .llm_server import LlmServer

@@ -12,12 +12,12 @@ from click.testing import CliRunner, Result
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.cli import cli
-from orchestrator.loader import validate
-from orchestrator.migrate import migrate
-from orchestrator.pipeline import load
-from orchestrator.source import SourceDocument, parse
-from orchestrator.templating import Renderer
+from orchestrator.cli.commands import cli
+from orchestrator.language.loader import validate
+from orchestrator.language.migrate import migrate
+from orchestrator.language.pipeline import load
+from orchestrator.language.source import SourceDocument, parse
+from orchestrator.language.templating import Renderer
 
 from .buildkit import rendered
 from .conftest import ROOT

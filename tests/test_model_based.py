@@ -40,8 +40,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
-from orchestrator.build import Report, Request, build
-from orchestrator.lockfile import LockEntry, read_lock
+from orchestrator.engine.build import Report, Request, build
+from orchestrator.store.lockfile import LockEntry, read_lock
 
 pytestmark = pytest.mark.slow
 

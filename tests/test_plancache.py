@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from orchestrator.cli import cli
-from orchestrator.integrity import seal, unseal
+from orchestrator.cli.commands import cli
+from orchestrator.store.integrity import seal, unseal
 
 from .buildkit import ran as ran_in
 from .corruption import damaged

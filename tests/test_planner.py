@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.lockfile import LockEntry
-from orchestrator.planner import Action, Current, Decision, Options, decide
+from orchestrator.engine.decide import Action, Current, Decision, Options, decide
+from orchestrator.store.lockfile import LockEntry
 
 H1, H2, H3, KEY, DEF = "1" * 64, "2" * 64, "3" * 64, "k" * 64, "d" * 64
 ENTRY = LockEntry(key=KEY, definition=DEF, inputs={"a.txt": H1, "b.txt": H2}, outputs={"o.txt": H3})

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
-from orchestrator.errors import UsageError
+from orchestrator.cli.commands import cli
+from orchestrator.core.errors import UsageError
+from orchestrator.language.spec import AnthropicProvider, OllamaProvider, OpenAIProvider, Price
 from orchestrator.providers.base import Usage
 from orchestrator.providers.config import display_url, overrides, resolve
 from orchestrator.providers.http import retry_after
-from orchestrator.spec import AnthropicProvider, OllamaProvider, OpenAIProvider, Price
 
 from .buildkit import Project
 

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.build import Request, build
-from orchestrator.lockfile import read_lock
+from orchestrator.engine.build import Request, build
+from orchestrator.store.lockfile import read_lock
 
 pytestmark = pytest.mark.slow
 

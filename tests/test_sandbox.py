@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sandbox import SandboxUnavailable, abi_version
+from orchestrator.steps.sandbox import SandboxUnavailable, abi_version
 
 from .buildkit import Build, Project
 

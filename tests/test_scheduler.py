@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.scheduler import SUCCESSES, Schedule, Status
+from orchestrator.engine.scheduler import SUCCESSES, Schedule, Status
 
 UP, RESTORED, RAN, FAILED = Status.UP_TO_DATE, Status.RESTORED, Status.RAN, Status.FAILED
 Graph = Mapping[str, Sequence[str]]

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from orchestrator.cli import cli
-from orchestrator.schemas import schema_files, write_schemas
+from orchestrator.cli.commands import cli
+from orchestrator.cli.schemas import schema_files, write_schemas
 
 from .conftest import FIXTURES, ROOT
 

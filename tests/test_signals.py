@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import Request, open_plan
-from orchestrator.runner import LockWriter
-from orchestrator.state import Workspace
+from orchestrator.engine.build import Request, open_plan
+from orchestrator.engine.runner import LockWriter
+from orchestrator.engine.state import Workspace
 
 from .buildkit import Project, live_members, read_events, wait_for
 from .signalkit import ended, resumes, wait_until_handled
@@ -203,7 +203,7 @@ def test_a_signal_during_a_long_restore_pass_keeps_what_was_restored(
 
 DROPPED = """\
 import os, signal, weakref
-from orchestrator import interrupt
+from orchestrator.core import interrupt
 
 interrupt.take_over()
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cache import Cache, CorruptObject
-from orchestrator.filestore import DigestMismatch, safe_write_file
+from orchestrator.store.cache import Cache, CorruptObject
+from orchestrator.store.filestore import DigestMismatch, safe_write_file
 
 SMALL_MB = 8
 BIG_MB = int(os.environ.get("ORCH_SOAK_BIG_MB", "64"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import plancache
+from orchestrator.plan import saved as plancache
 
 from .buildkit import Build, Project
 from .llm_server import LlmServer

@@ -11,8 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import Call, ChatRequest, ProviderError, Reply, Usage
-    from .pool import Providers
+    from orchestrator.providers.base import Call, ChatRequest, ProviderError, Reply, Usage
+    from orchestrator.providers.pool import Providers
 
 _HOMES = {
     "Call": "base",

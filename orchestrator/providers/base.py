@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import StepFailed
+from orchestrator.core.errors import StepFailed
 
 if TYPE_CHECKING:
-    from ..spec import Price
+    from orchestrator.language.spec import Price
 
 KINDS = (
     "timeout",

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError
-from ..spec import DEFAULT_OPTIONS, FakeProvider, Price, Provider
+from orchestrator.core.errors import UsageError
+from orchestrator.language.spec import DEFAULT_OPTIONS, FakeProvider, Price, Provider
 
 ENV_OVERRIDES: dict[str, tuple[str, type, float]] = {
     "ORCH_PROVIDER_TIMEOUT_S": ("timeout_s", float, 0),

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..paths import PathRefused, escapes_through_symlink, normalize, too_long
-from ..spec import FakeProvider as FakeSpec
-from .base import Call, ChatRequest, ProviderError, Reply, Usage
-from .config import Settings
+from orchestrator.core.paths import PathRefused, escapes_through_symlink, normalize, too_long
+from orchestrator.language.spec import FakeProvider as FakeSpec
+from orchestrator.providers.base import Call, ChatRequest, ProviderError, Reply, Usage
+from orchestrator.providers.config import Settings
 
 if TYPE_CHECKING:
-    from ..spec import Provider
+    from orchestrator.language.spec import Provider
 
 
 class FakeProvider:

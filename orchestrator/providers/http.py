@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, cast
 import backoff
 import httpx
 
-from .base import RETRYABLE, Call, ChatRequest, ProviderError, Reply
-from .breaker import CircuitBreaker
-from .config import display_url
-from .wire import WireFormat, error_message
+from orchestrator.providers.base import RETRYABLE, Call, ChatRequest, ProviderError, Reply
+from orchestrator.providers.breaker import CircuitBreaker
+from orchestrator.providers.config import display_url
+from orchestrator.providers.wire import WireFormat, error_message
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from orchestrator.providers.config import Settings
 
 FIRST_WAIT_S = 0.5
 LONGEST_WAIT_S = 8.0

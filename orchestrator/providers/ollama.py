@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, ProviderError, Reply, Usage
-from .wire import field, invalid, number
+from orchestrator.providers.base import ChatRequest, ProviderError, Reply, Usage
+from orchestrator.providers.wire import field, invalid, number
 
 TOP_LEVEL = frozenset({"format", "keep_alive", "think", "tools"})
 

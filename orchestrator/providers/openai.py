@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ChatRequest, Reply, Usage
-from .wire import field, invalid, number
+from orchestrator.providers.base import ChatRequest, Reply, Usage
+from orchestrator.providers.wire import field, invalid, number
 
 
 class OpenAIWire:

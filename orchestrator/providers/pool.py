@@ -9,15 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import Provider, ProviderError
-from .breaker import CircuitBreaker
-from .config import Settings, display_url, resolve
+from orchestrator.providers.base import Provider, ProviderError
+from orchestrator.providers.breaker import CircuitBreaker
+from orchestrator.providers.config import Settings, display_url, resolve
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..spec import Provider as ProviderSpec
-    from .wire import WireFormat
+    from orchestrator.language.spec import Provider as ProviderSpec
+    from orchestrator.providers.wire import WireFormat
 
 
 SHARDS = 8
@@ -68,10 +68,10 @@ class Providers:
 
     def _create(self, settings: Settings) -> Provider:
         if settings.kind == "fake":
-            from .fake import FakeProvider
+            from orchestrator.providers.fake import FakeProvider
 
             return FakeProvider(settings, self.workdir)
-        from .http import HttpProvider
+        from orchestrator.providers.http import HttpProvider
 
         slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         return HttpProvider(
@@ -116,13 +116,13 @@ class Providers:
 
 def _wire(kind: str) -> WireFormat:
     if kind == "openai":
-        from .openai import OpenAIWire
+        from orchestrator.providers.openai import OpenAIWire
 
         return OpenAIWire()
     if kind == "anthropic":
-        from .anthropic import AnthropicWire
+        from orchestrator.providers.anthropic import AnthropicWire
 
         return AnthropicWire()
-    from .ollama import OllamaWire
+    from orchestrator.providers.ollama import OllamaWire
 
     return OllamaWire()

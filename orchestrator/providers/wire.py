@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .base import ChatRequest, ProviderError, Reply
+from orchestrator.providers.base import ChatRequest, ProviderError, Reply
 
 
 class WireFormat(Protocol):

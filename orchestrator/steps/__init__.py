@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StepFailed
+from orchestrator.core.errors import StepFailed
 
 if TYPE_CHECKING:
-    from ..expansion import StepPlanning
-    from ..pipeline import Step
-    from .base import Executor, Outcome, StepContext
+    from orchestrator.language.pipeline import Step
+    from orchestrator.plan.expansion import StepPlanning
+    from orchestrator.steps.base import Executor, Outcome, StepContext
 
 Planner = Callable[["StepPlanning"], tuple[dict[str, Any], str | None]]
 
@@ -44,7 +44,7 @@ class Kind:
 @functools.cache
 def kinds() -> dict[str, Kind]:
     """Every step kind by name (imported when first needed)."""
-    from . import llm, shell, template
+    from orchestrator.steps import llm, shell, template
 
     return {"shell": shell.KIND, "template": template.KIND, "llm": llm.KIND}
 

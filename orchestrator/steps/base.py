@@ -9,14 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StepFailed, TemplateError
-from ..filestore import WriteRefused, WriteResult, confined, safe_write, safe_write_file
-from ..templating import Reader, Renderer
+from orchestrator.core.errors import StepFailed, TemplateError
+from orchestrator.language.templating import Reader, Renderer
+from orchestrator.store.filestore import (
+    WriteRefused,
+    WriteResult,
+    confined,
+    safe_write,
+    safe_write_file,
+)
 
 if TYPE_CHECKING:
-    from ..events import EventLog
-    from ..pipeline import LoadedPipeline, Step
-    from ..providers import Providers
+    from orchestrator.language.pipeline import LoadedPipeline, Step
+    from orchestrator.providers import Providers
+    from orchestrator.record.events import EventLog
 
 
 @dataclass

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ..errors import StepFailed
-from ..paths import PathRefused, is_within, normalize
+from orchestrator.core.errors import StepFailed
+from orchestrator.core.paths import PathRefused, is_within, normalize
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _PATH_KEYS = ("path", "file", "filename", "title")

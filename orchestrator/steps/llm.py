@@ -8,16 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StepFailed
-from ..filestore import confined_tree, confined_unlink
-from ..paths import is_within
-from . import Kind, extract
-from .base import Outcome, StepContext
+from orchestrator.core.errors import StepFailed
+from orchestrator.core.paths import is_within
+from orchestrator.steps import Kind, extract
+from orchestrator.steps.base import Outcome, StepContext
+from orchestrator.store.filestore import confined_tree, confined_unlink
 
 if TYPE_CHECKING:
-    from ..expansion import StepPlanning
-    from ..providers import ChatRequest, Reply
-    from ..spec import LlmStep
+    from orchestrator.language.spec import LlmStep
+    from orchestrator.plan.expansion import StepPlanning
+    from orchestrator.providers import ChatRequest, Reply
 
 
 def plan(step: StepPlanning) -> tuple[dict[str, Any], str]:
@@ -80,8 +80,8 @@ def _check_model(step: StepPlanning, provider: str, model: str | None) -> None:
 
 def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
     """A fake provider's reply file for the step: an input, so editing it reruns the step."""
-    from ..paths import escape, escapes_through_symlink
-    from ..providers.fake import reply_candidates
+    from orchestrator.core.paths import escape, escapes_through_symlink
+    from orchestrator.providers.fake import reply_candidates
 
     for path in reply_candidates(step.providers[provider], step.step_id, step.group):
         if (step.workdir / path).is_file() and not escapes_through_symlink(step.workdir, path):
@@ -90,7 +90,7 @@ def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
 
 
 def _provider_of(step: StepPlanning, spec: LlmStep) -> str:
-    from ..templating import suggest
+    from orchestrator.language.templating import suggest
 
     if spec.provider is None:
         if step.default_provider is not None:
@@ -109,7 +109,7 @@ def _provider_of(step: StepPlanning, spec: LlmStep) -> str:
 
 async def execute(ctx: StepContext) -> Outcome:
     """Call the model once (retries aside) and write what the extract mode takes from it."""
-    from ..providers import Call
+    from orchestrator.providers import Call
 
     assert ctx.providers is not None and ctx.step.provider is not None
     providers = ctx.providers()
@@ -143,8 +143,8 @@ async def execute(ctx: StepContext) -> Outcome:
 
 
 def _request(ctx: StepContext) -> ChatRequest:
-    from ..hashing import resolved_definition
-    from ..providers import ChatRequest
+    from orchestrator.providers import ChatRequest
+    from orchestrator.store.hashing import resolved_definition
 
     spec: LlmStep = ctx.step.spec  # type: ignore[assignment]
     definition = ctx.step.definition

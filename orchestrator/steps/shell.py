@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import leftovers
-from ..errors import StepFailed
-from ..paths import escapes_through_symlink, is_dir
-from ..runs import state_dir
-from ..spec import ShellStep
-from . import Kind
-from .base import Outcome, StepContext
+from orchestrator.core.errors import StepFailed
+from orchestrator.core.paths import escapes_through_symlink, is_dir
+from orchestrator.engine import leftovers
+from orchestrator.language.spec import ShellStep
+from orchestrator.record.runs import state_dir
+from orchestrator.steps import Kind
+from orchestrator.steps.base import Outcome, StepContext
 
 if TYPE_CHECKING:
-    from ..expansion import StepPlanning
-    from ..pipeline import Step
+    from orchestrator.language.pipeline import Step
+    from orchestrator.plan.expansion import StepPlanning
 
 SHELL = "/bin/sh"
 GRACE_S = 5.0
@@ -87,7 +87,7 @@ def _confined(
     if not ctx.sandboxed:
         yield None
         return
-    from ..sandbox import restriction
+    from orchestrator.steps.sandbox import restriction
 
     tmp = ctx.scratch / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)

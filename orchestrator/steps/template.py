@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..spec import TemplateStep
-from . import Kind
-from .base import Outcome, StepContext
+from orchestrator.language.spec import TemplateStep
+from orchestrator.steps import Kind
+from orchestrator.steps.base import Outcome, StepContext
 
 if TYPE_CHECKING:
-    from ..expansion import StepPlanning
+    from orchestrator.plan.expansion import StepPlanning
 
 _EXPRESSION = re.compile(r"\{\{.*?\}\}")
 _TEMPLATE_SUFFIXES = frozenset(

@@ -120,7 +120,7 @@ def in_process(args: list[str], cwd: Path) -> Outcome:
     exception that escapes orch is shown as the traceback the console script would print."""
     from click.testing import CliRunner
 
-    from orchestrator.cli import cli
+    from orchestrator.cli.commands import cli
 
     previous, back = signal.signal(signal.SIGALRM, _hung), Path.cwd()
     signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
@@ -156,8 +156,9 @@ def _wait(pid: int) -> int | None:
 
 def warm_up(folder: Path) -> None:
     """Import and load what the commands use, so each forked process starts with it ready."""
-    from orchestrator import build, graph, runner
-    from orchestrator.pipeline import load
+    from orchestrator.engine import build, runner
+    from orchestrator.language.pipeline import load
+    from orchestrator.plan import graph
 
     seed = next(s for s in corpus() if s.name == "lists")
     loaded = load(Mutant(seed, seed.files[seed.pipeline], ()).write(folder))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.leftovers import TEMP_NAME
+from orchestrator.engine.leftovers import TEMP_NAME
 from tests.buildkit import Project, kill_group, live_members, wait_for
 from tests.signalkit import wait_until_handled
 

@@ -1,0 +1,616 @@
+"""The `orch` command line: the only place that prints errors and chooses exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from orchestrator import __version__
+from orchestrator.core.errors import OrchError, PipelineError, UsageError
+from orchestrator.core.interrupt import EXIT_CODE, Interrupted
+
+if TYPE_CHECKING:
+    from orchestrator.engine.build import Status
+    from orchestrator.record.events import Listener
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_PIPELINE = "orch.yaml"
+EXIT_INTERRUPTED = EXIT_CODE
+
+
+def _reports_errors(command: F) -> F:
+    """Turn orch's errors into a message on stderr and their exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OrchError as exc:
+            from orchestrator.record.masking import Masker
+
+            click.echo(Masker.from_environment().text(exc.render()), err=True)
+            raise SystemExit(exc.exit_code) from None
+        except (Interrupted, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except OSError as exc:  # one orch did not expect: still one line, never a traceback
+            from orchestrator.core.errors import describe_os_error
+
+            click.echo(f"orch: {describe_os_error(exc)}", err=True)
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string)."""
+    overrides = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--set expects NAME=VALUE with NAME a var name, got '{value}'")
+        overrides[name] = _yaml_value(name, text)
+    return overrides
+
+
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def _yaml_value(name: str, text: str) -> Any:
+    """VALUE as YAML: `[a, b]` a list, `5` an int, `true` a bool, `a: 1` a mapping.
+
+    A VALUE that YAML reads as nothing without spelling null (empty, blank, `#fff`) is its text.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        value = YAML(typ="safe", pure=True).load(text)
+    except (YAMLError, RecursionError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"--set {name}: the value is not valid YAML ({problem})") from exc
+    if value is None and text.strip() not in _NULLS:
+        return text
+    return _plain(name, value)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A parsed value as JSON-like data: dates become ISO text, mapping keys text."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {str(key): _plain(name, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(name, item) for item in value]
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise UsageError(
+        f"--set {name}: a YAML {type(value).__name__} cannot be a var;"
+        " use a string, number, boolean, list or mapping"
+    )
+
+
+_pipeline_argument = click.argument(
+    "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(path_type=Path)
+)
+_set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a var; VALUE is YAML (repeatable).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orch", message="%(prog)s %(version)s")
+def cli() -> None:
+    """orch: declarative pipelines with Make-like semantics."""
+
+
+@cli.command()
+@click.argument("pipelines", nargs=-1, type=click.Path(path_type=Path))
+@_set_option
+@_reports_errors
+def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
+    """Check pipelines without running anything (exit 2 if any is invalid)."""
+    from orchestrator.language.pipeline import load
+    from orchestrator.plan import graph
+
+    overrides = _parse_sets(sets)
+    failed = False
+    for file in pipelines or (Path(DEFAULT_PIPELINE),):
+        try:
+            loaded = load(file, overrides=overrides)
+            graph.build(loaded)
+        except PipelineError as exc:
+            click.echo(exc.render(), err=True)
+            failed = True
+            continue
+        _warn(loaded.warnings)
+        count = len(loaded.steps)
+        click.echo(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
+    if failed:
+        raise SystemExit(PipelineError.exit_code)
+
+
+@cli.command("graph")
+@_pipeline_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
+    show_default=True,
+    help="Drawing format.",
+)
+@_set_option
+@_reports_errors
+def graph_command(pipeline: Path, fmt: str, sets: tuple[str, ...]) -> None:
+    """Print the step graph."""
+    from orchestrator.language.pipeline import load
+    from orchestrator.plan import graph
+
+    loaded = load(pipeline, overrides=_parse_sets(sets))
+    _warn(loaded.warnings)
+    click.echo(graph.render(loaded, graph.build(loaded), fmt), nl=False)
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    """Say what loading a pipeline warned about, on stderr."""
+    for line in warnings:
+        click.echo(line, err=True)
+
+
+@cli.command()
+@click.option("--write", is_flag=True, help="Write schemas/*.schema.json under the current folder.")
+@_reports_errors
+def schema(write: bool) -> None:
+    """Print the pipeline JSON Schema, or write the schema files."""
+    from orchestrator.cli.schemas import pipeline_schema, write_schemas
+
+    if write:
+        for path in write_schemas(Path.cwd()):
+            click.echo(f"wrote {path}")
+        return
+    import json
+
+    click.echo(json.dumps(pipeline_schema(), indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- builds
+
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+
+
+def _pipeline_and_targets(args: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
+    """`[PIPELINE] [STEP...]`: the first word is the pipeline when it names a YAML file."""
+    if args and (args[0].endswith(PIPELINE_SUFFIXES) or Path(args[0]).is_file()):
+        return Path(args[0]), args[1:]
+    return Path(DEFAULT_PIPELINE), args
+
+
+def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> Any:
+    from orchestrator.engine.build import Request
+
+    pipeline, targets = _pipeline_and_targets(args)
+    return Request(pipeline, targets, _parse_sets(sets), **options)
+
+
+_targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [STEP]...")
+_provider_option = click.option(
+    "--provider",
+    metavar="NAME",
+    envvar="ORCH_PROVIDER",
+    help="Provider for llm steps without their own [ORCH_PROVIDER].",
+)
+
+
+@cli.command()
+@_targets_argument
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Steps run at once [CPU count].")
+@click.option("-B", "--force", is_flag=True, help="Run every selected step.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would run; write nothing.")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with steps a failure does not block.")
+@click.option("--no-cache", is_flag=True, help="Neither restore from nor store in the cache.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    envvar="ORCH_OFFLINE",
+    help="Fail steps that would call a provider over the network [ORCH_OFFLINE].",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    envvar="ORCH_SANDBOX",
+    help="Let shell steps write only where their outputs go (Linux Landlock) [ORCH_SANDBOX].",
+)
+@_provider_option
+@_set_option
+@_reports_errors
+def build(
+    args: tuple[str, ...],
+    jobs: int | None,
+    force: bool,
+    dry_run: bool,
+    keep_going: bool,
+    no_cache: bool,
+    offline: bool,
+    sandbox: bool,
+    provider: str | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Bring the pipeline's outputs up to date."""
+    from orchestrator.cli.reporter import status_lines, summary
+    from orchestrator.engine import build as builds
+
+    request = _request(
+        args,
+        sets,
+        provider=provider,
+        jobs=jobs or 0,
+        force=force,
+        keep_going=keep_going,
+        use_cache=not no_cache,
+        offline=offline,
+        sandbox=sandbox,
+    )
+    if dry_run:
+        plan, assessments = builds.predict(request)
+        _warn(plan.warnings)
+        for line in status_lines(a for a in assessments if a.decision.action != "up-to-date"):
+            click.echo(line)
+        waiting = sum(a.decision.action != "up-to-date" for a in assessments)
+        click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
+        return
+    with _progress() as listener:
+        report = builds.build(request, (listener,))
+    _warn(report.warnings)
+    done = report.manifest.to_json()
+    click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
+    if report.status == "cancelled":
+        raise SystemExit(EXIT_INTERRUPTED)
+    if report.status != "succeeded":
+        click.echo(f"run details: {report.run_folder}", err=True)
+        raise SystemExit(1)
+
+
+def _progress() -> AbstractContextManager[Listener]:
+    """The live view on a terminal (unless `CI` is set), else timestamped plain lines."""
+    import os
+    import sys
+
+    if sys.stdout.isatty() and not os.environ.get("CI"):
+        from orchestrator.cli.live import LiveReporter
+
+        return LiveReporter()
+    from orchestrator.cli.reporter import PlainReporter
+
+    return nullcontext(PlainReporter(click.echo))
+
+
+@cli.command()
+@_targets_argument
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if a step is due for a reason other than always_run."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_provider_option
+@_set_option
+@_reports_errors
+def status(
+    args: tuple[str, ...], check: bool, as_json: bool, provider: str | None, sets: tuple[str, ...]
+) -> None:
+    """Say which steps are up to date and why the others are not."""
+    from orchestrator.cli.reporter import status_lines, status_summary
+    from orchestrator.engine import build as builds
+
+    found = builds.status(_request(args, sets, provider=provider))
+    _warn(found.plan.warnings)
+    if as_json:
+        click.echo(_status_json(found))
+    else:
+        for line in status_lines(found.assessments):
+            click.echo(line)
+        summary = status_summary(found.assessments, found.stale)
+        if summary:
+            click.echo(summary)
+    if check and found.stale:
+        raise SystemExit(1)
+
+
+def _status_json(found: Status) -> str:
+    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}]}`."""
+    import json
+
+    steps = [
+        {
+            "step": a.step.id,
+            "action": a.decision.action.value,
+            "reasons": a.decision.reasons,
+            "stale": a.step.id in found.stale,
+        }
+        for a in found.assessments
+    ]
+    data = {"pipeline": found.plan.pipeline, "up_to_date": not found.stale, "steps": steps}
+    return json.dumps(data, indent=2)
+
+
+# --------------------------------------------------------------------------- cache
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+          "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}  # fmt: skip
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _size(text: str) -> int:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match[2].lower() not in _UNITS:
+        raise UsageError(f"--max-size expects a size like 500MB or 2GiB, got '{text}'")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def _age(text: str) -> float:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise UsageError(f"--max-age expects a duration like 12h, 30d or 2w, got '{text}'")
+    return float(match[1]) * _SECONDS[match[2]]
+
+
+def _cache_of(pipeline: Path | None) -> Any:
+    from orchestrator.record.runs import state_dir
+    from orchestrator.store.cache import Cache
+
+    if pipeline is None:
+        return Cache(state_dir(Path.cwd()) / "cache")
+    from orchestrator.language.pipeline import load
+
+    return Cache(state_dir(load(pipeline).workdir) / "cache")
+
+
+def _human(size: int) -> str:
+    scaled, unit = float(size), "B"
+    for larger in ("KB", "MB", "GB"):
+        if scaled < 1000:
+            break
+        scaled, unit = scaled / 1000, larger
+    return f"{size} B" if unit == "B" else f"{scaled:.1f} {unit}"
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect, read or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
+
+
+_cache_pipeline = click.argument(
+    "pipeline", required=False, type=click.Path(path_type=Path, dir_okay=False)
+)
+
+
+@cache.command("info")
+@_cache_pipeline
+@_reports_errors
+def cache_info(pipeline: Path | None) -> None:
+    """How many step results and files the cache holds, and their size."""
+    store = _cache_of(pipeline)
+    info = store.info()
+    kept = f"{info.kept} kept edits, " if info.kept else ""
+    click.echo(
+        f"{store.root}: {info.actions} step results, {kept}{info.objects} files,"
+        f" {_human(info.bytes)}"
+    )
+
+
+@cache.command("cat")
+@click.argument("digest")
+@_cache_pipeline
+@_reports_errors
+def cache_cat(digest: str, pipeline: Path | None) -> None:
+    """Write the file whose sha256 is DIGEST (a kept edit, or any output) to stdout."""
+    from orchestrator.store.cache import CorruptObject
+    from orchestrator.store.hashing import is_digest
+
+    if not is_digest(digest):
+        raise UsageError(f"DIGEST is a sha256 (64 lowercase hex characters), got '{digest}'")
+    try:
+        found = _cache_of(pipeline).checked_object(digest)
+    except CorruptObject as exc:
+        raise OrchError(str(exc)) from None
+    except OSError as exc:
+        raise OrchError(f"cannot read the object {digest}: {exc.strerror or exc}") from None
+    import sys
+
+    from orchestrator.store.filestore import Copy
+
+    Copy(found, digest)(sys.stdout.buffer)  # streamed, and checked again as it goes
+    sys.stdout.buffer.flush()
+
+
+@cache.command("gc")
+@_cache_pipeline
+@click.option("--max-age", default="30d", show_default=True, help="Drop results unused this long.")
+@click.option("--max-size", help="Then drop the least recently used until the cache fits.")
+@_reports_errors
+def cache_gc(pipeline: Path | None, max_age: str, max_size: str | None) -> None:
+    """Remove old cache entries, and files no entry names."""
+    store = _cache_of(pipeline)
+    result = store.gc(max_age_s=_age(max_age), max_bytes=_size(max_size) if max_size else None)
+    kept = f", {result.kept_removed} kept edits" if result.kept_removed else ""
+    click.echo(
+        f"removed {result.actions_removed} step results{kept} and {result.objects_removed} files,"
+        f" freed {_human(result.bytes_freed)}"
+    )
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@cli.command("migrate")
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the pipeline to this file instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@_reports_errors
+def migrate_command(spec: Path, output: Path | None, force: bool) -> None:
+    """Convert a unified_orchestrator v2 job spec into a pipeline."""
+    import os
+
+    from orchestrator.language.migrate import migrate, read_spec
+    from orchestrator.store.filestore import atomic_write
+
+    workdir = None
+    if output is not None:
+        relative = os.path.relpath(Path.cwd(), output.parent.resolve())
+        workdir = None if relative == "." else relative
+    text, warnings = migrate(read_spec(spec), workdir=workdir)
+    for warning in warnings:
+        click.echo(warning.render(), err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.resolve() == spec.resolve():
+        raise UsageError(f"{output} is the job spec itself; choose another output file")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(output, text.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {output}")
+
+
+# --------------------------------------------------------------------------- runs
+
+_workdir_option = click.option(
+    "-C",
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=".",
+    show_default=True,
+    help="The workdir whose .orch/runs/ to read.",
+)
+_run_argument = click.argument("run", required=False, metavar="[RUN]")
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the N newest runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_workdir_option
+@_reports_errors
+def runs_command(limit: int | None, as_json: bool, workdir: Path) -> None:
+    """List the builds of a workdir, newest first."""
+    from orchestrator.cli import history_text
+    from orchestrator.record import history
+
+    found = history.list_runs(workdir)
+    live = history.live_job(workdir, found)
+    entries = [(history.read_manifest(run), run.job_id == live) for run in found[:limit]]
+    if as_json:
+        import json
+
+        summaries = [history_text.run_summary(manifest, live) for manifest, live in entries]
+        click.echo(json.dumps(summaries, indent=2, ensure_ascii=False))
+    elif not entries:
+        click.echo("no runs yet")
+    else:
+        for line in history_text.runs_table(entries):
+            click.echo(line)
+
+
+@cli.command("show")
+@_run_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest.")
+@_workdir_option
+@_reports_errors
+def show_command(run: str | None, as_json: bool, workdir: Path) -> None:
+    """What happened in a run (RUN: a job id or a unique prefix; default: the latest)."""
+    from orchestrator.cli import history_text
+    from orchestrator.record import history
+
+    found = history.resolve(workdir, run)
+    manifest = history.read_manifest(found)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return
+    for line in history_text.show_lines(manifest, history.is_live(workdir, found)):
+        click.echo(line)
+
+
+@cli.command("tail")
+@_run_argument
+@click.option("--type", "types", multiple=True, metavar="GLOB", help="Event types (repeatable).")
+@click.option("--step", "steps", multiple=True, metavar="ID", help="Events of a step (repeatable).")
+@click.option(
+    "--level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="debug",
+    help="This level or more severe.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep reading a live build until its job ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw event lines.")
+@_workdir_option
+@_reports_errors
+def tail_command(
+    run: str | None,
+    types: tuple[str, ...],
+    steps: tuple[str, ...],
+    level: str,
+    follow: bool,
+    as_json: bool,
+    workdir: Path,
+) -> None:
+    """Print a run's events (RUN: a job id or a unique prefix; default: the latest)."""
+    from orchestrator.record import history
+
+    found = history.resolve(workdir, run)
+    wanted = history.EventFilter(types, steps, level)
+    if follow:
+        events = history.follow(found, lambda: history.is_live(workdir, found))
+    else:
+        loaded = history.load_events(found)
+        if loaded.skipped:
+            click.echo(
+                f"warning: skipped {loaded.skipped} damaged lines in {found.events_file}", err=True
+            )
+        events = iter(loaded.events)
+    last = None
+    for event in events:
+        last = event
+        if wanted(event):
+            click.echo(_event_text(event, as_json))
+    if follow and (last is None or last.get("type") not in history.END_TYPES):
+        click.echo(
+            f"warning: run {found.job_id} has no end event and no build is writing it"
+            " (the build was killed or crashed)",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def _event_text(event: dict[str, Any], as_json: bool) -> str:
+    if not as_json:
+        from orchestrator.cli.history_text import event_line
+
+        return event_line(event)
+    import json
+
+    return json.dumps(event, ensure_ascii=False)

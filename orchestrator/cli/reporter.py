@@ -1,0 +1,153 @@
+"""What a build prints: a line per step that does something, and a summary.
+
+Off a terminal (or with `CI` set) the lines are plain and start with the local time; on a
+terminal `live.LiveReporter` shows them above a view of the running steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.record.events import Event
+
+if TYPE_CHECKING:
+    from orchestrator.engine.state import Assessment
+
+Echo = Callable[[str], None]
+WIDTH = 10
+KEPT = "warning"
+BARE = frozenset({KEPT})
+"""Labels whose detail is printed as is, not in parentheses (it holds a command to copy)."""
+
+
+def describe(event: Event) -> tuple[str, str | None, str] | None:
+    """The label, step and detail of the line an event deserves, if any."""
+    kind, step, data = event["type"], event["step"], event["data"]
+    if kind == "step.started":
+        return "run", step, "; ".join(data.get("reasons", []))
+    if kind == "step.succeeded":
+        return "ok", step, f"{data.get('duration_s', 0):.2f} s"
+    if kind == "step.restored":
+        return "restored", step, "; ".join(data.get("reasons", []))
+    if kind == "step.failed":
+        return "FAILED", step, data.get("message", "")
+    if kind == "lock.failed":
+        return "ERROR", None, data.get("message", "")
+    if kind == "step.skipped" and data.get("reason") == "blocked":
+        return "blocked", step, f"upstream step '{data.get('upstream')}' failed"
+    if kind == "file.kept":
+        return KEPT, step, kept_text(data)
+    if kind == "file.undeclared_write":
+        return KEPT, step, undeclared_text(step, data)
+    if kind == "cache.miss" and data.get("reason"):
+        return "warning", step, f"cache entry not used: {data['reason']}"
+    return None
+
+
+def kept_text(data: Mapping[str, Any]) -> str:
+    """What a `file.kept` event tells the user: which file, and how to get it back."""
+    path = data.get("path", "")
+    edited = data.get("reason") == "edited"
+    what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
+    return f"kept {what}; bring it back with: {data.get('command', '')}"
+
+
+_VERBS = {"modified": "changed", "removed": "removed"}
+
+
+def undeclared_text(step: str | None, data: Mapping[str, Any]) -> str:
+    """What a `file.undeclared_write` event tells the user: who wrote what of whose."""
+    writer = f"step '{step}'"
+    if data.get("alongside"):
+        others = " or ".join(f"'{name}'" for name in data["alongside"])
+        writer += f" (or {others}, running at the same time)"
+    path, owner = data.get("path", ""), data.get("owner", "")
+    change = data.get("change", "modified")
+    if change == "added":
+        what = f"added '{path}' to an output folder of step '{owner}'"
+    else:
+        what = f"{_VERBS.get(change, 'changed')} '{path}', an output of step '{owner}'"
+    return f"{writer} {what}; the next build brings it back"
+
+
+class PlainReporter:
+    """Turns events into timestamped lines: what runs and why, what was restored, what failed."""
+
+    def __init__(self, echo: Echo) -> None:
+        self.echo = echo
+
+    def __call__(self, event: Event) -> None:
+        line = describe(event)
+        if line is None:
+            return
+        self.echo(f"{_local_time(event['ts'])} {line_text(*line)}")
+
+
+def line_text(label: str, step: str | None, detail: str) -> str:
+    """`label     step  (detail)`, or `label     detail` for a line about the whole build."""
+    if step is None:
+        return f"{label:<{WIDTH}}{detail}"
+    return f"{label:<{WIDTH}}{step}" + _detail(detail, label)
+
+
+def _detail(detail: str, label: str = "") -> str:
+    if label in BARE:
+        return f"  {detail}"
+    return f"  ({detail})" if detail else ""
+
+
+def _local_time(ts: str) -> str:
+    """`HH:MM:SS` in local time from an event's UTC timestamp."""
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def summary(
+    counts: Mapping[str, int],
+    status: str,
+    duration_s: float | None,
+    usage: Mapping[str, Any] | None = None,
+) -> str:
+    """One line: how many steps ran, were restored, were up to date, failed; tokens and cost."""
+    total = sum(counts.values())
+    if status == "succeeded" and counts.get("up-to-date", 0) == total:
+        return f"all {total} step{'s' if total != 1 else ''} up to date"
+    order = ("ran", "restored", "up-to-date", "failed", "blocked", "cancelled", "pending")
+    parts = [f"{counts[name]} {name.replace('-', ' ')}" for name in order if counts.get(name)]
+    timing = f" in {duration_s:.2f} s" if duration_s is not None else ""
+    return f"{status}{timing}: " + ", ".join(parts) + _usage(usage or {})
+
+
+def _usage(usage: Mapping[str, Any]) -> str:
+    """`; 1,234 tokens, cost 0.0021` when the build called a provider."""
+    if not usage.get("calls"):
+        return ""
+    tokens = usage.get("tokens", {})
+    text = f"; {tokens.get('input', 0) + tokens.get('output', 0):,} tokens"
+    return text + (f", cost {usage['cost']:.4f}" if "cost" in usage else "")
+
+
+def status_lines(assessments: Iterable[Assessment]) -> list[str]:
+    """`orch status`: each step's action and the reasons for it."""
+    lines = []
+    for assessment in assessments:
+        decision = assessment.decision
+        lines.append(
+            f"{decision.action.value:<{WIDTH + 2}}{assessment.step.id}"
+            + _detail("; ".join(decision.reasons))
+        )
+    return lines
+
+
+def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str | None:
+    """The last line of `orch status` when nothing is stale: all up to date, or up to date but
+    for the steps always_run runs anyway."""
+    if stale:
+        return None
+    total = len(assessments)
+    waiting = sum(a.decision.action.value != "up-to-date" for a in assessments)
+    if not waiting:
+        return f"all {total} steps up to date"
+    return f"up to date; {waiting} of {total} steps would run only because of always_run"

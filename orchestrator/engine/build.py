@@ -1,0 +1,245 @@
+"""`orch build` and `orch status` as library calls: plan, assess, run, record.
+
+These functions never print; they hand events to listeners and return reports for the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from orchestrator.core import interrupt
+from orchestrator.core.errors import describe_os_error
+from orchestrator.engine import leftovers
+from orchestrator.engine.buildlock import BuildLock
+from orchestrator.engine.decide import Action, Options
+from orchestrator.engine.runner import CANCELLED, FAILED, SUCCEEDED, Runner, RunOptions
+from orchestrator.engine.state import Assessment, Workspace
+from orchestrator.plan.compiled import Plan, compile_plan
+from orchestrator.record.events import EventLog, Listener, timestamp
+from orchestrator.record.masking import Masker
+from orchestrator.record.runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
+
+if TYPE_CHECKING:
+    from orchestrator.language.pipeline import LoadedPipeline
+    from orchestrator.steps import Kind
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for."""
+
+    pipeline: Path
+    targets: tuple[str, ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    provider: str | None = None
+    jobs: int = 0
+    force: bool = False
+    keep_going: bool = False
+    use_cache: bool = True
+    offline: bool = False
+    sandbox: bool = False
+
+    @property
+    def options(self) -> Options:
+        """The flags that bear on each step's decision."""
+        return Options(force=self.force, use_cache=self.use_cache)
+
+    @property
+    def job_count(self) -> int:
+        """`jobs`, or ORCH_JOBS, or the number of CPUs."""
+        if self.jobs > 0:
+            return self.jobs
+        from_env = os.environ.get("ORCH_JOBS", "")
+        return int(from_env) if from_env.isdigit() and int(from_env) > 0 else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """How a build ended."""
+
+    status: str
+    job_id: str
+    manifest: Manifest
+    run_folder: Path
+    warnings: tuple[str, ...] = ()
+    """What loading the pipeline warned about, and what clearing a killed build's leftovers
+    did."""
+
+
+def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[], LoadedPipeline]]:
+    """The compiled plan of the pipeline and a way to get the loaded pipeline for running.
+
+    A plan saved by an earlier build is reused while valid; `keep` saves a freshly compiled one.
+    """
+    from orchestrator.plan import saved as plancache
+
+    plan, identity = plancache.load(request.pipeline, request.overrides, request.provider)
+    if plan is not None:
+        return plan, functools.cache(lambda: _load(request))
+    loaded = _load(request)
+    plan = compile_plan(loaded)
+    if keep:
+        plancache.save(identity, loaded, plan)
+    return plan, lambda: loaded
+
+
+def _load(request: Request) -> LoadedPipeline:
+    from orchestrator.language.pipeline import load
+
+    return load(request.pipeline, overrides=request.overrides, provider=request.provider)
+
+
+def predict(request: Request) -> tuple[Plan, list[Assessment]]:
+    """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
+    plan, workspace, selected = _looking(request)
+    return plan, workspace.predict(selected)
+
+
+def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
+    """The plan, a workspace to assess it in and the selected steps, for a look that writes
+    nothing."""
+    plan, _ = open_plan(request)
+    return plan, Workspace(plan, request.options, force=request.force), plan.select(request.targets)
+
+
+class Status(NamedTuple):
+    """What `orch build` would do, and which of it is due whatever always_run says."""
+
+    plan: Plan
+    assessments: list[Assessment]
+    stale: frozenset[str]
+    """Steps a build would run or restore even if no step were always_run: their own
+    definition, inputs or outputs changed, or an upstream step's did."""
+
+
+def status(request: Request) -> Status:
+    """`predict`, plus the verdict of `orch status --check`; writes nothing."""
+    plan, workspace, selected = _looking(request)
+    assessments = workspace.predict(selected)
+    if any(a.step.always_run for a in assessments):
+        due = workspace.predict(selected, honour_always_run=False)
+    else:
+        due = assessments
+    stale = frozenset(a.step.id for a in due if a.decision.action != Action.UP_TO_DATE)
+    return Status(plan, assessments, stale)
+
+
+def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
+    """Build the requested steps; one build per workdir at a time.
+
+    A signal while the pipeline loads raises `interrupt.Interrupted`, before anything is
+    written; from then on it is recorded, and the build ends cancelled, with its run closed.
+    A signal after its last lock write leaves the outcome as it is. It starts by clearing
+    what a build killed by kill -9 left (`leftovers`). A sandbox asked for where Landlock is
+    missing is refused first (`sandbox.SandboxUnavailable`).
+    """
+    if request.sandbox:
+        from orchestrator.steps.sandbox import abi_version
+
+        abi_version()
+    plan, pipeline = open_plan(request, keep=True)
+    selected = plan.select(request.targets)
+    with interrupt.deferred():
+        state = ensure_state_dir(Path(plan.workdir))
+        with BuildLock(state / "build.lock"):
+            # The lock file is read only while holding the workdir: no other build changes it.
+            workspace = Workspace(plan, request.options, force=request.force)
+            try:
+                cleared = leftovers.clear(state, plan, workspace.lock_file)
+                interrupt.check()  # interrupted before the run folder exists: no run
+                report = _build(request, listeners, plan, pipeline, workspace, selected)
+                interrupt.quiet()  # the run is recorded: a later signal changes nothing
+            finally:
+                leftovers.end(state)
+    return dataclasses.replace(report, warnings=report.warnings + cleared)
+
+
+def _build(
+    request: Request,
+    listeners: tuple[Listener, ...],
+    plan: Plan,
+    pipeline: Callable[[], LoadedPipeline],
+    workspace: Workspace,
+    selected: list[str],
+) -> Report:
+    job_id = new_job_id()
+    folder = RunFolder(workspace.workdir, job_id)
+    manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
+    manifest.steps = {step_id: StepRecord() for step_id in selected}
+    events = EventLog(job_id, folder.events, Masker.from_environment())
+    events.listeners.extend(listeners)
+    run_options = RunOptions(
+        request.job_count, request.keep_going, request.use_cache, request.offline, request.sandbox
+    )
+    runner = Runner(workspace, selected, run_options, events, folder, manifest, pipeline, _kinds)
+    warnings = plan.warnings
+    try:
+        status = _run(runner, events, folder, manifest, plan)
+    finally:
+        try:
+            warnings += _save_stat_cache(workspace)
+        finally:
+            events.close()
+    if events.failure is not None:
+        raise events.failure
+    return Report(status, job_id, manifest, folder.path, warnings)
+
+
+def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
+    """Save the stat cache; a warning when it cannot be (the next build hashes afresh)."""
+    try:
+        workspace.stat_cache.save()
+    except OSError as exc:
+        what = describe_os_error(exc, "save the stat cache", workspace.stat_cache.file)
+        return (f"warning: {what}; the next build hashes the files again",)
+    return ()
+
+
+def _run(
+    runner: Runner, events: EventLog, folder: RunFolder, manifest: Manifest, plan: Plan
+) -> str:
+    """Open the run, build, and close the run with the job's status whatever happened."""
+    started = time.monotonic()
+    status = FAILED
+    try:
+        folder.write_manifest(manifest)
+        steps = len(manifest.steps)
+        events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=steps)
+        status = runner.run()
+    except (KeyboardInterrupt, interrupt.Interrupted):
+        status = CANCELLED
+    finally:
+        _close(events, folder, manifest, status, started)
+    return status
+
+
+def _close(
+    events: EventLog, folder: RunFolder, manifest: Manifest, status: str, started: float
+) -> None:
+    """Write the job's end event and its final manifest (failed if events went unwritten)."""
+    manifest.status = FAILED if events.failure is not None and status == SUCCEEDED else status
+    manifest.finished = timestamp()
+    manifest.duration_s = round(time.monotonic() - started, 3)
+    summary = manifest.to_json()
+    level = {"succeeded": "info", CANCELLED: "warning"}.get(status, "error")
+    events.emit(
+        f"job.{status}",
+        level=level,
+        duration_s=manifest.duration_s,
+        counts=summary["counts"],
+        pending_steps=summary["pending_steps"],
+    )
+    folder.write_manifest(manifest)
+
+
+def _kinds() -> Mapping[str, Kind]:
+    from orchestrator.steps import kinds
+
+    return kinds()

@@ -1,0 +1,103 @@
+"""A loaded pipeline: its settings and its steps with every template rendered at plan time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.language.source import SourceDocument
+    from orchestrator.language.spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step after foreach expansion and plan-time rendering.
+
+    `definition` identifies what the step does: its structure rendered, the source text of its
+    content templates, and under ``context`` the key material of what they can reach. `scope`
+    is that same part of the context with its real values, the only context the content is
+    rendered in when the step runs. `inputs` and `outputs` are normalised workdir-relative
+    paths, directories ending in ``/``.
+    """
+
+    id: str
+    group: str
+    kind: str
+    spec: ShellStep | LlmStep | TemplateStep
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    needs: tuple[str, ...]
+    definition: Mapping[str, Any]
+    item: Any = None
+    item_key: Any = None
+    provider: str | None = None
+    fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
+    scope: Mapping[str, Any] = field(default_factory=dict)
+    plan_reads: tuple[str, ...] = ()
+    """Template files read at plan time to find what they reach."""
+
+    def field_of(self, path: str) -> tuple[str | int, ...]:
+        """Where in the pipeline file an input or output of this step was declared."""
+        return ("steps", self.group, *self.fields.get(path, ()))
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A validated pipeline with its rendered vars, environment, providers and steps."""
+
+    file: Path
+    workdir: Path
+    spec: Pipeline
+    source: SourceDocument
+    vars: Mapping[str, Any]
+    env: Mapping[str, str]
+    providers: Mapping[str, Provider]
+    steps: Mapping[str, Step] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The `foreach` globs and what they matched when the pipeline was loaded."""
+    warnings: tuple[str, ...] = ()
+    """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name, or its file's stem."""
+        return self.spec.name or self.file.stem
+
+    def members(self, name: str) -> tuple[str, ...] | None:
+        """The step ids a name stands for (a step, or a foreach group), None if unknown."""
+        if name in self.steps:
+            return (name,)
+        return self.groups.get(name)
+
+    def names(self) -> list[str]:
+        """Every name a target, `needs` or ``steps.`` may use."""
+        return [*self.steps, *(g for g in self.groups if g not in self.steps)]
+
+
+def load(
+    file: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    provider: str | None = None,
+) -> LoadedPipeline:
+    """Read, validate and render a pipeline file; raise PipelineError on any problem."""
+    import os
+
+    from orchestrator.language.loader import read_source, validate
+    from orchestrator.plan.expansion import expand
+
+    source = read_source(file)
+    spec = validate(source)
+    return expand(
+        file,
+        spec,
+        source,
+        overrides=dict(overrides or {}),
+        environ=dict(os.environ if environ is None else environ),
+        provider_override=provider,
+    )

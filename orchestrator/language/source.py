@@ -1,0 +1,160 @@
+"""Parsing a pipeline file with ruamel.yaml, and finding where any key or value stands.
+
+The data comes from ruamel's safe loader; the round-trip parse that knows every node's line
+and column is about three times slower, so it runs only when an error needs a location.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.errors import Location, PipelineError
+
+PathKey = str | int
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """The parsed YAML of a pipeline file; the positions of its nodes on demand."""
+
+    file: Path
+    text: str
+    data: Any
+
+    @functools.cached_property
+    def root(self) -> Any:
+        """The round-trip tree, whose nodes know their line and column."""
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
+        try:
+            return YAML(typ="rt").load(self.text)
+        except (YAMLError, RecursionError):
+            return None
+
+    def locate(self, path: Sequence[PathKey], *, key: bool = False) -> Location:
+        """Where the node at `path` stands; with `key`, where its mapping key stands.
+
+        Walks as deep as the path exists and returns the deepest position found, so a
+        path into a missing field points at the mapping that lacks it.
+        """
+        node = self.root
+        line, col = _start_of(node)
+        for depth, part in enumerate(path):
+            position = _child_position(node, part, key=key and depth == len(path) - 1)
+            if position is None:
+                break
+            line, col = position
+            node = node[part]
+        return Location(self.file, line + 1, col + 1)
+
+
+def _start_of(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    if lc is None or lc.line is None:
+        return (0, 0)
+    return (lc.line, lc.col)
+
+
+def _child_position(node: Any, part: PathKey, *, key: bool) -> tuple[int, int] | None:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if isinstance(node, dict) and part in node:
+            line, col = lc.key(part) if key else lc.value(part)
+            return (line, col)
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            line, col = lc.item(part)
+            return (line, col)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def parse(file: Path, text: str) -> SourceDocument:
+    """Parse YAML text into a document; YAML errors become PipelineError."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = Location(file, mark.line + 1, mark.column + 1) if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
+    except YAMLError as exc:
+        position = getattr(exc, "position", None)  # a ReaderError: a character YAML refuses
+        location = position_in(file, text, position) if isinstance(position, int) else None
+        problem = str(exc).split("\n")[0] if location else str(exc)
+        raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
+    except RecursionError as exc:
+        raise PipelineError.at("invalid YAML: the document nests too deeply", None, file) from exc
+    return SourceDocument(file, text, data)
+
+
+def position_in(file: Path, text: str, offset: int) -> Location:
+    """The line and column of the character at `offset` of `text`."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Location(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
+
+
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate of `text`, escaped (`\\ud800`), or None. A YAML or Jinja
+    escape can give one; it is not a character and cannot be written as UTF-8."""
+    found = _SURROGATE.search(text)
+    return None if found is None else f"\\u{ord(found[0]):04x}"
+
+
+def to_plain(document: SourceDocument) -> Any:
+    """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting."""
+    budget = [MAX_NODES]
+
+    def convert(node: Any, path: tuple[PathKey, ...]) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise PipelineError.at(
+                f"the document expands to more than {MAX_NODES} values (through YAML aliases?)",
+                None,
+                document.file,
+            )
+        if len(path) > MAX_DEPTH:
+            raise PipelineError.at(
+                f"the document nests deeper than {MAX_DEPTH} levels", document.locate(path)
+            )
+        if isinstance(node, dict):
+            return {_key(k, (*path, k)): convert(v, (*path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [convert(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, str):
+            _check_text(node, path)
+        for plain in (str, bool, int, float):
+            if isinstance(node, plain):
+                return plain(node)
+        return node
+
+    def _key(key: Any, path: tuple[PathKey, ...]) -> Any:
+        if isinstance(key, str):
+            _check_text(key, path, key=True)
+            return str(key)
+        return key
+
+    def _check_text(text: str, path: tuple[PathKey, ...], key: bool = False) -> None:
+        surrogate = lone_surrogate(text)
+        if surrogate:
+            message = f"'{surrogate}' is a lone surrogate, not a character"
+            raise PipelineError.at(message, document.locate(path, key=key))
+
+    return convert(document.data, ())

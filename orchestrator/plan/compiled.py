@@ -1,0 +1,245 @@
+"""A compiled plan: the steps of a pipeline in dependency order, reduced to what a build checks.
+
+A plan holds, per step, its kind, its declared inputs and outputs, the steps it waits for and
+the hash of its resolved definition. It is plain data, so it can be saved and reused while the
+pipeline and everything it was compiled from are unchanged (see `plancache`); the full
+pipeline is loaded again only when a step has to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from orchestrator.core.errors import UsageError
+from orchestrator.core.paths import escape, is_within
+from orchestrator.store.hashing import is_digest
+
+if TYPE_CHECKING:
+    from orchestrator.language.pipeline import LoadedPipeline, Step
+
+
+class PlannedStep(NamedTuple):
+    """One step as the build sees it; `inputs` include the outputs of the steps it `needs`."""
+
+    id: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    preds: tuple[str, ...]
+    definition: str
+    always_run: bool = False
+    cache: bool = True
+    provider: str | None = None
+    nested: tuple[str, ...] = ()
+    """Outputs of other steps inside this step's output folders: not part of its outputs."""
+
+    def owns(self, path: str) -> bool:
+        """Whether a file under one of the output folders belongs to this step."""
+        return not any(is_within(path, other) for other in self.nested)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every step of a pipeline, in dependency order (ties in declaration order)."""
+
+    pipeline: str
+    name: str
+    workdir: str
+    steps: Mapping[str, PlannedStep]
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    """Inputs that no step writes: files, folders and globs the user provides."""
+    warnings: tuple[str, ...] = ()
+    """What loading the pipeline warned about, said again on every build."""
+
+    def members(self, name: str) -> tuple[str, ...] | None:
+        """The step ids a target name stands for, None if unknown."""
+        if name in self.steps:
+            return (name,)
+        return self.groups.get(name)
+
+    def select(self, targets: Iterable[str]) -> list[str]:
+        """The named steps (ids or foreach groups) and all they need, in order; all if none."""
+        wanted = list(targets)
+        if not wanted:
+            return list(self.steps)
+        chosen: set[str] = set()
+        stack: list[str] = []
+        for target in wanted:
+            members = self.members(target)
+            if members is None:
+                from orchestrator.language.templating import suggest
+
+                names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
+                raise UsageError(f"no step named '{target}'{suggest(target, names)}")
+            stack.extend(members)
+        while stack:
+            name = stack.pop()
+            if name not in chosen:
+                chosen.add(name)
+                stack.extend(self.steps[name].preds)
+        return [name for name in self.steps if name in chosen]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for saving."""
+        return {
+            "pipeline": self.pipeline,
+            "name": self.name,
+            "workdir": self.workdir,
+            "groups": {name: list(ids) for name, ids in self.groups.items()},
+            "sources": list(self.sources),
+            "warnings": list(self.warnings),
+            "steps": [_compact(step._asdict()) for step in self.steps.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """The plan `to_json` saved, checked field by field: ValueError if any field is not
+        what `to_json` writes (a path not in canonical form, a step waiting for one that
+        does not come before it, a definition hash that is not a sha256…)."""
+        steps: dict[str, PlannedStep] = {}
+        for raw in _typed(data, "steps", list):
+            step = _step_from_json(raw, steps)
+            steps[step.id] = step
+        groups = {}
+        for name, ids in _typed(data, "groups", dict, {}).items():
+            groups[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
+        sources = _paths(data, "sources")
+        warnings = _strings(data.get("warnings"), "warnings")
+        pipeline, name, workdir = (_typed(data, key, str) for key in _PLAN_TEXT)
+        return cls(pipeline, name, workdir, steps, groups, sources, warnings)
+
+
+def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
+    if type(raw) is not dict:
+        raise ValueError("a step is not a mapping")
+    step_id = _typed(raw, "id", str)
+    if step_id in earlier:
+        raise ValueError(f"step '{step_id}' twice")
+    definition = _typed(raw, "definition", str)
+    if not is_digest(definition):
+        raise ValueError(f"step '{step_id}': its definition hash is not a sha256")
+    provider = raw.get("provider")
+    preds = _strings(raw.get("preds"), "preds")
+    for pred in preds:
+        _known(pred, earlier)
+    return PlannedStep(
+        id=step_id,
+        kind=_typed(raw, "kind", str),
+        inputs=_paths(raw, "inputs"),
+        outputs=_paths(raw, "outputs"),
+        preds=preds,
+        definition=definition,
+        always_run=_typed(raw, "always_run", bool, False),
+        cache=_typed(raw, "cache", bool, True),
+        provider=None if provider is None else _str(provider),
+        nested=_paths(raw, "nested"),
+    )
+
+
+_MISSING: Any = object()
+_PLAN_TEXT = ("pipeline", "name", "workdir")
+_NOT_CANONICAL = frozenset({"", ".", ".."})
+
+
+def _typed(data: Mapping[str, Any], name: str, kind: type, default: Any = _MISSING) -> Any:
+    value = data.get(name, default)
+    if value is _MISSING or type(value) is not kind:
+        raise ValueError(f"'{name}' is not a {kind.__name__}")
+    return value
+
+
+def _strings(values: Any, name: str) -> tuple[str, ...]:
+    """`values`, a list of strings (or None: empty) saved as `name`."""
+    if values is None:
+        return ()
+    if type(values) is not list or (values and set(map(type, values)) != {str}):
+        raise ValueError(f"'{name}' is not a list of strings")
+    return tuple(values)
+
+
+def _paths(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The list of paths under `name`, each in the form `paths.normalize` gives (checked
+    without rebuilding it)."""
+    paths = _strings(data.get(name), name)
+    for path in paths:
+        parts = (path[:-1] if path.endswith("/") else path).split("/")
+        if _NOT_CANONICAL.intersection(parts) or path[0] in "~\\" or path[1:2] == ":":
+            raise ValueError(f"'{path}' is not a canonical workdir-relative path")
+    return paths
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _known(step_id: str, steps: Mapping[str, PlannedStep]) -> str:
+    if step_id not in steps:
+        raise ValueError(f"'{step_id}' is not an earlier step")
+    return step_id
+
+
+_DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
+
+
+def _compact(step: dict[str, Any]) -> dict[str, Any]:
+    """Leave out fields at their default, which keeps saved plans of many steps small."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in step.items()
+        if value is not None and value != () and _DEFAULTS.get(name, object()) != value
+    }
+
+
+def compile_plan(pipeline: LoadedPipeline) -> Plan:
+    """Check the graph of a loaded pipeline and reduce it to a plan."""
+    from orchestrator.plan import graph as graphs
+    from orchestrator.store.hashing import definition_hash, resolved_definition
+
+    graph = graphs.build(pipeline)
+    index = graphs.OutputIndex(pipeline.steps.values())
+    steps = {}
+    sources: set[str] = set()
+    for step_id in graphs.ordered(pipeline, graph):
+        step = pipeline.steps[step_id]
+        resolved = resolved_definition(step, pipeline.providers)
+        steps[step_id] = PlannedStep(
+            id=step_id,
+            kind=step.kind,
+            inputs=_with_needed_outputs(pipeline, step),
+            outputs=step.outputs,
+            preds=tuple(sorted(graph.predecessors(step_id))),
+            definition=definition_hash(step.kind, resolved),
+            always_run=step.spec.always_run,
+            cache=step.spec.cache,
+            provider=step.provider,
+            nested=index.nested(step_id, step.outputs),
+        )
+        sources.update(path for path in step.inputs if not index.producers(path))
+    groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
+    return Plan(
+        str(pipeline.file),
+        pipeline.name,
+        str(pipeline.workdir),
+        steps,
+        groups,
+        tuple(sorted(sources)),
+        pipeline.warnings,
+    )
+
+
+def _with_needed_outputs(pipeline: LoadedPipeline, step: Step) -> tuple[str, ...]:
+    """A step's inputs and the outputs of the steps it needs: `needs` means "depends on"
+    (a needed folder that holds one of the step's own outputs is left out)."""
+    needed = [
+        escape(output)
+        for name in step.needs
+        for member in pipeline.members(name) or ()
+        for output in pipeline.steps[member].outputs
+        if not any(is_within(own, output) for own in step.outputs)
+    ]
+    return tuple(dict.fromkeys([*step.inputs, *needed]))

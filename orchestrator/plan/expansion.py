@@ -1,0 +1,560 @@
+"""From a validated `Pipeline` to planned steps: foreach expansion and the two phases.
+
+Structure (foreach, inputs, outputs, needs, cwd, provider, model, options) is rendered here, at
+plan time, and may not call `read()`. Content (run, env values, template, prompt, system,
+messages) is parsed here and rendered only when its step runs (see `content`); each step kind's
+planner in `steps/` says which of its fields are which. ``steps.<id>`` resolves another step's
+outputs on demand, so steps may be declared in any order; a loop of such references is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.errors import Diagnostic, PipelineError, TemplateError
+from orchestrator.core.paths import (
+    NAME_MAX,
+    LiteralPath,
+    PathRefused,
+    declared,
+    escape,
+    escapes_through_symlink,
+    expand_glob,
+    is_glob,
+    is_within,
+    name_of,
+    normalize,
+    too_long,
+    unescape,
+)
+from orchestrator.language import settings
+from orchestrator.language.content import FullScope, key_material, merged
+from orchestrator.language.pipeline import LoadedPipeline, Step
+from orchestrator.language.references import References
+from orchestrator.language.settings import fail_at, plain_data
+from orchestrator.language.source import PathKey, SourceDocument
+from orchestrator.language.spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from orchestrator.language.templating import (
+    Reader,
+    Renderer,
+    StepsView,
+    forbidden_read,
+    map_strings,
+)
+
+StepSpec = ShellStep | LlmStep | TemplateStep
+
+
+def expand(
+    file: Path,
+    spec: Pipeline,
+    source: SourceDocument,
+    *,
+    overrides: dict[str, str],
+    environ: dict[str, str],
+    provider_override: str | None,
+) -> LoadedPipeline:
+    """Render a validated pipeline into its steps, raising PipelineError with every problem."""
+    renderer = Renderer()
+    workdir = settings.workdir(file, spec, source)
+    env = settings.environment(workdir, spec, source, environ)
+    variables = settings.render_vars(spec, source, renderer, env, overrides)
+    base = {**variables, "vars": variables, "env": env}
+    providers = settings.render_providers(spec, source, renderer, base)
+    default = settings.default_provider(spec, source, renderer, base, providers, provider_override)
+    expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
+    steps = expander.expand()
+    groups = {group: tuple(members) for group, members in expander.groups.items()}
+    globs = {pattern: tuple(found) for pattern, found in expander.globs.items()}
+    return LoadedPipeline(
+        file,
+        workdir,
+        spec,
+        source,
+        variables,
+        env,
+        providers,
+        steps,
+        groups,
+        globs,
+        tuple(expander.warnings),
+    )
+
+
+class _StepExpander:
+    """Expands foreach and renders every step, collecting all problems."""
+
+    def __init__(
+        self,
+        spec: Pipeline,
+        source: SourceDocument,
+        renderer: Renderer,
+        workdir: Path,
+        base: Mapping[str, Any],
+        providers: Mapping[str, Provider],
+        default_provider: str | None,
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.renderer = renderer
+        self.path_renderer = Renderer(renderer.limits, paths=True)
+        self.workdir = workdir
+        self.base = base
+        self.providers = providers
+        self.default_provider = default_provider
+        self.instances: dict[str, tuple[str, Any, Any]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.outputs: dict[str, list[str]] = {}
+        self.failed: dict[str, PipelineError] = {}
+        self.rendering: list[str] = []
+        self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
+        self.all_outputs: list[str] | None = None
+        self.globs: dict[str, list[str]] = {}
+        self.warnings: list[str] = []
+        self._names: dict[str, None] | None = None
+
+    # ------------------------------------------------------------------ driver
+
+    def expand(self) -> dict[str, Step]:
+        diagnostics: list[Diagnostic] = []
+        for group, step_spec in self.spec.steps.items():
+            try:
+                self._add_instances(group, step_spec)
+            except PipelineError as exc:
+                diagnostics.extend(exc.diagnostics)
+        if diagnostics:
+            raise PipelineError(diagnostics)
+        steps: dict[str, Step] = {}
+        for step_id in self.instances:
+            try:
+                steps[step_id] = self._render_step(step_id)
+            except PipelineError as exc:
+                diagnostics.extend(d for d in exc.diagnostics if d not in diagnostics)
+        if diagnostics:
+            raise PipelineError(diagnostics)
+        return steps
+
+    # ------------------------------------------------------------------ foreach
+
+    def _add_instances(self, group: str, step_spec: StepSpec) -> None:
+        members = []
+        found = self._foreach(group, step_spec)
+        if not found:
+            self._warn_empty(group, step_spec.foreach)
+        for step_id, item, key in found:
+            if step_id in self.instances:
+                raise fail_at(
+                    f"step '{group}': foreach gives '{step_id}' twice",
+                    self.source,
+                    ("steps", group, "foreach"),
+                )
+            self.instances[step_id] = (group, item, key)
+            members.append(step_id)
+        self.groups[group] = members
+
+    def _foreach(self, group: str, step_spec: StepSpec) -> list[tuple[str, Any, Any]]:
+        where = ("steps", group, "foreach")
+        items = step_spec.foreach
+        if items is None:
+            return [(group, None, None)]
+        if isinstance(items, str):
+            context = {**self.base, "read": forbidden_read("foreach")}
+            try:
+                items = self.renderer.evaluate(items, context)
+            except TemplateError as exc:
+                raise fail_at(
+                    f"step '{group}', field 'foreach': {exc}", self.source, where
+                ) from exc
+            if isinstance(items, str):
+                items = self._glob(group, items)
+        if isinstance(items, dict):
+            return [(f"{group}@{key}", value, key) for key, value in items.items()]
+        if isinstance(items, list | tuple):
+            return [
+                (f"{group}@{item if _is_scalar(item) else index}", item, None)
+                for index, item in enumerate(items)
+            ]
+        raise fail_at(
+            f"step '{group}': foreach must be a list, a mapping or a glob,"
+            f" not {type(items).__name__}",
+            self.source,
+            where,
+        )
+
+    def _warn_empty(self, group: str, foreach: Any) -> None:
+        """A foreach that gives no step is likely a mistake: say where its list came from."""
+        what = "matched no files" if isinstance(foreach, str) and is_glob(foreach) else "is empty"
+        origin = f" ('{foreach}')" if isinstance(foreach, str) else ""
+        location = self.source.locate(("steps", group, "foreach"))
+        self.warnings.append(
+            f"{location}: warning: step '{group}': foreach{origin} {what}, so it gives no steps"
+        )
+
+    def _glob(self, group: str, pattern: str) -> list[LiteralPath]:
+        try:
+            normal = normalize(pattern)
+        except PathRefused as exc:
+            raise fail_at(
+                f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
+            ) from exc
+        if not is_glob(normal):
+            return [LiteralPath(unescape(normal))]
+        self.globs[normal] = expand_glob(self.workdir, normal)
+        return [LiteralPath(path) for path in self.globs[normal]]
+
+    # ------------------------------------------------------------------ outputs on demand
+
+    def outputs_of(self, name: str) -> list[str]:
+        """The rendered outputs of a step id, or of every member of a foreach group."""
+        if name not in self.instances:
+            return [out for member in self.groups[name] for out in self.outputs_of(member)]
+        if name in self.outputs:
+            return self.outputs[name]
+        if name in self.failed:
+            raise self.failed[name]
+        if name in self.rendering:
+            loop = " -> ".join([*self.rendering[self.rendering.index(name) :], name])
+            raise TemplateError(f"steps refer to each other's outputs: {loop}")
+        self.rendering.append(name)
+        try:
+            self.outputs[name] = self._render_outputs(name)
+        except PipelineError as exc:
+            self.failed[name] = exc
+            raise
+        finally:
+            self.rendering.pop()
+        return self.outputs[name]
+
+    def names(self) -> dict[str, None]:
+        """Every step id and foreach group name, as ``steps.`` sees them (keys, in order)."""
+        if self._names is None:
+            groups = (g for g in self.groups if g not in self.instances)
+            self._names = dict.fromkeys([*self.instances, *groups])
+        return self._names
+
+    def _steps_view(self) -> StepsView:
+        return StepsView(self.names(), self.outputs_of)
+
+    def _path_context(self, step_id: str) -> dict[str, Any]:
+        _, item, key = self.instances[step_id]
+        return {
+            **self.base,
+            "steps": self._steps_view(),
+            "item": item,
+            "key": key,
+            "read": forbidden_read("inputs and outputs"),
+        }
+
+    def _render_outputs(self, step_id: str) -> list[str]:
+        group = self.instances[step_id][0]
+        step_spec = self.spec.steps[group]
+        declared: list[tuple[tuple[PathKey, ...], str]] = (
+            [(("output",), step_spec.output)]
+            if step_spec.output is not None
+            else [(("outputs", i), text) for i, text in enumerate(step_spec.outputs)]
+        )
+        if isinstance(step_spec, ShellStep) and step_spec.stdout is not None:
+            declared.append((("stdout",), step_spec.stdout))
+        context = self._path_context(step_id)
+        paths = []
+        for field, text in declared:
+            for pattern in self._paths(step_id, field, text, context):
+                path = self._name(step_id, field, pattern)
+                self.fields[(step_id, path)] = field
+                paths.append(path)
+        return paths
+
+    def _paths(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
+    ) -> list[str]:
+        """The patterns one entry declares: a lone ``{{ expression }}`` may give a list."""
+        value = self._evaluate(step_id, field, text, context)
+        values = value if isinstance(value, list | tuple) else [value]
+        return [self._pattern(step_id, field, declared(v)) for v in values]
+
+    def _pattern(self, step_id: str, field: tuple[PathKey, ...], text: str) -> str:
+        """A declared path, normalised and checked: a glob, or a name escaped (see `paths`)."""
+        try:
+            normal = normalize(text)
+        except PathRefused as exc:
+            raise self._fail(step_id, field, str(exc)) from exc
+        name = name_of(normal)
+        long = None if is_glob(normal) else too_long(name)
+        if long is not None:
+            raise self._fail(
+                step_id,
+                field,
+                f"path '{name}' has a name of {len(long.encode())} bytes; file systems allow"
+                f" at most {NAME_MAX}",
+            )
+        if escapes_through_symlink(self.workdir, name):
+            raise self._fail(
+                step_id, field, f"path '{name}' leads outside the workdir through a symlink"
+            )
+        return normal
+
+    def _name(
+        self, step_id: str, field: tuple[PathKey, ...], pattern: str, what: str = "output"
+    ) -> str:
+        """The file or folder a declared output (or `what`) names; a glob is refused."""
+        if is_glob(pattern):
+            instead = "declare a folder ('dir/') instead, or " if what == "output" else ""
+            raise self._fail(
+                step_id,
+                field,
+                f"{what} '{pattern}' is a glob; {instead}write '[*]', '[?]' and '[[]'"
+                " (or '| literal') for the characters themselves",
+            )
+        return unescape(pattern)
+
+    def _fail(self, step_id: str, field: tuple[PathKey, ...], problem: str) -> PipelineError:
+        group = self.instances[step_id][0]
+        return fail_at(f"step '{step_id}': {problem}", self.source, ("steps", group, *field))
+
+    def _evaluate(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
+    ) -> Any:
+        """A path field's value; each `LiteralPath` in it stays a name (see `Renderer`)."""
+        group = self.instances[step_id][0]
+        try:
+            return self.path_renderer.evaluate(text, context)
+        except TemplateError as exc:
+            raise fail_at(
+                f"step '{step_id}', field '{_field_name(field)}': {exc}",
+                self.source,
+                ("steps", group, *field),
+            ) from exc
+
+    # ------------------------------------------------------------------ whole step
+
+    def _render_step(self, step_id: str) -> Step:
+        from orchestrator.steps import kinds
+
+        planning = StepPlanning(self, step_id)
+        planning.render_inputs()
+        definition, provider = kinds()[planning.spec.kind].plan(planning)
+        return planning.finish(definition, provider)
+
+    def generated(self, path: str) -> bool:
+        """Whether another step writes the file (so it cannot be read at plan time)."""
+        if self.all_outputs is None:
+            self.all_outputs = []
+            for step_id in self.instances:
+                try:
+                    self.all_outputs.extend(self.outputs_of(step_id))
+                except PipelineError:
+                    continue
+        return any(is_within(path, output) for output in self.all_outputs)
+
+
+class StepPlanning:
+    """One step at plan time: its structure rendered, its content templates parsed for its key.
+
+    Each step kind's planner (in `steps/`) calls these methods for its fields; `finish` then
+    turns what the content templates reach into the step's scope and key material.
+    """
+
+    def __init__(self, expander: _StepExpander, step_id: str) -> None:
+        self._expander = expander
+        self.step_id = step_id
+        self.group, self.item, self.item_key = expander.instances[step_id]
+        self.spec: StepSpec = expander.spec.steps[self.group]
+        self.providers = expander.providers
+        self.default_provider = expander.default_provider
+        self.workdir = expander.workdir
+        self.label = f"step '{step_id}'"
+        self.outputs = expander.outputs_of(step_id)
+        self.inputs: list[str] = []
+        self.extra_inputs: list[str] = []
+        """Inputs the step does not render with (a fake provider's reply file)."""
+        self.fields: dict[str, tuple[PathKey, ...]] = {}
+        self._path_context = expander._path_context(step_id)
+        self._references: list[References] = []
+        self._plan_reads: list[str] = []
+
+    # ------------------------------------------------------------------ structure
+
+    def render_inputs(self) -> None:
+        """Render the declared inputs (paths, or lists of paths from one expression)."""
+        for i, text in enumerate(self.spec.inputs):
+            for path in self._expander._paths(
+                self.step_id, ("inputs", i), text, self._path_context
+            ):
+                self.declare_input(path, ("inputs", i))
+
+    def declare_input(self, path: str, field: tuple[PathKey, ...]) -> None:
+        """Add an input (a pattern, see `paths`) once, remembering where it was declared."""
+        if path not in self.inputs:
+            self.inputs.append(path)
+        self.fields.setdefault(path, field)
+
+    def input_file(self, field: tuple[PathKey, ...], text: str) -> str:
+        """A file path field that is also an input (prompt_file, template_file): its name."""
+        name = self.path(field, text)
+        self.declare_input(escape(name), field)
+        return name
+
+    def structure(self, field: tuple[PathKey, ...], value: Any) -> Any:
+        """A structure field rendered now; a lone ``{{ expression }}`` keeps its type."""
+        self._refuse_read(field, value)
+        try:
+            return plain_data(self._expander.renderer.evaluate_value(value, self._context()))
+        except TemplateError as exc:
+            raise self.field_error(field, exc) from exc
+
+    def path(self, field: tuple[PathKey, ...], text: str) -> str:
+        """A path field naming one file or folder (cwd, prompt_file, template_file): its name,
+        rendered and checked now."""
+        self._refuse_read(field, text)
+        expander = self._expander
+        value = expander._evaluate(self.step_id, field, text, self._context())
+        pattern = expander._pattern(self.step_id, field, declared(value))
+        return expander._name(self.step_id, field, pattern, _field_name(field))
+
+    def _context(self) -> dict[str, Any]:
+        """What structure fields see: the path context, and the step's inputs and outputs."""
+        return {**self._path_context, "inputs": self.shown_inputs, "outputs": self.shown_outputs}
+
+    @property
+    def shown_inputs(self) -> list[str]:
+        """The inputs as templates see them: each name as a `LiteralPath`, globs as written."""
+        return [p if is_glob(p) else LiteralPath(unescape(p)) for p in self.inputs]
+
+    @property
+    def shown_outputs(self) -> list[str]:
+        """The outputs as templates see them, each a `LiteralPath`."""
+        return [LiteralPath(path) for path in self.outputs]
+
+    def _refuse_read(self, field: tuple[PathKey, ...], value: Any) -> None:
+        for text in _strings(value):
+            try:
+                uses_read = "read" in self._expander.renderer.references(text).names
+            except TemplateError as exc:
+                raise self.field_error(field, exc) from exc
+            if uses_read:
+                raise self.field_error(
+                    field,
+                    "read() cannot be used here: this field is rendered before any step runs"
+                    " (use it in run, env, template, prompt, system or messages)",
+                )
+
+    # ------------------------------------------------------------------ content
+
+    def content(self, field: tuple[PathKey, ...], value: Any) -> Any:
+        """A content field, kept as source and rendered when the step runs; its references
+        are checked now and enter the key."""
+        for text in _strings(value):
+            try:
+                self._add_references(self._expander.renderer.references(text))
+            except TemplateError as exc:
+                raise self.field_error(field, exc) from exc
+        return value
+
+    def content_file(self, field: tuple[PathKey, ...], path: str) -> None:
+        """A template file among the inputs: parsed now when the user writes it; when another
+        step writes it, every var, item, key, steps and paths count (not env)."""
+        if self._expander.generated(path):
+            names = {*self._expander.base["vars"], *_FILE_NAMES}
+            self._references.append(References(names=names))
+            return
+        try:
+            text = (self.workdir / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.fail(f"{self.label}: cannot read '{path}': {exc}", field) from exc
+        self._plan_reads.append(path)
+        try:
+            self._add_references(self._expander.renderer.references(text))
+        except TemplateError as exc:
+            raise self.fail(f"{self.label}, in {path}: {exc}", field) from exc
+
+    def _add_references(self, found: References) -> None:
+        self._scope().check_defined(found)
+        reader = Reader(self.inputs, self.workdir)
+        for path in sorted(found.reads):
+            reader.check(path)
+        self._references.append(found)
+
+    def _scope(self) -> FullScope:
+        base = self._expander.base
+        return FullScope(
+            vars=base["vars"],
+            env=base["env"],
+            step_names=self._expander.names(),
+            outputs_of=self._expander.outputs_of,
+            item=self.item,
+            key=self.item_key,
+            inputs=tuple(self.shown_inputs),
+            outputs=tuple(self.shown_outputs),
+        )
+
+    # ------------------------------------------------------------------ checks and result
+
+    def fail(
+        self, message: str, field: tuple[PathKey, ...] = (), *, key: bool = False
+    ) -> PipelineError:
+        """An error about this step, located at one of its fields (or the step itself)."""
+        return fail_at(
+            message,
+            self._expander.source,
+            ("steps", self.group, *field),
+            key=key or not field,
+        )
+
+    def field_error(self, field: tuple[PathKey, ...], problem: object) -> PipelineError:
+        """An error in one field, named and located."""
+        return self.fail(f"{self.label}, field '{_field_name(field)}': {problem}", field)
+
+    def require_one_output(self) -> None:
+        """Refuse a step that does not declare exactly one output file."""
+        if len(self.outputs) != 1 or self.outputs[0].endswith("/"):
+            raise self.fail(
+                f"{self.label} writes one file: declare one 'output' that is not a folder"
+            )
+
+    def finish(self, definition: dict[str, Any], provider: str | None) -> Step:
+        """The planned step: its definition with the key material of what its content reaches."""
+        try:
+            scope = self._scope().restrict(merged(self._references))
+        except TemplateError as exc:
+            raise self.fail(f"{self.label}: {exc}") from exc
+        definition["context"] = key_material(scope)
+        needs = [str(self.structure(("needs", i), text)) for i, text in enumerate(self.spec.needs)]
+        for path in self.outputs:
+            self.fields.setdefault(path, self._expander.fields[(self.step_id, path)])
+        return Step(
+            id=self.step_id,
+            group=self.group,
+            kind=self.spec.kind,
+            spec=self.spec,
+            inputs=tuple(dict.fromkeys([*self.inputs, *self.extra_inputs])),
+            outputs=tuple(self.outputs),
+            needs=tuple(needs),
+            definition=definition,
+            item=self.item,
+            item_key=self.item_key,
+            provider=provider,
+            fields=self.fields,
+            scope=scope,
+            plan_reads=tuple(self._plan_reads),
+        )
+
+
+_FILE_NAMES = ("vars", "steps", "item", "key", "inputs", "outputs")
+"""What a template file another step writes may use (env is left out of keys)."""
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside nested lists and mappings."""
+    found: list[str] = []
+    map_strings(value, found.append)
+    return found
+
+
+def _field_name(field: tuple[PathKey, ...]) -> str:
+    return str(field[0]) + "".join(f"[{p}]" for p in field[1:]) if field else "step"
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)

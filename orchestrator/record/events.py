@@ -1,0 +1,91 @@
+"""Build events: one JSON object per line in `events.jsonl`, flushed as each happens.
+
+    {"ts": "2026-11-24T10:15:00.123Z", "level": "info", "job_id": "...",
+     "type": "step.started", "step": "architect", "data": {...}}
+
+Listeners (the terminal reporter) see every event as it is written, secret values masked
+(see `masking`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from orchestrator.core.errors import IoFailure, io_failure
+from orchestrator.record.masking import Masker
+
+Event = dict[str, Any]
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+Listener = Callable[[Event], None]
+
+
+def timestamp() -> str:
+    """Now, as ISO-8601 UTC with milliseconds and a Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _line(event: Event) -> str:
+    """The JSON line of an event: the envelope's fields are plain ASCII words, so only the step
+    and the data need an encoder."""
+    return (
+        f'{{"ts": "{event["ts"]}", "level": "{event["level"]}", "job_id": "{event["job_id"]}",'
+        f' "type": "{event["type"]}", "step": {_ENCODER.encode(event["step"])},'
+        f' "data": {_ENCODER.encode(event["data"])}}}\n'
+    )
+
+
+class EventLog:
+    """Writes a job's events to a file (when given one) and passes them to listeners."""
+
+    def __init__(self, job_id: str, path: Path | None = None, masker: Masker | None = None) -> None:
+        """`masker` hides secret values in every event's data."""
+        self.job_id = job_id
+        self.masker = masker or Masker()
+        self.listeners: list[Listener] = []
+        self.path = path
+        self.failure: IoFailure | None = None
+        """Why the file stopped being written (the disk is full, ...); listeners still get all."""
+        self._file: IO[str] | None = None
+        if path is not None:
+            with io_failure("open the events file", path):
+                self._file = path.open("a", encoding="utf-8")
+
+    def emit(self, type: str, step: str | None = None, level: str = "info", **data: Any) -> Event:
+        """Record one event."""
+        event = {
+            "ts": timestamp(),
+            "level": level,
+            "job_id": self.job_id,
+            "type": type,
+            "step": step,
+            "data": self.masker.value(data) if self.masker else data,
+        }
+        if self._file is not None:
+            self._write(_line(event))
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def _write(self, line: str) -> None:
+        """Append a line; on an OSError, remember it as `failure` and stop writing the file."""
+        assert self._file is not None
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self.failure = IoFailure("write the events file", exc, self.path)
+            self.close()
+
+    def close(self) -> None:
+        """Close the file (an error closing it becomes `failure`)."""
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            file.close()
+        except OSError as exc:
+            self.failure = self.failure or IoFailure("write the events file", exc, self.path)

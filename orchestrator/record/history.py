@@ -1,0 +1,309 @@
+"""Past and live runs of a workdir, for `orch runs`, `orch show` and `orch tail`.
+
+Runs live in `<workdir>/.orch/runs/<job_id>/` (see `runs`). This module lists them newest first,
+resolves a RUN argument (a job id or a unique prefix of one), reads a manifest (rebuilding what
+it can from the events when the run has not finished), reads and filters events, follows a live
+build's events file; `history_text` renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import IO, Any
+
+from orchestrator.core.errors import UsageError
+from orchestrator.record import records
+from orchestrator.record.events import Event
+from orchestrator.record.runs import Manifest, StepRecord, state_dir
+
+LEVELS = ("debug", "info", "warning", "error")
+END_TYPES = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class Run:
+    """The folder of one run."""
+
+    job_id: str
+    path: Path
+
+    @property
+    def events_file(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / "manifest.json"
+
+
+def runs_folder(workdir: Path) -> Path:
+    """Where a workdir keeps its runs."""
+    return state_dir(workdir) / "runs"
+
+
+# --------------------------------------------------------------------------- finding runs
+
+
+def list_runs(workdir: Path) -> list[Run]:
+    """The runs of a workdir, newest first.
+
+    Job ids start with their UTC second; runs started within one second are ordered by the
+    `started` time (milliseconds) in their manifests.
+    """
+    folder = runs_folder(workdir)
+    if not folder.is_dir():
+        return []
+    runs = [Run(entry.name, entry) for entry in folder.iterdir() if entry.is_dir()]
+    seconds = Counter(run.job_id[:16] for run in runs)
+
+    def order(run: Run) -> tuple[str, str, str]:
+        tied = seconds[run.job_id[:16]] > 1
+        return run.job_id[:16], _started(run) if tied else "", run.job_id
+
+    return sorted(runs, key=order, reverse=True)
+
+
+def _started(run: Run) -> str:
+    manifest = _load_json(run.manifest_file)
+    return str(manifest.get("started") or "") if manifest else ""
+
+
+def resolve(workdir: Path, ref: str | None) -> Run:
+    """The run a RUN argument names: a full job id, a unique prefix of one, or (None) the latest."""
+    runs = list_runs(workdir)
+    if not runs:
+        raise UsageError(f"no runs yet in {runs_folder(workdir)}")
+    if ref is None:
+        return runs[0]
+    matches = [run for run in runs if run.job_id == ref] or [
+        run for run in runs if run.job_id.startswith(ref)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run '{ref}' in {runs_folder(workdir)}; latest: {_names(runs)}")
+    raise UsageError(f"run '{ref}' is ambiguous; it matches {_names(matches)}")
+
+
+def _names(runs: list[Run], limit: int = 5) -> str:
+    shown = ", ".join(run.job_id for run in runs[:limit])
+    more = len(runs) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def build_running(workdir: Path) -> bool:
+    """Whether a build holds the workdir: `.orch/build.lock` names a live process.
+
+    Only the holder's pid is read; taking the lock to test it could make a starting build fail.
+    """
+    try:
+        text = (state_dir(workdir) / "build.lock").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return text.isdigit() and _alive(int(text))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # a zombie has exited
+
+
+def live_job(workdir: Path, runs: list[Run] | None = None) -> str | None:
+    """The job id of the run a build may still write to: a build holds the workdir, and one
+    build at a time means it is the newest run. `runs`: the workdir's runs, if already listed."""
+    if not build_running(workdir):
+        return None
+    newest = runs if runs is not None else list_runs(workdir)
+    return newest[0].job_id if newest else None
+
+
+def is_live(workdir: Path, run: Run) -> bool:
+    """Whether a build may still write to this run."""
+    return live_job(workdir) == run.job_id
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_manifest(run: Run) -> dict[str, Any]:
+    """The run's manifest, every field checked. While it says `running` (a live build, or one
+    that was killed), the steps, files and usage are rebuilt from the events written so far."""
+    stored = records.manifest(run.job_id, _load_json(run.manifest_file))
+    if stored.status != RUNNING:
+        return stored.to_json()
+    return replay(stored, read_events(run))
+
+
+def replay(manifest: Manifest, events: Iterable[Event]) -> dict[str, Any]:
+    """A manifest brought up to date with events."""
+    for event in events:
+        _apply(manifest, event)
+    return manifest.to_json()
+
+
+def _apply(manifest: Manifest, event: Event) -> None:
+    """What one event says about the run."""
+    kind, data = event.get("type", ""), event.get("data") or {}
+    if kind == "job.started":
+        manifest.pipeline = manifest.pipeline or records.text(data.get("pipeline"))
+        manifest.started = manifest.started or records.text(event.get("ts"))
+    elif kind in END_TYPES:
+        manifest.status = kind.removeprefix("job.")
+        manifest.finished = records.text(event.get("ts")) or None
+        manifest.duration_s = records.number(data.get("duration_s"))
+    elif kind == "file.written" and isinstance(data.get("path"), str):
+        manifest.files[data["path"]] = records.text(data.get("sha256"))
+    elif kind.startswith("step.") and event.get("step") is not None:
+        record = manifest.steps.setdefault(event["step"], StepRecord())
+        _apply_step(record, kind, data)
+
+
+def _apply_step(record: StepRecord, kind: str, data: dict[str, Any]) -> None:
+    """What one step event says about the step."""
+    if kind == "step.started":
+        record.status = RUNNING
+        record.reasons = records.texts(data.get("reasons")) or record.reasons
+    elif kind == "step.succeeded":
+        record.status, record.duration_s = "ran", records.number(data.get("duration_s"))
+        record.meta = records.meta({k: v for k, v in data.items() if k != "duration_s"})
+    elif kind == "step.failed":
+        cancelled = data.get("kind") == "cancelled"
+        record.status = "cancelled" if cancelled else "failed"
+        record.duration_s = records.number(data.get("duration_s")) or record.duration_s
+        if not cancelled:
+            record.failure = records.failure(data)
+    elif kind == "step.restored":
+        record.status = "restored"
+    elif kind == "step.skipped":
+        blocked = data.get("reason") == "blocked"
+        record.status = "blocked" if blocked else "up-to-date"
+        if blocked:
+            record.reasons = [f"upstream step '{data.get('upstream')}' failed"]
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events `orch tail` shows: any of the type globs, any of the steps, a minimum level."""
+
+    types: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()
+    level: str = "debug"
+
+    def __call__(self, event: Event) -> bool:
+        kind = str(event.get("type", ""))
+        if self.types and not any(fnmatchcase(kind, glob) for glob in self.types):
+            return False
+        if self.steps and event.get("step") not in self.steps:
+            return False
+        return severity(str(event.get("level", "info"))) >= severity(self.level)
+
+
+def severity(level: str) -> int:
+    """debug < info < warning < error; an unknown level counts as info."""
+    return LEVELS.index(level) if level in LEVELS else LEVELS.index("info")
+
+
+def _parse(line: bytes) -> Event | None:
+    """An event from one complete line; None for a blank or damaged line."""
+    try:
+        return records.event(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
+
+
+@dataclass(frozen=True)
+class EventLines:
+    """The events of a run, and how many of its complete lines were not events."""
+
+    events: list[Event]
+    skipped: int = 0
+
+
+def load_events(run: Run) -> EventLines:
+    """The run's events so far; a last line still being written is not an event yet, and a
+    damaged line is skipped (and counted)."""
+    try:
+        data = run.events_file.read_bytes()
+    except OSError:
+        return EventLines([])
+    lines = [line for line in data[: data.rfind(b"\n") + 1].splitlines() if line.strip()]
+    events = [event for line in lines if (event := _parse(line)) is not None]
+    return EventLines(events, len(lines) - len(events))
+
+
+def read_events(run: Run) -> list[Event]:
+    """The run's events so far (damaged lines left out)."""
+    return load_events(run).events
+
+
+def follow(
+    run: Run,
+    still_writing: Callable[[], bool],
+    poll_s: float = 0.05,
+    quiet_s: float = 0.5,
+) -> Iterator[Event]:
+    """The run's events, then each one a build appends, up to the job's end event.
+
+    Stops early when the file has not grown for `quiet_s` and `still_writing()` says that no
+    build will add to it (it was killed); the caller tells by the last event's type.
+    """
+    pending, handle = b"", None
+    quiet_since = time.monotonic()
+    try:
+        while True:
+            handle = handle or _open(run.events_file)
+            chunk = handle.read() if handle else b""
+            if chunk:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    event = _parse(line)
+                    if event is not None:
+                        yield event
+                        if event.get("type") in END_TYPES:
+                            return
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s and not still_writing():
+                return
+            else:
+                time.sleep(poll_s)
+    finally:
+        if handle:
+            handle.close()
+
+
+def _open(path: Path) -> IO[bytes] | None:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,184 @@
+"""Run folders `<workdir>/.orch/runs/<job_id>/`: events, logs and the manifest of one build.
+
+manifest.json  job id, pipeline, status, timings, per-step records, completed and pending
+               steps, failures with their kind, provider calls, tokens and cost, and the
+               files the build produced
+events.jsonl   see `events`
+logs/<step>.log
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.errors import io_failure
+from orchestrator.record.events import timestamp
+
+STATE_DIR = ".orch"
+COMPLETED = ("ran", "restored", "up-to-date")
+
+
+def state_dir(workdir: Path) -> Path:
+    """Where orch keeps its state for a workdir."""
+    return workdir / STATE_DIR
+
+
+def ensure_state_dir(workdir: Path) -> Path:
+    """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""
+    folder = state_dir(workdir)
+    with io_failure("create the state folder", folder):
+        folder.mkdir(exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# Created by orch: this folder is local state.\n*\n", "utf-8")
+    return folder
+
+
+def new_job_id() -> str:
+    """A sortable, unique job id: UTC time and a random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+LOG_STEM_BYTES = 120
+"""How much of a step id a log name keeps: with a hash and `.log`, well under 255 bytes."""
+
+
+def log_name(step_id: str) -> str:
+    """A step's log file name, unique per step id and a valid file name for any id.
+
+    The id itself when it is a plain name; otherwise its plain characters, cut short, and a
+    hash of the whole id (`lint@src_a.py-3f2a…`), so that `a b` and `a_b` keep apart.
+    """
+    safe = "".join(c if c.isalnum() or c in "._@-" else "_" for c in step_id)
+    if safe == step_id and len(safe.encode()) <= LOG_STEM_BYTES and not safe.startswith("."):
+        return f"{safe}.log"
+    import hashlib
+
+    from orchestrator.core.paths import cut
+
+    short = cut(safe, LOG_STEM_BYTES)
+    return f"{short}-{hashlib.sha256(step_id.encode()).hexdigest()[:12]}.log"
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step in a run."""
+
+    status: str = "pending"
+    reasons: list[str] = field(default_factory=list)
+    duration_s: float | None = None
+    failure: dict[str, str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    """The summary of a run, rewritten atomically as the run starts and ends."""
+
+    job_id: str
+    pipeline: str
+    workdir: str
+    targets: list[str]
+    status: str = "running"
+    started: str = field(default_factory=timestamp)
+    finished: str | None = None
+    duration_s: float | None = None
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as written, with derived lists of completed, pending and failed steps."""
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "pipeline": self.pipeline,
+            "workdir": self.workdir,
+            "targets": self.targets,
+            "status": self.status,
+            "started": self.started,
+            "finished": self.finished,
+            "duration_s": self.duration_s,
+            "steps": {step_id: vars(record) for step_id, record in self.steps.items()},
+        }
+        data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
+        data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
+        data["failures"] = [
+            {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
+        ]
+        data["counts"] = _counts(r.status for r in self.steps.values())
+        data["usage"] = _usage(r.meta for r in self.steps.values())
+        data["files"] = dict(sorted(self.files.items()))
+        return data
+
+
+def _counts(statuses: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _usage(metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Provider calls, tokens and (where a price is known) cost over the steps that ran."""
+    tokens = {"input": 0, "output": 0, "cached": 0}
+    calls, cost, priced = 0, 0.0, False
+    for meta in metas:
+        calls += meta.get("calls", 0)
+        for name, count in meta.get("tokens", {}).items():
+            tokens[name] = tokens.get(name, 0) + count
+        if "cost" in meta:
+            cost, priced = cost + meta["cost"], True
+    usage: dict[str, Any] = {"calls": calls, "tokens": tokens}
+    if priced:
+        usage["cost"] = round(cost, 10)
+    return usage
+
+
+class RunFolder:
+    """The folder of one run."""
+
+    def __init__(self, workdir: Path, job_id: str) -> None:
+        self.path = state_dir(workdir) / "runs" / job_id
+        self.logs = self.path / "logs"
+        with io_failure("create the run folder", self.path):
+            self.logs.mkdir(parents=True, exist_ok=True)
+        self.events = self.path / "events.jsonl"
+        self.manifest = self.path / "manifest.json"
+
+    def log(self, step_id: str) -> Path:
+        """The log file of a step."""
+        return self.logs / log_name(step_id)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write manifest.json atomically (a record of the run, not state a build relies on)."""
+        from orchestrator.store.filestore import atomic_write
+
+        data = (json.dumps(manifest.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+        with io_failure("write the run manifest", self.manifest):
+            try:
+                atomic_write(self.manifest, data, durable=False)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not _overwrite_in_place(self.manifest, data):
+                    raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    """On a full disk, rewrite `path` within the blocks it already holds; whether it fit.
+
+    The run can so be closed even once a step has filled the disk.
+    """
+    try:
+        if len(data) > path.stat().st_blocks * 512:
+            return False
+        with path.open("r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+    except OSError:
+        return False
+    return True

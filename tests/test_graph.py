@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli.commands import cli
 from orchestrator.core.errors import UsageError
-from orchestrator.language.pipeline import load
 from orchestrator.plan import graph
+from orchestrator.plan.loading import load
 
 from .conftest import FIXTURES, ROOT
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.language.pipeline import load
+from orchestrator.plan.compiled import key_definition
+from orchestrator.plan.loading import load
+from orchestrator.store.digest import canonical_json
 from orchestrator.store.hashing import (
     STAT_CACHE_FORMAT,
     Hasher,
     StatCache,
     _read_stat_cache,
-    canonical_json,
     definition_hash,
-    resolved_definition,
     step_key,
 )
 from orchestrator.store.integrity import seal
@@ -153,7 +153,7 @@ def test_llm_keys_hold_provider_kind_model_and_options_but_not_its_name_or_setti
             " options: { top_p: 1 } }\n"
         )
         pipeline = load(tmp_path / "orch.yaml", environ={})
-        return resolved_definition(pipeline.steps["ask"], pipeline.providers)
+        return key_definition(pipeline.steps["ask"])
 
     plain = definition("  p: { kind: openai, model: m, options: { temperature: 0 } }\n")
     assert plain["provider"] == {

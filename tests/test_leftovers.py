@@ -11,7 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from orchestrator.engine.leftovers import TEMP_NAME, TOKEN_VARIABLE
+from orchestrator.engine.leftovers import TEMP_NAME
+from orchestrator.steps.processes import TOKEN_VARIABLE
 
 from .buildkit import Build, Project, live_members, wait_for
 

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from orchestrator.core.errors import OrchError
-from orchestrator.language.pipeline import LoadedPipeline, load
+from orchestrator.language.pipeline import LoadedPipeline
 from orchestrator.plan import graph
+from orchestrator.plan.loading import load
 
 KEYS = [
     "version",

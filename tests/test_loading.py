@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from orchestrator.core.errors import PipelineError, TemplateError
-from orchestrator.language.pipeline import Step, load
+from orchestrator.language.pipeline import Step
 from orchestrator.language.templating import Reader
 from orchestrator.plan import graph
+from orchestrator.plan.loading import load
 
 from . import buildkit
 from .conftest import FIXTURES

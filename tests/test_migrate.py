@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from orchestrator.cli.commands import cli
 from orchestrator.language.loader import validate
 from orchestrator.language.migrate import migrate
-from orchestrator.language.pipeline import load
 from orchestrator.language.source import SourceDocument, parse
 from orchestrator.language.templating import Renderer
+from orchestrator.plan.loading import load
 
 from .buildkit import rendered
 from .conftest import ROOT

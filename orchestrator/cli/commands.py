@@ -122,8 +122,8 @@ def cli() -> None:
 @_reports_errors
 def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
     """Check pipelines without running anything (exit 2 if any is invalid)."""
-    from orchestrator.language.pipeline import load
     from orchestrator.plan import graph
+    from orchestrator.plan.loading import load
 
     overrides = _parse_sets(sets)
     failed = False
@@ -156,8 +156,8 @@ def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
 @_reports_errors
 def graph_command(pipeline: Path, fmt: str, sets: tuple[str, ...]) -> None:
     """Print the step graph."""
-    from orchestrator.language.pipeline import load
     from orchestrator.plan import graph
+    from orchestrator.plan.loading import load
 
     loaded = load(pipeline, overrides=_parse_sets(sets))
     _warn(loaded.warnings)
@@ -375,7 +375,7 @@ def _cache_of(pipeline: Path | None) -> Any:
 
     if pipeline is None:
         return Cache(state_dir(Path.cwd()) / "cache")
-    from orchestrator.language.pipeline import load
+    from orchestrator.plan.loading import load
 
     return Cache(state_dir(load(pipeline).workdir) / "cache")
 
@@ -420,7 +420,7 @@ def cache_info(pipeline: Path | None) -> None:
 def cache_cat(digest: str, pipeline: Path | None) -> None:
     """Write the file whose sha256 is DIGEST (a kept edit, or any output) to stdout."""
     from orchestrator.store.cache import CorruptObject
-    from orchestrator.store.hashing import is_digest
+    from orchestrator.store.digest import is_digest
 
     if not is_digest(digest):
         raise UsageError(f"DIGEST is a sha256 (64 lowercase hex characters), got '{digest}'")

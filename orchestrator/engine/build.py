@@ -91,7 +91,7 @@ def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[
 
 
 def _load(request: Request) -> LoadedPipeline:
-    from orchestrator.language.pipeline import load
+    from orchestrator.plan.loading import load
 
     return load(request.pipeline, overrides=request.overrides, provider=request.provider)
 

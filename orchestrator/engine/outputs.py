@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.core.paths import PathRefused, is_dir, is_within, normalize
+from orchestrator.store.digest import sha256_stream
 from orchestrator.store.filestore import confined_rmdir, confined_tree, confined_unlink
-from orchestrator.store.hashing import sha256_stream
 
 if TYPE_CHECKING:
     from orchestrator.plan.compiled import PlannedStep

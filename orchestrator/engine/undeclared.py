@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.core.paths import is_dir
 from orchestrator.engine.leftovers import TEMP_NAME
-from orchestrator.store.hashing import PathEscapes, sha256_file
+from orchestrator.store.digest import sha256_file
+from orchestrator.store.hashing import PathEscapes
 
 if TYPE_CHECKING:
     from orchestrator.engine.inotify import Monitor

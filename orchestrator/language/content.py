@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.core.errors import TemplateError
 from orchestrator.language.references import WHOLE, References
 from orchestrator.language.templating import StepsView, suggest
-from orchestrator.store.hashing import tagged
+from orchestrator.store.digest import tagged
 
 JINJA_GLOBALS = frozenset({"range", "dict", "cycler", "joiner", "namespace"})
 """Names the Jinja environment defines (the random `lipsum` is removed)."""

@@ -76,28 +76,3 @@ class LoadedPipeline:
     def names(self) -> list[str]:
         """Every name a target, `needs` or ``steps.`` may use."""
         return [*self.steps, *(g for g in self.groups if g not in self.steps)]
-
-
-def load(
-    file: Path,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-    provider: str | None = None,
-) -> LoadedPipeline:
-    """Read, validate and render a pipeline file; raise PipelineError on any problem."""
-    import os
-
-    from orchestrator.language.loader import read_source, validate
-    from orchestrator.plan.expansion import expand
-
-    source = read_source(file)
-    spec = validate(source)
-    return expand(
-        file,
-        spec,
-        source,
-        overrides=dict(overrides or {}),
-        environ=dict(os.environ if environ is None else environ),
-        provider_override=provider,
-    )

@@ -84,14 +84,6 @@ def render_vars(
 def render_providers(
     spec: Pipeline, source: SourceDocument, renderer: Renderer, base: Mapping[str, Any]
 ) -> dict[str, Provider]:
-    from orchestrator.core.errors import UsageError
-    from orchestrator.providers.config import overrides
-
-    try:
-        if spec.providers:
-            overrides(base["env"])
-    except UsageError as exc:
-        raise PipelineError.at(str(exc), None, source.file) from exc
     providers: dict[str, Provider] = {}
     context = {**base, "read": forbidden_read("providers")}
     for name, provider in spec.providers.items():

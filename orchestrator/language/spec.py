@@ -241,7 +241,10 @@ def infer_kind(raw: Any) -> str | None:
     return kinds[0] if len(kinds) == 1 else None
 
 
-Step = Annotated[
+StepSpec = ShellStep | LlmStep | TemplateStep
+"""One step as written, of any kind."""
+
+_TaggedStep = Annotated[
     Annotated[ShellStep, Tag("shell")]
     | Annotated[LlmStep, Tag("llm")]
     | Annotated[TemplateStep, Tag("template")],
@@ -267,4 +270,4 @@ class Pipeline(_Model):
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
-    steps: dict[StepName, Step] = Field(description="The steps, by name.")
+    steps: dict[StepName, _TaggedStep] = Field(description="The steps, by name.")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.core.errors import UsageError
 from orchestrator.core.paths import escape, is_within
-from orchestrator.store.hashing import is_digest
+from orchestrator.store.digest import is_digest
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline, Step
@@ -198,7 +198,7 @@ def _compact(step: dict[str, Any]) -> dict[str, Any]:
 def compile_plan(pipeline: LoadedPipeline) -> Plan:
     """Check the graph of a loaded pipeline and reduce it to a plan."""
     from orchestrator.plan import graph as graphs
-    from orchestrator.store.hashing import definition_hash, resolved_definition
+    from orchestrator.store.hashing import definition_hash
 
     graph = graphs.build(pipeline)
     index = graphs.OutputIndex(pipeline.steps.values())
@@ -206,14 +206,13 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
     sources: set[str] = set()
     for step_id in graphs.ordered(pipeline, graph):
         step = pipeline.steps[step_id]
-        resolved = resolved_definition(step, pipeline.providers)
         steps[step_id] = PlannedStep(
             id=step_id,
             kind=step.kind,
             inputs=_with_needed_outputs(pipeline, step),
             outputs=step.outputs,
             preds=tuple(sorted(graph.predecessors(step_id))),
-            definition=definition_hash(step.kind, resolved),
+            definition=definition_hash(step.kind, key_definition(step)),
             always_run=step.spec.always_run,
             cache=step.spec.cache,
             provider=step.provider,
@@ -230,6 +229,11 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         tuple(sorted(sources)),
         pipeline.warnings,
     )
+
+
+def key_definition(step: Step) -> dict[str, Any]:
+    """A step's definition as it enters its key: what it does, and where it writes."""
+    return {**step.definition, "outputs": sorted(step.outputs)}
 
 
 def _with_needed_outputs(pipeline: LoadedPipeline, step: Step) -> tuple[str, ...]:

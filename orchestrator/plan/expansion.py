@@ -35,7 +35,12 @@ from orchestrator.language.pipeline import LoadedPipeline, Step
 from orchestrator.language.references import References
 from orchestrator.language.settings import fail_at, plain_data
 from orchestrator.language.source import PathKey, SourceDocument
-from orchestrator.language.spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+from orchestrator.language.spec import (
+    Pipeline,
+    Provider,
+    ShellStep,
+    StepSpec,
+)
 from orchestrator.language.templating import (
     Reader,
     Renderer,
@@ -43,8 +48,6 @@ from orchestrator.language.templating import (
     forbidden_read,
     map_strings,
 )
-
-StepSpec = ShellStep | LlmStep | TemplateStep
 
 
 def expand(

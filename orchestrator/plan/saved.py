@@ -41,7 +41,7 @@ from orchestrator.core.paths import (
     normalize,
 )
 from orchestrator.plan.compiled import Plan
-from orchestrator.store.hashing import canonical_json, sha256_file
+from orchestrator.store.digest import canonical_json, sha256_file
 from orchestrator.store.integrity import seal, unseal
 
 if TYPE_CHECKING:

@@ -10,18 +10,50 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.core.errors import StepFailed
 
 if TYPE_CHECKING:
+    from orchestrator.core.errors import PipelineError
     from orchestrator.language.pipeline import Step
-    from orchestrator.plan.expansion import StepPlanning
+    from orchestrator.language.source import PathKey
+    from orchestrator.language.spec import Provider, StepSpec
     from orchestrator.steps.base import Executor, Outcome, StepContext
 
-Planner = Callable[["StepPlanning"], tuple[dict[str, Any], str | None]]
+
+class Planning(Protocol):
+    """What a kind's planner gets for one step at plan time (the plan layer implements it).
+
+    Structure fields are rendered now (`structure`, `path`, `input_file`); content fields are
+    kept as source and their references enter the key (`content`, `content_file`)."""
+
+    step_id: str
+    group: str
+    spec: StepSpec
+    providers: Mapping[str, Provider]
+    default_provider: str | None
+    workdir: Path
+    label: str
+    outputs: list[str]
+    extra_inputs: list[str]
+    """Inputs the step does not render with (a fake provider's reply file)."""
+
+    def structure(self, field: tuple[PathKey, ...], value: Any) -> Any: ...
+    def path(self, field: tuple[PathKey, ...], text: str) -> str: ...
+    def input_file(self, field: tuple[PathKey, ...], text: str) -> str: ...
+    def content(self, field: tuple[PathKey, ...], value: Any) -> Any: ...
+    def content_file(self, field: tuple[PathKey, ...], path: str) -> None: ...
+    def require_one_output(self) -> None: ...
+    def fail(
+        self, message: str, field: tuple[PathKey, ...] = (), *, key: bool = False
+    ) -> PipelineError: ...
+
+
+Planner = Callable[[Planning], tuple[dict[str, Any], str | None]]
 
 
 def every_output(step: Step) -> tuple[str, ...]:
@@ -56,4 +88,13 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(".base", __name__), name)
 
 
-__all__ = ["Executor", "Kind", "Outcome", "Planner", "StepContext", "StepFailed", "kinds"]
+__all__ = [
+    "Executor",
+    "Kind",
+    "Outcome",
+    "Planner",
+    "Planning",
+    "StepContext",
+    "StepFailed",
+    "kinds",
+]

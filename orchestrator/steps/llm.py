@@ -10,19 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import is_within
-from orchestrator.steps import Kind, extract
+from orchestrator.language.spec import LlmStep
+from orchestrator.steps import Kind, Planning, extract
 from orchestrator.steps.base import Outcome, StepContext
 from orchestrator.store.filestore import confined_tree, confined_unlink
 
 if TYPE_CHECKING:
-    from orchestrator.language.spec import LlmStep
-    from orchestrator.plan.expansion import StepPlanning
+    from orchestrator.language.spec import Provider
     from orchestrator.providers import ChatRequest, Reply
 
 
-def plan(step: StepPlanning) -> tuple[dict[str, Any], str]:
+def plan(step: Planning) -> tuple[dict[str, Any], str]:
     """The prompt, system and messages are content; provider, model and options structure."""
-    spec: LlmStep = step.spec  # type: ignore[assignment]
+    spec = step.spec
+    assert isinstance(spec, LlmStep)
     _check_outputs(step, spec)
     model = step.structure(("model",), spec.model)
     definition: dict[str, Any] = {
@@ -45,11 +46,29 @@ def plan(step: StepPlanning) -> tuple[dict[str, Any], str]:
         _check_schema(step, spec.json_schema)
     provider = _provider_of(step, spec)
     _check_model(step, provider, definition["model"])
+    definition["provider"] = _identity(step.providers[provider], definition)
     step.extra_inputs.extend(_recorded_reply(step, provider))
     return definition, provider
 
 
-def _check_outputs(step: StepPlanning, spec: LlmStep) -> None:
+def _identity(provider: Provider, definition: dict[str, Any]) -> dict[str, Any]:
+    """What of the provider enters the key and the request: its kind, the model, and the options
+    (the kind's defaults, then the provider's, then the step's); never its name, address, key,
+    timeouts or retry settings."""
+    from orchestrator.language.spec import DEFAULT_OPTIONS
+
+    return {
+        "kind": provider.kind,
+        "model": definition.pop("model") or provider.model,
+        "options": {
+            **DEFAULT_OPTIONS.get(provider.kind, {}),
+            **provider.options,
+            **definition.pop("options"),
+        },
+    }
+
+
+def _check_outputs(step: Planning, spec: LlmStep) -> None:
     if spec.extract != "files":
         step.require_one_output()
     elif not step.outputs or not all(out.endswith("/") for out in step.outputs):
@@ -58,7 +77,7 @@ def _check_outputs(step: StepPlanning, spec: LlmStep) -> None:
         )
 
 
-def _check_schema(step: StepPlanning, schema: dict[str, Any]) -> None:
+def _check_schema(step: Planning, schema: dict[str, Any]) -> None:
     from jsonschema import exceptions, validators
 
     try:
@@ -69,7 +88,7 @@ def _check_schema(step: StepPlanning, schema: dict[str, Any]) -> None:
         ) from exc
 
 
-def _check_model(step: StepPlanning, provider: str, model: str | None) -> None:
+def _check_model(step: Planning, provider: str, model: str | None) -> None:
     config = step.providers[provider]
     if model or config.model or config.kind == "fake":
         return
@@ -78,7 +97,7 @@ def _check_model(step: StepPlanning, provider: str, model: str | None) -> None:
     )
 
 
-def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
+def _recorded_reply(step: Planning, provider: str) -> list[str]:
     """A fake provider's reply file for the step: an input, so editing it reruns the step."""
     from orchestrator.core.paths import escape, escapes_through_symlink
     from orchestrator.providers.fake import reply_candidates
@@ -89,7 +108,7 @@ def _recorded_reply(step: StepPlanning, provider: str) -> list[str]:
     return []
 
 
-def _provider_of(step: StepPlanning, spec: LlmStep) -> str:
+def _provider_of(step: Planning, spec: LlmStep) -> str:
     from orchestrator.language.templating import suggest
 
     if spec.provider is None:
@@ -137,16 +156,16 @@ async def execute(ctx: StepContext) -> Outcome:
     except StepFailed as failure:
         failure.meta.update(meta)  # the reply was paid for all the same
         raise
-    if ctx.step.spec.extract == "files":  # type: ignore[union-attr]
+    if ctx.step.definition["extract"] == "files":
         _remove_stale(ctx, set(contents))
     return Outcome(written=written, meta=meta)
 
 
 def _request(ctx: StepContext) -> ChatRequest:
     from orchestrator.providers import ChatRequest
-    from orchestrator.store.hashing import resolved_definition
 
-    spec: LlmStep = ctx.step.spec  # type: ignore[assignment]
+    spec = ctx.step.spec
+    assert isinstance(spec, LlmStep)
     definition = ctx.step.definition
     if "messages" in definition:
         rendered = ctx.render(definition["messages"])
@@ -158,7 +177,7 @@ def _request(ctx: StepContext) -> ChatRequest:
             prompt = ctx.render_file(definition["prompt_file"])
         messages = ({"role": "user", "content": str(prompt)},)
     system = ctx.render(definition["system"])
-    provider = resolved_definition(ctx.step, ctx.pipeline.providers)["provider"]
+    provider = definition["provider"]
     return ChatRequest(
         messages, provider["model"], provider["options"], system, timeout_s=spec.timeout_s
     )
@@ -166,7 +185,8 @@ def _request(ctx: StepContext) -> ChatRequest:
 
 def _contents(ctx: StepContext, text: str) -> dict[str, str]:
     """Output path → content, from the reply as the step's extract mode reads it."""
-    spec: LlmStep = ctx.step.spec  # type: ignore[assignment]
+    spec = ctx.step.spec
+    assert isinstance(spec, LlmStep)
     outputs = ctx.step.outputs
     if spec.extract == "files":
         return extract.files(text, outputs, ctx.others)

@@ -23,22 +23,20 @@ from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import escapes_through_symlink, is_dir
-from orchestrator.engine import leftovers
 from orchestrator.language.spec import ShellStep
 from orchestrator.record.runs import state_dir
-from orchestrator.steps import Kind
+from orchestrator.steps import Kind, Planning, processes
 from orchestrator.steps.base import Outcome, StepContext
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import Step
-    from orchestrator.plan.expansion import StepPlanning
 
 SHELL = "/bin/sh"
 GRACE_S = 5.0
 SANDBOX_HINT = " (sandboxed: writes outside the declared outputs are refused)"
 
 
-def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
+def plan(step: Planning) -> tuple[dict[str, Any], None]:
     """`run` and the `env` values are content; `cwd` is structure."""
     spec = step.spec
     assert isinstance(spec, ShellStep)
@@ -135,7 +133,7 @@ async def _run(
     preexec: Callable[[], None] | None = None,
 ) -> int:
     """The command's exit status; it is recorded in `state` from before it starts until it ends."""
-    token = leftovers.record(state)  # before it starts: a kill -9 of orch at any moment
+    token = processes.record(state)  # before it starts: a kill -9 of orch at any moment
     try:
         try:
             process = await asyncio.create_subprocess_exec(
@@ -143,7 +141,7 @@ async def _run(
                 "-ec",
                 command,
                 cwd=cwd,
-                env={**env, leftovers.TOKEN_VARIABLE: token},
+                env={**env, processes.TOKEN_VARIABLE: token},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=log,
@@ -155,7 +153,7 @@ async def _run(
             raise StepFailed("exit", f"cannot start the command: {exc}") from exc
         return await _wait(process, timeout_s)
     finally:
-        leftovers.forget(state, token)
+        processes.forget(state, token)
 
 
 async def _wait(process: asyncio.subprocess.Process, timeout_s: float | None) -> int:

@@ -4,14 +4,11 @@ to the step's one output when the step runs."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.language.spec import TemplateStep
-from orchestrator.steps import Kind
+from orchestrator.steps import Kind, Planning
 from orchestrator.steps.base import Outcome, StepContext
-
-if TYPE_CHECKING:
-    from orchestrator.plan.expansion import StepPlanning
 
 _EXPRESSION = re.compile(r"\{\{.*?\}\}")
 _TEMPLATE_SUFFIXES = frozenset(
@@ -43,7 +40,7 @@ _TEMPLATE_SUFFIXES = frozenset(
 )
 
 
-def plan(step: StepPlanning) -> tuple[dict[str, Any], None]:
+def plan(step: Planning) -> tuple[dict[str, Any], None]:
     """The template text is content; a template file is an input whose text is parsed now."""
     spec = step.spec
     assert isinstance(spec, TemplateStep)

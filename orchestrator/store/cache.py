@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.store.digest import canonical_json, is_digest, sha256_file
 from orchestrator.store.filestore import (
     Copy,
     DigestMismatch,
@@ -30,7 +31,6 @@ from orchestrator.store.filestore import (
     atomic_write,
     safe_write_file,
 )
-from orchestrator.store.hashing import canonical_json, is_digest, sha256_file
 
 ACTION_FORMAT = 1
 KEPT_FORMAT = 1

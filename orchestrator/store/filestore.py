@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Literal
 
 from orchestrator.core.errors import OrchError
 from orchestrator.core.paths import NAME_MAX, PathRefused, cut, escapes_through_symlink, normalize
-from orchestrator.store.hashing import sha256_file, sha256_stream
+from orchestrator.store.digest import sha256_file, sha256_stream
 
 WriteReason = Literal["created", "overwritten", "nochange"]
 _UMASK = os.umask(0)

@@ -15,74 +15,26 @@ content, so a rerun that produces the same bytes leaves its dependents' keys unc
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import posixpath
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from stat import S_ISLNK
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any
 
 from orchestrator.core.errors import OrchError
 from orchestrator.core.paths import escapes_through_symlink, expand_glob, is_dir, is_glob, unescape
-
-if TYPE_CHECKING:
-    from orchestrator.language.pipeline import Step
-    from orchestrator.language.spec import Provider
+from orchestrator.store.digest import canonical_json, is_digest, sha256_bytes, sha256_file
 
 KEY_FORMAT = 2
 STAT_CACHE_FORMAT = 2
 RACY_WINDOW_NS = 100_000_000
 COARSE_RACY_WINDOW_NS = 2_000_000_000
 _SECOND_NS = 1_000_000_000
-_CHUNK = 1 << 20
-_SHA256 = re.compile("[0-9a-f]{64}")
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
 """The errors of reading a path that holds no file."""
-
-
-def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys and no whitespace: equal values give equal bytes. Values JSON
-    lacks (a date from YAML) enter as ``"<type>:<text>"``."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=tagged
-    ).encode()
-
-
-def tagged(value: Any) -> str:
-    """A value JSON lacks (a date) as ``"<type>:<text>"``, as keys hold it."""
-    return f"{type(value).__name__}:{value}"
-
-
-def is_digest(value: object) -> bool:
-    """Whether `value` is a sha256 in lowercase hex (64 characters)."""
-    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content, read in chunks."""
-    with path.open("rb") as handle:
-        return sha256_stream(handle)[0]
-
-
-def sha256_stream(source: BinaryIO, copy_to: BinaryIO | None = None) -> tuple[str, int]:
-    """Hex sha256 and size of the rest of `source`, read in chunks and, if `copy_to` is given,
-    written to it as they are read."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := source.read(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-        if copy_to is not None:
-            copy_to.write(chunk)
-    return digest.hexdigest(), size
 
 
 _Stamp = tuple[int, int, int, int]
@@ -279,30 +231,6 @@ def _walk(workdir: Path, folder: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- keys
-
-
-def resolved_definition(step: Step, providers: Mapping[str, Provider]) -> dict[str, Any]:
-    """A step's definition as it enters the key: provider identity resolved, outputs added.
-
-    An llm step's provider enters as kind, model and options (the provider's merged with the
-    step's), never by its name, address, key, timeouts or retry settings.
-    """
-    from orchestrator.language.spec import DEFAULT_OPTIONS
-
-    definition = dict(step.definition)
-    if step.provider is not None:
-        provider = providers[step.provider]
-        definition["provider"] = {
-            "kind": provider.kind,
-            "model": definition.pop("model", None) or provider.model,
-            "options": {
-                **DEFAULT_OPTIONS.get(provider.kind, {}),
-                **provider.options,
-                **definition.pop("options", {}),
-            },
-        }
-    definition["outputs"] = sorted(step.outputs)
-    return definition
 
 
 def definition_hash(kind: str, definition: Mapping[str, Any]) -> str:

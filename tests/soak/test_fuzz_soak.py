@@ -157,8 +157,8 @@ def _wait(pid: int) -> int | None:
 def warm_up(folder: Path) -> None:
     """Import and load what the commands use, so each forked process starts with it ready."""
     from orchestrator.engine import build, runner
-    from orchestrator.language.pipeline import load
     from orchestrator.plan import graph
+    from orchestrator.plan.loading import load
 
     seed = next(s for s in corpus() if s.name == "lists")
     loaded = load(Mutant(seed, seed.files[seed.pipeline], ()).write(folder))

@@ -1,0 +1,49 @@
+"""Loading a pipeline file: read and validate it, then expand its steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.language.pipeline import LoadedPipeline
+
+
+def load(
+    file: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    provider: str | None = None,
+) -> LoadedPipeline:
+    """Read, validate and render a pipeline file; raise PipelineError on any problem."""
+    import os
+
+    from orchestrator.language.loader import read_source, validate
+    from orchestrator.plan.expansion import expand
+
+    source = read_source(file)
+    spec = validate(source)
+    pipeline = expand(
+        file,
+        spec,
+        source,
+        overrides=dict(overrides or {}),
+        environ=dict(os.environ if environ is None else environ),
+        provider_override=provider,
+    )
+    _check_provider_settings(pipeline)
+    return pipeline
+
+
+def _check_provider_settings(pipeline: LoadedPipeline) -> None:
+    """Refuse `ORCH_PROVIDER_*` settings that are not valid, when the pipeline has providers."""
+    from orchestrator.core.errors import PipelineError, UsageError
+    from orchestrator.providers.config import overrides
+
+    try:
+        if pipeline.spec.providers:
+            overrides(pipeline.env)
+    except UsageError as exc:
+        raise PipelineError.at(str(exc), None, pipeline.source.file) from exc

@@ -370,14 +370,14 @@ def _age(text: str) -> float:
 
 
 def _cache_of(pipeline: Path | None) -> Any:
-    from orchestrator.record.runs import state_dir
     from orchestrator.store.cache import Cache
+    from orchestrator.store.layout import StateFolder
 
     if pipeline is None:
-        return Cache(state_dir(Path.cwd()) / "cache")
+        return Cache(StateFolder(Path.cwd()).cache)
     from orchestrator.plan.loading import load
 
-    return Cache(state_dir(load(pipeline).workdir) / "cache")
+    return Cache(StateFolder(load(pipeline).workdir).cache)
 
 
 def _human(size: int) -> str:

@@ -24,7 +24,8 @@ from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
 from orchestrator.record.events import EventLog, Listener, timestamp
 from orchestrator.record.masking import Masker
-from orchestrator.record.runs import Manifest, RunFolder, StepRecord, ensure_state_dir, new_job_id
+from orchestrator.record.runs import Manifest, RunFolder, StepRecord, new_job_id
+from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
@@ -147,8 +148,9 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
     plan, pipeline = open_plan(request, keep=True)
     selected = plan.select(request.targets)
     with interrupt.deferred():
-        state = ensure_state_dir(Path(plan.workdir))
-        with BuildLock(state / "build.lock"):
+        state = StateFolder(Path(plan.workdir))
+        state.ensure()
+        with BuildLock(state.build_lock):
             # The lock file is read only while holding the workdir: no other build changes it.
             workspace = Workspace(plan, request.options, force=request.force)
             try:

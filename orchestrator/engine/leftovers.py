@@ -19,24 +19,24 @@ from orchestrator.steps.processes import stop_groups
 
 if TYPE_CHECKING:
     from orchestrator.plan.compiled import Plan
+    from orchestrator.store.layout import StateFolder
 
-MARKER = "building"
 TEMP_NAME = re.compile(r"\A\..+\.[a-z0-9_]{8}\.tmp\Z", re.DOTALL)
 """The names of orch's temp files: `tempfile.mkstemp` and `filestore._temp_in` suffixes, after
 the target's name (cut short when long: `filestore.temp_stem`)."""
 
 
-def begin(state: Path) -> bool:
+def begin(state: StateFolder) -> bool:
     """Mark a build in progress; whether the previous one was killed (its marker is there)."""
-    marker = state / MARKER
+    marker = state.build_marker
     killed = marker.exists()
     marker.write_bytes(b"")
     return killed
 
 
-def end(state: Path) -> None:
+def end(state: StateFolder) -> None:
     """The build ends normally: drop the marker."""
-    (state / MARKER).unlink(missing_ok=True)
+    state.build_marker.unlink(missing_ok=True)
 
 
 def remove_temp_files(flat: Iterable[Path], deep: Iterable[Path]) -> int:
@@ -73,10 +73,10 @@ def _listing(folder: Path, recursive: bool) -> Iterator[Path]:
             folders.clear()
 
 
-def clear(state: Path, plan: Plan, lock_file: Path) -> tuple[str, ...]:
+def clear(state: StateFolder, plan: Plan, lock_file: Path) -> tuple[str, ...]:
     """Start a build (holding the build lock): clear what a killed build left; what it did."""
     killed = begin(state)
-    stopped = stop_groups(state)
+    stopped = stop_groups(state.processes)
     removed = remove_temp_files(*_folders(state, plan, lock_file)) if killed else 0
     if not (stopped or removed):
         return ()
@@ -86,13 +86,13 @@ def clear(state: Path, plan: Plan, lock_file: Path) -> tuple[str, ...]:
     )
 
 
-def _folders(state: Path, plan: Plan, lock_file: Path) -> tuple[list[Path], list[Path]]:
+def _folders(state: StateFolder, plan: Plan, lock_file: Path) -> tuple[list[Path], list[Path]]:
     """Where orch writes temp files: beside outputs and the lock file, in output folders
     (all the way down), under `.orch/`; paths leading outside the workdir are left out."""
     from orchestrator.store.filestore import WriteRefused, confined
 
     workdir = Path(plan.workdir)
-    flat, deep = [lock_file.parent], [state]
+    flat, deep = [lock_file.parent], [state.root]
     for step in plan.steps.values():
         for output in step.outputs:
             with contextlib.suppress(WriteRefused):

@@ -16,8 +16,8 @@ from orchestrator.core.paths import covers, escape
 from orchestrator.engine.decide import Action, Current, Decision, Options, decide
 from orchestrator.engine.outputs import declares
 from orchestrator.plan.compiled import Plan, PlannedStep
-from orchestrator.record.runs import state_dir
 from orchestrator.store.hashing import Hasher, StatCache, step_key
+from orchestrator.store.layout import StateFolder
 from orchestrator.store.lockfile import LockEntry, LockError, lock_path, read_lock
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ class Workspace:
         self.workdir = Path(plan.workdir)
         self.options = options
         self.lock_file = lock_path(Path(plan.pipeline))
-        self.state = state_dir(self.workdir)
-        self.stat_cache = StatCache(self.state / "stat-cache.json", root=self.workdir)
+        self.state = StateFolder(self.workdir)
+        self.stat_cache = StatCache(self.state.stat_cache, root=self.workdir)
         self.hasher = Hasher(self.workdir, self.stat_cache)
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
         self._options = {
@@ -70,7 +70,7 @@ class Workspace:
         """The content-addressed cache (loaded when a step is not up to date)."""
         from orchestrator.store.cache import Cache
 
-        return Cache(self.state / "cache")
+        return Cache(self.state.cache)
 
     def output_hashes(self, step: PlannedStep) -> dict[str, str | None]:
         """The step's output files now (None = missing), without other steps' nested outputs."""

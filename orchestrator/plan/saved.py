@@ -43,6 +43,7 @@ from orchestrator.core.paths import (
 from orchestrator.plan.compiled import Plan
 from orchestrator.store.digest import canonical_json, sha256_file
 from orchestrator.store.integrity import seal, unseal
+from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
@@ -132,7 +133,7 @@ def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
     match = _WORKDIR_LINE.search(text)
     workdir = pipeline.parent / (match[2].decode(errors="replace").strip() if match else ".")
     name = hashlib.sha256(str(pipeline.resolve()).encode()).hexdigest()[:16]
-    return workdir / ".orch" / "plans" / f"{cut(pipeline.stem, PLAN_STEM_BYTES)}-{name}.json"
+    return StateFolder(workdir).plans / f"{cut(pipeline.stem, PLAN_STEM_BYTES)}-{name}.json"
 
 
 def _reads(loaded: LoadedPipeline) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import signal
 import time
 from pathlib import Path
 
-PROCESSES = "processes"
 TOKEN_VARIABLE = "ORCH_STEP_TOKEN"
 """Set in every shell step's environment to the token its record is named by."""
 _TOKEN = re.compile(r"[0-9a-f]{16}")
@@ -26,28 +25,26 @@ GONE_S = 10.0
 POLL_S = 0.01
 
 
-def record(state: Path) -> str:
+def record(folder: Path) -> str:
     """Before a step process starts: record it under a new token, which the caller puts in the
     process's environment as `TOKEN_VARIABLE`; the token."""
     from orchestrator.store.filestore import atomic_write
 
     token = os.urandom(8).hex()
-    folder = state / PROCESSES
     with contextlib.suppress(OSError):  # best effort: the step runs anyway
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / token, f"{os.getpid()}\n".encode(), durable=False)
     return token
 
 
-def forget(state: Path, token: str) -> None:
+def forget(folder: Path, token: str) -> None:
     """The step process recorded under `token` ended: drop its record."""
-    (state / PROCESSES / token).unlink(missing_ok=True)
+    (folder / token).unlink(missing_ok=True)
 
 
-def stop_groups(state: Path) -> int:
+def stop_groups(folder: Path) -> int:
     """Stop the process groups of every live process that carries a recorded token; how many.
     Every record goes."""
-    folder = state / PROCESSES
     try:
         names = os.listdir(folder)
     except FileNotFoundError:

@@ -24,9 +24,9 @@ from typing import IO, TYPE_CHECKING, Any
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import escapes_through_symlink, is_dir
 from orchestrator.language.spec import ShellStep
-from orchestrator.record.runs import state_dir
 from orchestrator.steps import Kind, Planning, processes
 from orchestrator.steps.base import Outcome, StepContext
+from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import Step
@@ -53,7 +53,7 @@ async def execute(ctx: StepContext) -> Outcome:
     command = str(ctx.render(definition["run"]))
     env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
-    state = state_dir(ctx.workdir)
+    records = StateFolder(ctx.workdir).processes
     capture = None
     if spec.stdout is not None:
         ctx.scratch.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ async def execute(ctx: StepContext) -> Outcome:
         log.write(f"$ {ctx.events.masker.text(command)}\n".encode())
         log.flush()
         with capture.open("wb") if capture else log as out, _confined(ctx, env, capture) as apply:
-            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, state, apply)
+            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, records, apply)
     if code != 0:
         if capture is not None and spec.stdout is not None:
             _keep_in_log(ctx.log, capture, spec.stdout)
@@ -129,11 +129,12 @@ async def _run(
     out: IO[bytes],
     log: IO[bytes],
     timeout_s: float | None,
-    state: Path,
+    records: Path,
     preexec: Callable[[], None] | None = None,
 ) -> int:
-    """The command's exit status; it is recorded in `state` from before it starts until it ends."""
-    token = processes.record(state)  # before it starts: a kill -9 of orch at any moment
+    """The command's exit status; it is recorded in `records` from before it starts until it
+    ends."""
+    token = processes.record(records)  # before it starts: a kill -9 of orch at any moment
     try:
         try:
             process = await asyncio.create_subprocess_exec(
@@ -153,7 +154,7 @@ async def _run(
             raise StepFailed("exit", f"cannot start the command: {exc}") from exc
         return await _wait(process, timeout_s)
     finally:
-        processes.forget(state, token)
+        processes.forget(records, token)
 
 
 async def _wait(process: asyncio.subprocess.Process, timeout_s: float | None) -> int:

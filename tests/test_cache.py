@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli.commands import cli
-from orchestrator.store.cache import Cache
+from orchestrator.store.cache import Cache, CorruptObject
 
 from .buildkit import Project
 
@@ -36,9 +36,10 @@ def test_store_then_restore_brings_back_deleted_and_modified_outputs(tmp_path: P
     cache.store("k" * 64, tmp_path, outputs, {"duration_s": 1.5})
     (tmp_path / "out" / "a.txt").unlink()
     (tmp_path / "out" / "b.txt").write_text("edited")
-    action = cache.lookup("k" * 64)
+    action = cache.find("k" * 64).action
     assert action is not None and action.meta == {"duration_s": 1.5}
-    results = cache.restore(action, tmp_path)
+    cache.check(action)
+    results = cache.write(action, tmp_path)
     assert [(r.path, r.reason) for r in results] == [
         ("out/a.txt", "created"),
         ("out/b.txt", "overwritten"),
@@ -57,12 +58,12 @@ def test_identical_content_is_stored_once(tmp_path: Path) -> None:
 
 def test_unknown_key_or_missing_object_is_a_miss(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
-    assert cache.lookup("0" * 64) is None
+    assert cache.find("0" * 64).action is None
     outputs = make(tmp_path, {"a.txt": "x"})
     cache.store("3" * 64, tmp_path, outputs, {})
     digest = outputs["a.txt"]
     (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).unlink()
-    assert cache.lookup("3" * 64) is None
+    assert cache.find("3" * 64).action is None
 
 
 def test_a_file_changed_since_it_was_hashed_is_not_cached(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_a_file_changed_since_it_was_hashed_is_not_cached(tmp_path: Path) -> Non
     outputs = make(tmp_path, {"a.txt": "before"})
     (tmp_path / "a.txt").write_text("after")
     cache.store("4" * 64, tmp_path, outputs, {})
-    assert cache.lookup("4" * 64) is None
+    assert cache.find("4" * 64).action is None
 
 
 def test_corrupt_object_restores_nothing(tmp_path: Path) -> None:
@@ -80,9 +81,10 @@ def test_corrupt_object_restores_nothing(tmp_path: Path) -> None:
     digest = outputs["a.txt"]
     (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).write_text("bad!")
     (tmp_path / "a.txt").unlink()
-    action = cache.lookup("5" * 64)
+    action = cache.find("5" * 64).action
     assert action is not None
-    assert cache.restore(action, tmp_path) == []
+    with pytest.raises(CorruptObject):
+        cache.check(action)  # before anything is written: a restore writes all or nothing
     assert not (tmp_path / "a.txt").exists()
 
 
@@ -98,8 +100,8 @@ def test_gc_by_age_keeps_recent_actions_and_objects_they_share(tmp_path: Path) -
     _age(tmp_path / "cache" / "actions" / f"{'6' * 64}.json", days=40)
     result = cache.gc(max_age_s=30 * 86400)
     assert (result.actions_removed, result.objects_removed) == (1, 1)
-    assert cache.lookup("6" * 64) is None
-    assert cache.lookup("7" * 64) is not None
+    assert cache.find("6" * 64).action is None
+    assert cache.find("7" * 64).action is not None
 
 
 def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
@@ -107,13 +109,13 @@ def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
     for n, key in enumerate("89a"):
         cache.store(key * 64, tmp_path, make(tmp_path, {f"f{n}.txt": "x" * 1000 + key}), {})
         _age(tmp_path / "cache" / "actions" / f"{key * 64}.json", days=3 - n)
-    restored = cache.lookup("8" * 64)
+    restored = cache.find("8" * 64).action
     assert restored is not None
-    cache.restore(restored, tmp_path)  # a use: now the most recent
+    cache.write(restored, tmp_path)  # a use: now the most recent
     result = cache.gc(max_bytes=2500)
     assert result.actions_removed == 1
-    assert cache.lookup("9" * 64) is None
-    assert cache.lookup("8" * 64) is not None and cache.lookup("a" * 64) is not None
+    assert cache.find("9" * 64).action is None
+    assert cache.find("8" * 64).action is not None and cache.find("a" * 64).action is not None
     assert cache.info().bytes <= 2500
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert cache.info() == cache.info().__class__(0, 0, 0)
@@ -124,11 +126,11 @@ def test_a_corrupt_action_file_is_a_miss_and_gc_removes_it(tmp_path: Path) -> No
     cache.store("b" * 64, tmp_path, make(tmp_path, {"a.txt": "kept"}), {})
     broken = tmp_path / "cache" / "actions" / f"{'c' * 64}.json"
     broken.write_text("{half a record")
-    assert cache.lookup("c" * 64) is None
+    assert cache.find("c" * 64).action is None
     result = cache.gc(max_age_s=10 * 86400)
     assert result.actions_removed == 0
     assert cache.gc(max_bytes=10**9).actions_removed == 0
-    assert cache.lookup("b" * 64) is not None
+    assert cache.find("b" * 64).action is not None
     assert broken.exists()  # unreadable records name no object, so they never protect one
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert not broken.exists()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from orchestrator.cli.commands import cli
 from orchestrator.core.errors import UsageError
 from orchestrator.plan import graph
+from orchestrator.plan.compiled import compile_plan
 from orchestrator.plan.loading import load
 
 from .conftest import FIXTURES, ROOT
@@ -93,18 +94,18 @@ def test_a_step_may_write_into_a_folder_another_step_declares(
 
 def test_targets_select_the_step_and_what_it_needs() -> None:
     pipeline = load(FULL, environ={})
-    built = graph.build(pipeline)
-    assert graph.select(pipeline, built, ["summary"]) == {
+    plan = compile_plan(pipeline)
+    assert set(plan.select(["summary"])) == {
         "summary",
         "lint@src/a.py",
         "lint@src/b.py",
         "translate@en",
         "translate@fr",
     }
-    assert graph.select(pipeline, built, ["sizes"]) == {"sizes@small", "sizes@large"}
-    assert graph.select(pipeline, built, []) == set(pipeline.steps)
+    assert set(plan.select(["sizes"])) == {"sizes@small", "sizes@large"}
+    assert plan.select([]) == list(plan.steps)
     with pytest.raises(UsageError, match="did you mean 'summary'"):
-        graph.select(pipeline, built, ["sumary"])
+        plan.select(["sumary"])
 
 
 def run_graph(fmt: str) -> str:

@@ -22,7 +22,7 @@ from orchestrator.store.lockfile import (
     parse_lock,
     read_lock,
     render_lock,
-    write_lock,
+    write_text,
 )
 
 from .buildkit import Project
@@ -60,7 +60,7 @@ def test_rendering_is_sorted_quoted_and_independent_of_insertion_order() -> None
 
 def test_round_trip_through_a_file_and_any_yaml_parser(tmp_path: Path) -> None:
     path = tmp_path / "p.lock"
-    write_lock(path, ENTRIES)
+    write_text(path, render_lock(ENTRIES))
     assert read_lock(path) == ENTRIES
     data = YAML(typ="safe").load(path.read_text())
     assert data["steps"]["lint@src/a.py"]["key"] == C  # a digest that looks like a float
@@ -71,7 +71,7 @@ def test_missing_or_empty_lock_means_nothing_built(tmp_path: Path) -> None:
     assert read_lock(tmp_path / "none.lock") == {}
     (tmp_path / "empty.lock").write_text("")
     assert read_lock(tmp_path / "empty.lock") == {}
-    write_lock(tmp_path / "zero.lock", {})
+    write_text(tmp_path / "zero.lock", render_lock({}))
     assert read_lock(tmp_path / "zero.lock") == {}
 
 

@@ -18,6 +18,7 @@ from orchestrator.language.migrate import migrate
 from orchestrator.language.source import SourceDocument, parse
 from orchestrator.language.templating import Renderer
 from orchestrator.plan.loading import load
+from orchestrator.steps import language
 
 from .buildkit import rendered
 from .conftest import ROOT
@@ -166,7 +167,7 @@ def test_any_task_text_round_trips(task: str) -> None:
     source = SourceDocument(Path("job.yaml"), "", {"project": "p", "task_description": task})
     text, warnings = migrate(source)
     assert warnings == []
-    spec = validate(parse(Path("pipeline.yaml"), text))
+    spec = validate(parse(Path("pipeline.yaml"), text), language())
     assert Renderer().render(spec.vars["task"], {}) == task
 
 

@@ -13,9 +13,9 @@ EVENT_SCHEMA_FILE = Path("schemas/event.schema.json")
 
 def pipeline_schema() -> dict[str, Any]:
     """The JSON Schema of a pipeline file."""
-    from orchestrator.language.spec import Pipeline
+    from orchestrator.steps import language
 
-    schema = Pipeline.model_json_schema(by_alias=True)
+    schema = language().pipeline.model_json_schema(by_alias=True)
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 

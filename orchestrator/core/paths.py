@@ -15,7 +15,6 @@ import posixpath
 import re
 from pathlib import Path
 
-GLOB_CHARS = frozenset("*?[")
 _GLOB = re.compile(r"[*?\[]")
 _ESCAPED = re.compile(r"\[([*?\[])\]")
 _DRIVE = re.compile(r"[A-Za-z]:(?:[/\\]|\Z)")

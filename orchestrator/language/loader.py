@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from orchestrator.core.errors import Diagnostic, PipelineError
 from orchestrator.language.source import PathKey, SourceDocument, parse, position_in, to_plain
@@ -12,9 +13,8 @@ from orchestrator.language.templating import suggest
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from orchestrator.language.spec import Pipeline
+    from orchestrator.language.spec import Language, Pipeline
 
-_KIND_HINT = "give it 'run' (shell), 'prompt', 'prompt_file' or 'messages' (llm), or 'template'"
 _STEP_TAG_INDEX = 2
 _NAME_RULES = {
     "vars": "use letters, digits and '_', not starting with a digit",
@@ -41,21 +41,19 @@ def read_source(file: Path, what: str = "pipeline") -> SourceDocument:
     return parse(file, text)
 
 
-def validate(source: SourceDocument) -> Pipeline:
+def validate(source: SourceDocument, language: Language) -> Pipeline:
     """Check a parsed document against the language and return its model."""
     from pydantic import ValidationError
 
-    from orchestrator.language.spec import Pipeline
-
     data = to_plain(source)
-    _check_shape(source, data)
+    _check_shape(source, data, language)
     try:
-        return Pipeline.model_validate(data)
+        return language.pipeline.model_validate(data)
     except ValidationError as exc:
-        raise PipelineError(_diagnostics(source, data, exc)) from exc
+        raise PipelineError(_diagnostics(source, data, exc, language)) from exc
 
 
-def _check_shape(source: SourceDocument, data: Any) -> None:
+def _check_shape(source: SourceDocument, data: Any, language: Language) -> None:
     """The checks whose messages pydantic cannot phrase well: document, version, step kinds."""
     at_top = source.locate(())
     if data is None:
@@ -79,45 +77,60 @@ def _check_shape(source: SourceDocument, data: Any) -> None:
     if steps == {}:
         raise PipelineError.at("the pipeline has no steps", source.locate(("steps",), key=True))
     if isinstance(steps, dict):
-        problems = [_kind_problem(source, name, raw) for name, raw in steps.items()]
+        problems = [_kind_problem(source, name, raw, language) for name, raw in steps.items()]
         found = [p for p in problems if p is not None]
         if found:
             raise PipelineError(found)
 
 
-def _kind_problem(source: SourceDocument, name: Any, raw: Any) -> Diagnostic | None:
-    from orchestrator.language.spec import KIND_KEYS, STEP_KINDS
-
+def _kind_problem(
+    source: SourceDocument, name: Any, raw: Any, language: Language
+) -> Diagnostic | None:
     where = ("steps", name)
     if not isinstance(raw, dict):
         return Diagnostic(
-            f"step '{name}' must be a mapping of fields, not a {_type_name(raw)}: {_KIND_HINT}",
+            f"step '{name}' must be a mapping of fields, not a {_type_name(raw)}:"
+            f" {_kind_hint(language)}",
             source.locate(where),
         )
     if "kind" in raw:
         kind = raw["kind"]
-        if kind in STEP_KINDS:
+        if kind in language.kinds:
             return None
         return Diagnostic(
-            f"step '{name}': unknown kind {kind!r}; expected shell, llm or template"
-            + suggest(str(kind), STEP_KINDS),
+            f"step '{name}': unknown kind {kind!r}; expected {_or(language.kinds)}"
+            + suggest(str(kind), language.kinds),
             source.locate((*where, "kind")),
         )
-    kinds = {kind: [k for k in keys if k in raw] for kind, keys in KIND_KEYS.items()}
+    kinds = {kind: [k for k in keys if k in raw] for kind, keys in language.keys().items()}
     used = {kind: keys for kind, keys in kinds.items() if keys}
     if len(used) == 1:
         return None
     if not used:
-        all_keys = [k for keys in KIND_KEYS.values() for k in keys]
+        all_keys = [k for keys in language.keys().values() for k in keys]
         hints = (suggest(str(k), all_keys) for k in raw)
         hint = next((h for h in hints if h), "")
         return Diagnostic(
-            f"step '{name}' has no kind: {_KIND_HINT}{hint}", source.locate(where, key=True)
+            f"step '{name}' has no kind: {_kind_hint(language)}{hint}",
+            source.locate(where, key=True),
         )
     named = " and ".join(f"'{keys[0]}' ({kind})" for kind, keys in used.items())
     return Diagnostic(
         f"step '{name}' has several kinds: {named}; keep one", source.locate(where, key=True)
     )
+
+
+def _kind_hint(language: Language) -> str:
+    """``give it 'run' (shell), 'prompt', 'prompt_file' or 'messages' (llm), or ...``"""
+    named = [f"{_or([repr(k) for k in keys])} ({kind})" for kind, keys in language.keys().items()]
+    if len(named) == 1:
+        return f"give it {named[0]}"
+    return f"give it {', '.join(named[:-1])}, or {named[-1]}"
+
+
+def _or(words: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def _type_name(value: Any) -> str:
@@ -136,25 +149,29 @@ def _type_name(value: Any) -> str:
 # --------------------------------------------------------------------------- pydantic errors
 
 
-def _diagnostics(source: SourceDocument, data: Any, exc: ValidationError) -> list[Diagnostic]:
+def _diagnostics(
+    source: SourceDocument, data: Any, exc: ValidationError, language: Language
+) -> list[Diagnostic]:
     diagnostics = []
     for error in exc.errors(include_url=False):
-        loc = _strip_tags(tuple(error["loc"]))
-        diagnostics.append(_diagnostic(source, data, loc, error))
+        loc = _strip_tags(tuple(error["loc"]), language)
+        diagnostics.append(_diagnostic(source, data, loc, error, language))
     return diagnostics
 
 
-def _strip_tags(loc: tuple[PathKey, ...]) -> tuple[PathKey, ...]:
-    from orchestrator.language.spec import PROVIDER_KINDS, STEP_KINDS
+def _strip_tags(loc: tuple[PathKey, ...], language: Language) -> tuple[PathKey, ...]:
+    from orchestrator.language.spec import PROVIDER_KINDS
 
-    tags = {"steps": STEP_KINDS, "providers": PROVIDER_KINDS}.get(str(loc[0]) if loc else "", ())
+    tags = {"steps": language.kinds, "providers": PROVIDER_KINDS}.get(
+        str(loc[0]) if loc else "", ()
+    )
     if len(loc) > _STEP_TAG_INDEX and loc[_STEP_TAG_INDEX] in tags:
         return loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
     return loc
 
 
 def _diagnostic(
-    source: SourceDocument, data: Any, loc: tuple[PathKey, ...], error: Any
+    source: SourceDocument, data: Any, loc: tuple[PathKey, ...], error: Any, language: Language
 ) -> Diagnostic:
     kind = error["type"]
     if loc and loc[-1] == "[key]":
@@ -165,7 +182,7 @@ def _diagnostic(
         )
     if kind == "extra_forbidden":
         field = str(loc[-1])
-        allowed = _allowed_keys(data, loc[:-1])
+        allowed = _allowed_keys(data, loc[:-1], language)
         return Diagnostic(
             f"unknown key '{field}' in {_describe(loc[:-1])}{suggest(field, allowed)}",
             source.locate(loc, key=True),
@@ -218,15 +235,15 @@ def _describe(loc: tuple[PathKey, ...]) -> str:
     return f"{owner}, field '{field}'" if owner else f"field '{field}'"
 
 
-def _allowed_keys(data: Any, loc: tuple[PathKey, ...]) -> list[str]:
+def _allowed_keys(data: Any, loc: tuple[PathKey, ...], language: Language) -> list[str]:
     """The keys the model at `loc` accepts, for did-you-mean suggestions."""
-    model = _model_at(data, loc)
+    model = _model_at(data, loc, language)
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _model_at(data: Any, loc: tuple[PathKey, ...]) -> type[BaseModel] | None:
+def _model_at(data: Any, loc: tuple[PathKey, ...], language: Language) -> type[BaseModel] | None:
     from orchestrator.language import spec
 
     providers: dict[str, type[BaseModel]] = {
@@ -235,24 +252,34 @@ def _model_at(data: Any, loc: tuple[PathKey, ...]) -> type[BaseModel] | None:
         "ollama": spec.OllamaProvider,
         "fake": spec.FakeProvider,
     }
-    steps: dict[str, type[BaseModel]] = {
-        "shell": spec.ShellStep,
-        "llm": spec.LlmStep,
-        "template": spec.TemplateStep,
-    }
     raw = _at(data, loc[:2])
     match loc:
         case ():
-            return spec.Pipeline
+            return language.pipeline
         case ("steps", _):
-            return steps.get(spec.infer_kind(raw) or "")
-        case ("steps", _, "messages", int()):
-            return spec.Message
+            return language.steps.get(language.infer_kind(raw) or "")
+        case ("steps", _, str(field), int()):
+            step = language.steps.get(language.infer_kind(raw) or "")
+            return _item_model(step, field) if step is not None else None
         case ("providers", _):
             kind = raw.get("kind") if isinstance(raw, dict) else None
             return providers.get(kind) if isinstance(kind, str) else None
         case ("providers", _, "price"):
             return spec.Price
+    return None
+
+
+def _item_model(model: type[BaseModel], field: str) -> type[BaseModel] | None:
+    """The model of the items of a list field (an llm step's `messages`), if they have one."""
+    from pydantic import BaseModel
+
+    info = model.model_fields.get(field)
+    pending = [info.annotation] if info is not None else []
+    while pending:
+        kind = pending.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+        pending.extend(get_args(kind))
     return None
 
 

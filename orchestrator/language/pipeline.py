@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestrator.language.source import SourceDocument
-    from orchestrator.language.spec import LlmStep, Pipeline, Provider, ShellStep, TemplateStep
+    from orchestrator.language.spec import Pipeline, Provider, StepBase
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Step:
     id: str
     group: str
     kind: str
-    spec: ShellStep | LlmStep | TemplateStep
+    spec: StepBase
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     needs: tuple[str, ...]

@@ -6,7 +6,10 @@ later (see `templating.py` and `compile.py`), so a field typed ``str`` here is a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -15,18 +18,12 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    create_model,
     field_validator,
     model_validator,
 )
 
-LANGUAGE_VERSION = 1
-STEP_KINDS = ("shell", "llm", "template")
 PROVIDER_KINDS = ("openai", "anthropic", "ollama", "fake")
-KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "shell": ("run",),
-    "llm": ("prompt", "prompt_file", "messages"),
-    "template": ("template", "template_file"),
-}
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"anthropic": {"max_tokens": 4096}}
 """Request options a provider kind needs; they enter step keys like any other option."""
 RESERVED_NAMES = frozenset({"env", "vars", "steps", "item", "key", "inputs", "outputs", "read"})
@@ -113,14 +110,14 @@ Provider = Annotated[
 # --------------------------------------------------------------------------- steps
 
 
-class Message(_Model):
-    """One chat message of an llm step."""
+class StepBase(_Model):
+    """The fields every step kind has. Each kind (in `orchestrator/steps/`) subclasses it with
+    `kind: Literal["<name>"]`, its own fields, and `KEYS`."""
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    KEYS: ClassVar[tuple[str, ...]] = ()
+    """The keys that name the kind when `kind:` is not written; a step gives exactly one."""
 
-
-class _StepBase(_Model):
+    kind: str
     description: str | None = None
     inputs: list[str] = Field(default_factory=list, description="Files, folders (a/) or globs.")
     outputs: list[str] = Field(default_factory=list, description="Files or folders (a/).")
@@ -145,83 +142,21 @@ class _StepBase(_Model):
         return value
 
     @model_validator(mode="after")
-    def _one_output_field(self) -> _StepBase:
+    def _one_output_field(self) -> StepBase:
         if self.output is not None and self.outputs:
             raise ValueError("use either 'output' or 'outputs', not both")
         return self
 
-    @property
-    def declared_outputs(self) -> list[str]:
-        """`outputs`, or `output` as a one-item list."""
-        return [self.output] if self.output is not None else list(self.outputs)
+    def output_fields(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each field that names an output, with its text: `output`, or each of `outputs`."""
+        if self.output is not None:
+            return [(("output",), self.output)]
+        return [(("outputs", i), text) for i, text in enumerate(self.outputs)]
 
 
-class ShellStep(_StepBase):
-    """Runs a shell command."""
-
-    kind: Literal["shell"] = "shell"
-    run: str
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-    cwd: str | None = Field(None, description="Folder to run in, relative to the workdir.")
-    stdout: str | None = Field(None, description="File that receives the command's stdout.")
-
-
-class TemplateStep(_StepBase):
-    """Renders a Jinja template (inline text, or a file that becomes an input) to its output."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": ["template"]}, {"required": ["template_file"]}]}
-    )
-
-    kind: Literal["template"] = "template"
-    template: str | None = Field(None, description="The template text itself.")
-    template_file: str | None = Field(
-        None, description="A Jinja template file; it becomes an input of the step."
-    )
-
-    @model_validator(mode="after")
-    def _one_template(self) -> TemplateStep:
-        _require_one_of(self, "template")
-        return self
-
-
-class LlmStep(_StepBase):
-    """Calls a language model."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "oneOf": [
-                {"required": ["prompt"]},
-                {"required": ["prompt_file"]},
-                {"required": ["messages"]},
-            ]
-        }
-    )
-
-    kind: Literal["llm"] = "llm"
-    prompt: str | None = None
-    prompt_file: str | None = Field(None, description="A Jinja template file for the prompt.")
-    messages: list[Message] | None = None
-    system: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    extract: Literal["text", "code", "files", "json"] = "text"
-    json_schema: dict[str, Any] | None = Field(
-        None, alias="schema", description="JSON Schema the reply must satisfy (extract: json)."
-    )
-
-    @model_validator(mode="after")
-    def _one_prompt_and_schema_with_json(self) -> LlmStep:
-        _require_one_of(self, "llm")
-        if self.json_schema is not None and self.extract != "json":
-            raise ValueError("'schema' is only used with 'extract: json'")
-        return self
-
-
-def _require_one_of(step: BaseModel, kind: str) -> None:
-    """Refuse a step that gives none or several of its kind's keys."""
-    keys = KIND_KEYS[kind]
+def require_one_key(step: StepBase) -> None:
+    """Refuse a step that gives none or several of its kind's `KEYS`."""
+    keys = type(step).KEYS
     given = [name for name in keys if getattr(step, name) is not None]
     if len(given) != 1:
         found = f", not {' and '.join(given)}" if given else ""
@@ -229,27 +164,39 @@ def _require_one_of(step: BaseModel, kind: str) -> None:
         raise ValueError(f"give exactly one of {choices}{found}")
 
 
-def infer_kind(raw: Any) -> str | None:
-    """The kind of a raw step mapping: its `kind`, or the one kind whose key it uses."""
-    if isinstance(raw, BaseModel):
-        return str(getattr(raw, "kind", None))
-    if not isinstance(raw, dict):
-        return None
-    if isinstance(raw.get("kind"), str):
-        return str(raw["kind"])
-    kinds = [kind for kind, keys in KIND_KEYS.items() if any(k in raw for k in keys)]
-    return kinds[0] if len(kinds) == 1 else None
+@dataclass(frozen=True, eq=False)
+class Language:
+    """The pipeline language over a set of step kinds: each kind's model by its name."""
 
+    steps: Mapping[str, type[StepBase]]
 
-StepSpec = ShellStep | LlmStep | TemplateStep
-"""One step as written, of any kind."""
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.steps)
 
-_TaggedStep = Annotated[
-    Annotated[ShellStep, Tag("shell")]
-    | Annotated[LlmStep, Tag("llm")]
-    | Annotated[TemplateStep, Tag("template")],
-    Discriminator(infer_kind),
-]
+    def keys(self) -> dict[str, tuple[str, ...]]:
+        """The keys that name each kind."""
+        return {kind: model.KEYS for kind, model in self.steps.items()}
+
+    def infer_kind(self, raw: Any) -> str | None:
+        """The kind of a raw step mapping: its `kind`, or the one kind whose key it uses."""
+        if isinstance(raw, BaseModel):
+            return str(getattr(raw, "kind", None))
+        if not isinstance(raw, dict):
+            return None
+        if isinstance(raw.get("kind"), str):
+            return str(raw["kind"])
+        found = [kind for kind, keys in self.keys().items() if any(k in raw for k in keys)]
+        return found[0] if len(found) == 1 else None
+
+    @cached_property
+    def pipeline(self) -> type[Pipeline]:
+        """The model of a pipeline file whose steps are of these kinds."""
+        tagged = tuple(Annotated[model, Tag(kind)] for kind, model in self.steps.items())
+        step: Any = Annotated[Union[tagged], Discriminator(self.infer_kind)]  # noqa: UP007
+        steps: Any = dict[StepName, step]
+        field = (steps, Field(description="The steps, by name."))
+        return create_model("Pipeline", __base__=Pipeline, __doc__=Pipeline.__doc__, steps=field)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -270,4 +217,5 @@ class Pipeline(_Model):
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
-    steps: dict[StepName, _TaggedStep] = Field(description="The steps, by name.")
+    steps: dict[StepName, StepBase] = Field(description="The steps, by name.")
+    """Of the kinds of a `Language`, whose `pipeline` model validates files."""

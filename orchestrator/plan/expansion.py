@@ -38,8 +38,7 @@ from orchestrator.language.source import PathKey, SourceDocument
 from orchestrator.language.spec import (
     Pipeline,
     Provider,
-    ShellStep,
-    StepSpec,
+    StepBase,
 )
 from orchestrator.language.templating import (
     Reader,
@@ -141,7 +140,7 @@ class _StepExpander:
 
     # ------------------------------------------------------------------ foreach
 
-    def _add_instances(self, group: str, step_spec: StepSpec) -> None:
+    def _add_instances(self, group: str, step_spec: StepBase) -> None:
         members = []
         found = self._foreach(group, step_spec)
         if not found:
@@ -157,7 +156,7 @@ class _StepExpander:
             members.append(step_id)
         self.groups[group] = members
 
-    def _foreach(self, group: str, step_spec: StepSpec) -> list[tuple[str, Any, Any]]:
+    def _foreach(self, group: str, step_spec: StepBase) -> list[tuple[str, Any, Any]]:
         where = ("steps", group, "foreach")
         items = step_spec.foreach
         if items is None:
@@ -253,13 +252,7 @@ class _StepExpander:
     def _render_outputs(self, step_id: str) -> list[str]:
         group = self.instances[step_id][0]
         step_spec = self.spec.steps[group]
-        declared: list[tuple[tuple[PathKey, ...], str]] = (
-            [(("output",), step_spec.output)]
-            if step_spec.output is not None
-            else [(("outputs", i), text) for i, text in enumerate(step_spec.outputs)]
-        )
-        if isinstance(step_spec, ShellStep) and step_spec.stdout is not None:
-            declared.append((("stdout",), step_spec.stdout))
+        declared = step_spec.output_fields()
         context = self._path_context(step_id)
         paths = []
         for field, text in declared:
@@ -363,7 +356,7 @@ class StepPlanning:
         self._expander = expander
         self.step_id = step_id
         self.group, self.item, self.item_key = expander.instances[step_id]
-        self.spec: StepSpec = expander.spec.steps[self.group]
+        self.spec: StepBase = expander.spec.steps[self.group]
         self.providers = expander.providers
         self.default_provider = expander.default_provider
         self.workdir = expander.workdir

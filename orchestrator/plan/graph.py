@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from orchestrator.core.errors import Diagnostic, PipelineError, UsageError
+from orchestrator.core.errors import Diagnostic, PipelineError
 from orchestrator.core.paths import exists, is_dir, is_glob, name_of, reads_from, unescape
 from orchestrator.language.templating import suggest
 
@@ -196,25 +196,6 @@ def _check_acyclic(pipeline: LoadedPipeline, graph: StepGraph) -> None:
 
 
 # --------------------------------------------------------------------------- targets
-
-
-def select(pipeline: LoadedPipeline, graph: StepGraph, targets: Iterable[str]) -> set[str]:
-    """The named steps (ids or foreach groups) and every step they need, or all if none named."""
-    import networkx as nx
-
-    wanted = list(targets)
-    if not wanted:
-        return set(graph.nodes)
-    chosen: set[str] = set()
-    for target in wanted:
-        members = pipeline.members(target)
-        if members is None:
-            names = pipeline.names()
-            raise UsageError(f"no step named '{target}'{suggest(target, names)}")
-        for member in members:
-            chosen.add(member)
-            chosen.update(nx.ancestors(graph, member))
-    return chosen
 
 
 def ordered(pipeline: LoadedPipeline, graph: StepGraph) -> list[str]:

@@ -22,9 +22,10 @@ def load(
 
     from orchestrator.language.loader import read_source, validate
     from orchestrator.plan.expansion import expand
+    from orchestrator.steps import language
 
     source = read_source(file)
-    spec = validate(source)
+    spec = validate(source, language())
     pipeline = expand(
         file,
         spec,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from orchestrator.core.errors import PipelineError
     from orchestrator.language.pipeline import Step
     from orchestrator.language.source import PathKey
-    from orchestrator.language.spec import Provider, StepSpec
+    from orchestrator.language.spec import Language, Provider, StepBase
     from orchestrator.steps.base import Executor, Outcome, StepContext
 
 
@@ -33,7 +33,7 @@ class Planning(Protocol):
 
     step_id: str
     group: str
-    spec: StepSpec
+    spec: StepBase
     providers: Mapping[str, Provider]
     default_provider: str | None
     workdir: Path
@@ -65,6 +65,8 @@ def every_output(step: Step) -> tuple[str, ...]:
 class Kind:
     """Everything orch knows about one step kind."""
 
+    model: type[StepBase]
+    """The pydantic model of the step as written: `kind: Literal[name]`, its fields, `KEYS`."""
     plan: Planner
     execute: Executor
     written_by_orch: Callable[[Step], tuple[str, ...]] = every_output
@@ -78,7 +80,15 @@ def kinds() -> dict[str, Kind]:
     """Every step kind by name (imported when first needed)."""
     from orchestrator.steps import llm, shell, template
 
-    return {"shell": shell.KIND, "template": template.KIND, "llm": llm.KIND}
+    return {"shell": shell.KIND, "llm": llm.KIND, "template": template.KIND}
+
+
+@functools.cache
+def language() -> Language:
+    """The pipeline language over every step kind."""
+    from orchestrator.language.spec import Language
+
+    return Language({name: kind.model for name, kind in kinds().items()})
 
 
 def __getattr__(name: str) -> Any:
@@ -97,4 +107,5 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "kinds",
+    "language",
 ]

@@ -124,4 +124,3 @@ def _refusals_fail() -> Iterator[None]:
 
 
 Executor = Callable[[StepContext], Awaitable[Outcome]]
-Executors = Mapping[str, Executor]

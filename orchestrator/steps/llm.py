@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import is_within
-from orchestrator.language.spec import LlmStep
+from orchestrator.language.spec import StepBase, require_one_key
 from orchestrator.steps import Kind, Planning, extract
 from orchestrator.steps.base import Outcome, StepContext
 from orchestrator.store.filestore import confined_tree, confined_unlink
@@ -18,6 +20,50 @@ from orchestrator.store.filestore import confined_tree, confined_unlink
 if TYPE_CHECKING:
     from orchestrator.language.spec import Provider
     from orchestrator.providers import ChatRequest, Reply
+
+
+class Message(BaseModel):
+    """One chat message of an llm step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LlmStep(StepBase):
+    """Calls a language model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["prompt"]},
+                {"required": ["prompt_file"]},
+                {"required": ["messages"]},
+            ]
+        }
+    )
+    KEYS: ClassVar[tuple[str, ...]] = ("prompt", "prompt_file", "messages")
+
+    kind: Literal["llm"] = "llm"
+    prompt: str | None = None
+    prompt_file: str | None = Field(None, description="A Jinja template file for the prompt.")
+    messages: list[Message] | None = None
+    system: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    extract: Literal["text", "code", "files", "json"] = "text"
+    json_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description="JSON Schema the reply must satisfy (extract: json)."
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt_and_schema_with_json(self) -> LlmStep:
+        require_one_key(self)
+        if self.json_schema is not None and self.extract != "json":
+            raise ValueError("'schema' is only used with 'extract: json'")
+        return self
 
 
 def plan(step: Planning) -> tuple[dict[str, Any], str]:
@@ -269,4 +315,4 @@ def _inline(options: Mapping[str, Any]) -> str:
     return json.dumps(dict(options), sort_keys=True, ensure_ascii=False)
 
 
-KIND = Kind(plan=plan, execute=execute)
+KIND = Kind(LlmStep, plan=plan, execute=execute)

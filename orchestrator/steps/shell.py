@@ -19,11 +19,13 @@ import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import escapes_through_symlink, is_dir
-from orchestrator.language.spec import ShellStep
+from orchestrator.language.spec import StepBase
 from orchestrator.steps import Kind, Planning, processes
 from orchestrator.steps.base import Outcome, StepContext
 from orchestrator.store.layout import StateFolder
@@ -34,6 +36,23 @@ if TYPE_CHECKING:
 SHELL = "/bin/sh"
 GRACE_S = 5.0
 SANDBOX_HINT = " (sandboxed: writes outside the declared outputs are refused)"
+
+
+class ShellStep(StepBase):
+    """Runs a shell command."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("run",)
+
+    kind: Literal["shell"] = "shell"
+    run: str
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    cwd: str | None = Field(None, description="Folder to run in, relative to the workdir.")
+    stdout: str | None = Field(None, description="File that receives the command's stdout.")
+
+    def output_fields(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The declared outputs, and the `stdout` file."""
+        stdout = [(("stdout",), self.stdout)] if self.stdout is not None else []
+        return [*super().output_fields(), *stdout]
 
 
 def plan(step: Planning) -> tuple[dict[str, Any], None]:
@@ -188,4 +207,6 @@ def _written_by_orch(step: Step) -> tuple[str, ...]:
     return tuple(path for path in step.outputs if step.field_of(path)[-1] == "stdout")
 
 
-KIND = Kind(plan=plan, execute=execute, written_by_orch=_written_by_orch, runs_commands=True)
+KIND = Kind(
+    ShellStep, plan=plan, execute=execute, written_by_orch=_written_by_orch, runs_commands=True
+)

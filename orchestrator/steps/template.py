@@ -4,9 +4,11 @@ to the step's one output when the step runs."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from orchestrator.language.spec import TemplateStep
+from pydantic import ConfigDict, Field, model_validator
+
+from orchestrator.language.spec import StepBase, require_one_key
 from orchestrator.steps import Kind, Planning
 from orchestrator.steps.base import Outcome, StepContext
 
@@ -38,6 +40,26 @@ _TEMPLATE_SUFFIXES = frozenset(
         "cfg",
     ]
 )
+
+
+class TemplateStep(StepBase):
+    """Renders a Jinja template (inline text, or a file that becomes an input) to its output."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["template"]}, {"required": ["template_file"]}]}
+    )
+    KEYS: ClassVar[tuple[str, ...]] = ("template", "template_file")
+
+    kind: Literal["template"] = "template"
+    template: str | None = Field(None, description="The template text itself.")
+    template_file: str | None = Field(
+        None, description="A Jinja template file; it becomes an input of the step."
+    )
+
+    @model_validator(mode="after")
+    def _one_template(self) -> TemplateStep:
+        require_one_key(self)
+        return self
 
 
 def plan(step: Planning) -> tuple[dict[str, Any], None]:
@@ -82,4 +104,4 @@ async def execute(ctx: StepContext) -> Outcome:
     return Outcome(written=[ctx.write(output, rendered)])
 
 
-KIND = Kind(plan=plan, execute=execute)
+KIND = Kind(TemplateStep, plan=plan, execute=execute)

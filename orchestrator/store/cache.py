@@ -162,10 +162,6 @@ class Cache:
         self.actions.mkdir(parents=True, exist_ok=True)
         atomic_write(self._action(key), canonical_json(record), durable=False)
 
-    def lookup(self, key: str) -> Action | None:
-        """The action recorded for `key` if it is well formed and all its objects are present."""
-        return self.find(key).action
-
     def find(self, key: str, declares: Callable[[str], bool] | None = None) -> Lookup:
         """The action recorded for `key`, or why there is none.
 
@@ -197,14 +193,6 @@ class Cache:
                 self.checked_object(digest)
             except CorruptObject as exc:
                 raise CorruptObject(f"'{path}': {exc}") from None
-
-    def restore(self, action: Action, workdir: Path) -> list[WriteResult]:
-        """Write an action's outputs into the workdir; corrupt objects make it return []."""
-        try:
-            self.check(action)
-        except CorruptObject:
-            return []
-        return self.write(action, workdir)
 
     def write(self, action: Action, workdir: Path) -> list[WriteResult]:
         """Write a checked action's outputs into the workdir, streamed, and mark it used.

@@ -298,11 +298,6 @@ def _scalar(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def write_lock(path: Path, entries: Mapping[str, LockEntry]) -> None:
-    """Write the lock file atomically."""
-    write_text(path, render_lock(entries))
-
-
 def write_text(path: Path, text: str) -> None:
     """Write rendered lock text atomically and durably."""
     from orchestrator.store.filestore import atomic_write

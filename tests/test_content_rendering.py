@@ -345,6 +345,7 @@ def test_foreach_items_that_are_odd_file_names_build_and_stay_up_to_date(
     listing = "[" + ", ".join(json.dumps(name) for name in names) + "]"
     first = project.orch("build", "--set", f"files={listing}")
     assert first.exit_code == 0, first.stdout + first.stderr
+    assert first.run is not None
     for name in names:
         assert project.read(f"out/{name}") == name
     logs = {path.name for path in (first.run / "logs").iterdir()}

@@ -287,7 +287,7 @@ def test_the_temp_file_of_any_valid_name_is_a_valid_name_orch_recognises(
 EXAMPLES = int(os.environ.get("ORCH_NAMES_EXAMPLES", "8"))
 
 file_names = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="/\x00"), min_size=1
 ).filter(lambda name: not name.startswith(".") and len(name.encode()) <= NAME_MAX)
 
 

@@ -30,6 +30,20 @@ FULL_EDGES = {
 }
 
 
+def parse_dot(text: str) -> pydot.Dot:
+    """The one graph that `text` describes, in the Graphviz DOT grammar."""
+    graphs = pydot.graph_from_dot_data(text)
+    assert graphs is not None, "not a DOT graph"
+    (parsed,) = graphs
+    return parsed
+
+
+def unquoted(name: object) -> str:
+    """A DOT identifier without its double quotes."""
+    assert isinstance(name, str), name
+    return name.strip('"')
+
+
 def edges_of(file: Path) -> set[tuple[str, str]]:
     pipeline = load(file, environ={})
     return set(graph.build(pipeline).edges)
@@ -131,12 +145,10 @@ def test_text_format_lists_each_step_with_what_it_needs() -> None:
 
 
 def test_dot_format_parses_with_graphviz_grammar_and_has_the_edges() -> None:
-    (parsed,) = pydot.graph_from_dot_data(run_graph("dot"))
-    edges = {
-        (e.get_source().strip('"'), e.get_destination().strip('"')) for e in parsed.get_edges()
-    }
+    parsed = parse_dot(run_graph("dot"))
+    edges = {(unquoted(e.get_source()), unquoted(e.get_destination())) for e in parsed.get_edges()}
     assert edges == FULL_EDGES
-    assert parsed.get_name().strip('"') == "full"
+    assert unquoted(parsed.get_name()) == "full"
 
 
 MERMAID_NODE = re.compile(r'^    (s\d+)\["([^"<>&]*)"\]$')
@@ -170,6 +182,6 @@ def test_mermaid_and_dot_escape_awkward_step_names(write_pipeline: Callable[...,
     mermaid = runner.invoke(cli, ["graph", str(file), "--format", "mermaid"]).output
     assert all(MERMAID_NODE.match(line) for line in mermaid.splitlines()[1:])
     dot = runner.invoke(cli, ["graph", str(file), "--format", "dot"]).output
-    (parsed,) = pydot.graph_from_dot_data(dot)
+    parsed = parse_dot(dot)
     names = {n.get_name() for n in parsed.get_nodes()} - {"node"}
     assert names == {'"quote@say \\"hi\\""', '"quote@a<b>&c"'}

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from orchestrator.cli.commands import cli
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet
 
 PIPELINE = "pipeline.yaml"
 
@@ -42,7 +47,7 @@ def _write(folder: Path, text: str, name: str = PIPELINE) -> tuple[Path, str]:
     return path, text
 
 
-def _invoke(args: list[str], cwd: Path):
+def _invoke(args: list[str], cwd: Path) -> Result:
     """Run the CLI with `cwd` as the current folder (so a stray `.orch/` would land there)."""
     runner = CliRunner()
     old = Path.cwd()
@@ -54,7 +59,7 @@ def _invoke(args: list[str], cwd: Path):
 
 
 def _assert_refused(
-    result,
+    result: Result,
     pipeline: Path,
     line: int,
     fragments: tuple[str, ...],
@@ -85,13 +90,20 @@ def _assert_refused(
 class Case:
     id: str
     text: str
-    marker: str  # text on the line the message must point at
+    marker: str | None  # text on the line the message must point at; None: line 1
     fragments: tuple[str, ...]
     files: tuple[tuple[str, str], ...] = ()  # extra files to create first (path, content)
     absent: tuple[str, ...] = ()  # text the message must not contain
 
 
-def case(id: str, text: str, marker: str | None, *fragments: str, files=(), absent=()):
+def case(
+    id: str,
+    text: str,
+    marker: str | None,
+    *fragments: str,
+    files: Iterable[tuple[str, str]] = (),
+    absent: Iterable[str] = (),
+) -> ParameterSet:
     """One row of the table."""
     return pytest.param(Case(id, text, marker, fragments, tuple(files), tuple(absent)), id=id)
 
@@ -937,10 +949,11 @@ def test_validate_refuses(tmp_path: Path, bad: Case) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [c for c in CASES if c.values[0].id in {"cycle", "unknown-step-key-with-suggestion"}],
+    [c for c in CASES if c.id in {"cycle", "unknown-step-key-with-suggestion"}],
 )
 def test_graph_refuses(tmp_path: Path, bad: Case) -> None:
     pipeline, text = _write(tmp_path, bad.text)
+    assert bad.marker is not None
     line = _line_of(text, bad.marker)
     before = _snapshot(tmp_path)
 

@@ -202,6 +202,7 @@ class StepModel:
         else:
             command = "mkdir -p out && " + command
         first = self.refs[0].file if self.shape == "needs" else (readable or [""])[0]
+        assert first is not None, "a needs step reads a ref that has a file"
         command = command.replace("WORDS", words).replace("FILE", first).replace("OUT", out)
         step["run"] = command
         if "$V" in command:

@@ -30,7 +30,7 @@ def project(notes_built: Path, tmp_path: Path) -> Path:
 def readme_main_job() -> str:
     """The README's command that installs orch and builds the flagship pipeline."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    commands: list[str] = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
     return next(c.strip() for c in commands if c.startswith("pip install") and PIPELINE in c)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
+
 import pytest
 
 from orchestrator.engine.decide import Action, Current, Decision, Options, decide
@@ -12,7 +15,19 @@ ENTRY = LockEntry(key=KEY, definition=DEF, inputs={"a.txt": H1, "b.txt": H2}, ou
 SAME = Current(KEY, DEF, {"a.txt": H1, "b.txt": H2}, {"o.txt": H3})
 
 
-def now(**changes: object) -> Current:
+class Changes(TypedDict, total=False):
+    """The fields of `Current` a test may change."""
+
+    key: str
+    definition: str
+    inputs: Mapping[str, str | None]
+    outputs: Mapping[str, str | None]
+    cached: bool
+    upstream_will_change: bool
+    upstream_failed: bool
+
+
+def now(**changes: Unpack[Changes]) -> Current:
     return SAME._replace(**changes)
 
 

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jinja2
@@ -144,7 +144,7 @@ def histories(draw: st.DrawFn) -> list[State]:
     for field, name, value in draw(st.lists(CHANGES, min_size=1, max_size=4)):
         last = states[-1]
         changed = {**getattr(last, field), name: value}
-        states.append(State(**{"vars": last.vars, "files": last.files, field: changed}))
+        states.append(replace(last, **{field: changed}))
     return states
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import jsonschema
 import pytest
@@ -14,6 +16,9 @@ from orchestrator.cli.commands import cli
 from orchestrator.cli.schemas import schema_files, write_schemas
 
 from .conftest import FIXTURES, ROOT
+
+Json: TypeAlias = "str | int | float | bool | Sequence[Json] | Mapping[str, Json] | None"
+"""A JSON value, as a validator takes it."""
 
 EXAMPLES = sorted([*(ROOT / "pipelines").glob("*.yaml"), *FIXTURES.rglob("*.yaml")])
 
@@ -56,7 +61,7 @@ def test_example_pipelines_validate_against_the_schema(
     ],
 )
 def test_schema_rejects_what_the_loader_rejects(
-    validator: jsonschema.protocols.Validator, document: dict[str, object]
+    validator: jsonschema.protocols.Validator, document: Mapping[str, Json]
 ) -> None:
     assert not validator.is_valid(document)
 

@@ -135,6 +135,7 @@ def in_process(args: list[str], cwd: Path) -> Outcome:
         os.chdir(back)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert result.exc_info is not None
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return Outcome(result.exit_code, result.stdout, stderr)
 

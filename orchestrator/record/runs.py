@@ -2,7 +2,7 @@
 
 manifest.json  job id, pipeline, status, timings, per-step records, completed and pending
                steps, failures with their kind, provider calls, tokens and cost, and the
-               files the build produced
+               files the build produced: the fold of the events (see `manifest`)
 events.jsonl   see `events`
 logs/<step>.log
 """
@@ -12,17 +12,16 @@ from __future__ import annotations
 import errno
 import json
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import io_failure
-from orchestrator.record.events import timestamp
+
+if TYPE_CHECKING:
+    from orchestrator.record.manifest import Manifest
 
 STATE_DIR = ".orch"
-COMPLETED = ("ran", "restored", "up-to-date")
 
 
 def state_dir(workdir: Path) -> Path:
@@ -65,79 +64,6 @@ def log_name(step_id: str) -> str:
 
     short = cut(safe, LOG_STEM_BYTES)
     return f"{short}-{hashlib.sha256(step_id.encode()).hexdigest()[:12]}.log"
-
-
-@dataclass
-class StepRecord:
-    """What happened to one step in a run."""
-
-    status: str = "pending"
-    reasons: list[str] = field(default_factory=list)
-    duration_s: float | None = None
-    failure: dict[str, str] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Manifest:
-    """The summary of a run, rewritten atomically as the run starts and ends."""
-
-    job_id: str
-    pipeline: str
-    workdir: str
-    targets: list[str]
-    status: str = "running"
-    started: str = field(default_factory=timestamp)
-    finished: str | None = None
-    duration_s: float | None = None
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest as written, with derived lists of completed, pending and failed steps."""
-        data: dict[str, Any] = {
-            "job_id": self.job_id,
-            "pipeline": self.pipeline,
-            "workdir": self.workdir,
-            "targets": self.targets,
-            "status": self.status,
-            "started": self.started,
-            "finished": self.finished,
-            "duration_s": self.duration_s,
-            "steps": {step_id: vars(record) for step_id, record in self.steps.items()},
-        }
-        data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
-        data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
-        data["failures"] = [
-            {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
-        ]
-        data["counts"] = _counts(r.status for r in self.steps.values())
-        data["usage"] = _usage(r.meta for r in self.steps.values())
-        data["files"] = dict(sorted(self.files.items()))
-        return data
-
-
-def _counts(statuses: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _usage(metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Provider calls, tokens and (where a price is known) cost over the steps that ran."""
-    tokens = {"input": 0, "output": 0, "cached": 0}
-    calls, cost, priced = 0, 0.0, False
-    for meta in metas:
-        calls += meta.get("calls", 0)
-        for name, count in meta.get("tokens", {}).items():
-            tokens[name] = tokens.get(name, 0) + count
-        if "cost" in meta:
-            cost, priced = cost + meta["cost"], True
-    usage: dict[str, Any] = {"calls": calls, "tokens": tokens}
-    if priced:
-        usage["cost"] = round(cost, 10)
-    return usage
 
 
 class RunFolder:

@@ -8,6 +8,8 @@ schedule decides; the runner reports it).
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.
+The runner records a run only through the events it emits: the manifest is their fold
+(`record.manifest`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,80 @@ def _no_worker_marks_in_the_environment() -> None:
     not inherit the marks of the xdist worker running this one."""
     for name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
         del os.environ[name]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _every_manifest_is_its_replayed_events(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """When the session ends, every run the tests left under this worker's base temp folder has
+    the manifest that replaying its events gives (see `manifest_mismatches`)."""
+    yield
+    mismatches = manifest_mismatches(tmp_path_factory.getbasetemp())
+    if mismatches:
+        lines = "\n".join(mismatches)
+        pytest.fail(f"manifests that their events do not give:\n{lines}", pytrace=False)
+
+
+def manifest_mismatches(base: Path) -> list[str]:
+    """One line per run folder (`.orch/runs/<job>/`) under `base` whose manifest.json differs
+    from the fold of its events.jsonl, naming the folder and the fields that differ.
+
+    Every field is compared: none is legitimately absent from the events. A manifest that still
+    says `running` (a killed build) is the one written as the run started: it is compared with
+    the fold of the events up to `job.started`.
+    """
+    found = []
+    for run in _run_folders(base):
+        difference = _replay_difference(run)
+        if difference:
+            found.append(f"{run}: {difference}")
+    return found
+
+
+def _run_folders(base: Path) -> Iterator[Path]:
+    """The run folders with a manifest under `base` (unreadable folders skipped)."""
+    for folder, subfolders, _ in os.walk(base):
+        if folder.endswith(f"{os.sep}.orch{os.sep}runs"):
+            runs = (Path(folder, name) for name in sorted(subfolders))
+            yield from (run for run in runs if (run / "manifest.json").exists())
+            subfolders.clear()
+
+
+def _replay_difference(run: Path) -> str:
+    """How the run's manifest differs from the fold of its events ('' when it does not)."""
+    from orchestrator.record import history
+    from orchestrator.record.manifest import Manifest, replay
+
+    try:
+        stored = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"unreadable manifest: {exc}"
+    events = history.read_events(history.Run(run.name, run))
+    if stored.get("status") == "running":
+        events = events[: 1 + next((i for i, e in enumerate(events) if _opens(e)), len(events))]
+    replayed = json.loads(json.dumps(replay(Manifest(run.name), events).to_json()))
+    return "; ".join(_differences(stored, replayed))
+
+
+def _differences(stored: Any, replayed: Any, where: str = "") -> Iterator[str]:
+    """Where two JSON values differ, down to the innermost mappings that do."""
+    if not (isinstance(stored, dict) and isinstance(replayed, dict)):
+        if stored != replayed:
+            yield f"{where or '.'}: manifest {_short(stored)}, events {_short(replayed)}"
+        return
+    for key in [*stored, *(key for key in replayed if key not in stored)]:
+        inner = f"{where}.{key}" if where else str(key)
+        yield from _differences(stored.get(key), replayed.get(key), inner)
+
+
+def _opens(event: dict[str, Any]) -> bool:
+    return event.get("type") == "job.started"
+
+
+def _short(value: Any, width: int = 400) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 @pytest.fixture

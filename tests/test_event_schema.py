@@ -187,7 +187,7 @@ def test_every_emitted_event_validates_and_the_builds_cover_every_type(
     assert all_types() - seen == set(NOT_EXERCISED)
     # both shapes of step.succeeded's data, and the optional fields, were exercised
     succeeded = {e["step"]: e["data"] for e in events if e["type"] == "step.succeeded"}
-    assert set(succeeded["data"]) == {"duration_s"}
+    assert set(succeeded["data"]) == {"duration_s", "outputs"}
     assert {"provider", "calls", "tokens", "cost"} <= set(succeeded["ask"])
     assert "cost" not in succeeded["summary"]
 

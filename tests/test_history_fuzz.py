@@ -56,9 +56,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def copy(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh copy of the built workdir for each example."""
+    """A fresh copy of the built workdir for each example, removed afterwards: its damaged run
+    is no record of a build (the session's end compares every run's manifest and events)."""
     target = tmp_path_factory.mktemp("copy") / "work"
     yield target
+    shutil.rmtree(target, ignore_errors=True)
 
 
 def _run_folder(workdir: Path) -> Path:

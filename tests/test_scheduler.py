@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.engine.scheduler import SUCCESSES, Schedule, Status
+from orchestrator.engine.scheduler import Schedule
+from orchestrator.record.status import SUCCESSES, Status
 
 UP, RESTORED, RAN, FAILED = Status.UP_TO_DATE, Status.RESTORED, Status.RAN, Status.FAILED
 Graph = Mapping[str, Sequence[str]]
@@ -217,6 +218,7 @@ def test_the_statuses_are_the_strings_manifests_and_events_use() -> None:
         "failed",
         "blocked",
         "cancelled",
+        "running",
     ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.engine.build import Request, open_plan
-from orchestrator.engine.runner import LockWriter
+from orchestrator.engine.lockwriter import LockWriter
 from orchestrator.engine.state import Workspace
 
 from .buildkit import Project, live_members, read_events, wait_for

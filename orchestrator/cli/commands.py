@@ -13,6 +13,7 @@ import click
 from orchestrator import __version__
 from orchestrator.core.errors import OrchError, PipelineError, UsageError
 from orchestrator.core.interrupt import EXIT_CODE, Interrupted
+from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine.build import Status
@@ -276,9 +277,9 @@ def build(
     _warn(report.warnings)
     done = report.manifest.to_json()
     click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
-    if report.status == "cancelled":
+    if report.status == JobStatus.CANCELLED:
         raise SystemExit(EXIT_INTERRUPTED)
-    if report.status != "succeeded":
+    if report.status != JobStatus.SUCCEEDED:
         click.echo(f"run details: {report.run_folder}", err=True)
         raise SystemExit(1)
 

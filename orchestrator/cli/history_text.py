@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.record.events import Event
-from orchestrator.record.history import RUNNING
+from orchestrator.record.status import JobStatus, Status
 
 
 def table(rows: list[list[str]], right: Iterable[int] = ()) -> list[str]:
@@ -83,17 +83,17 @@ def pipeline_name(manifest: dict[str, Any]) -> str:
 def status_text(manifest: dict[str, Any], live: bool) -> str:
     """The run's status, saying whether a run whose manifest says running is still going."""
     status = str(manifest.get("status", ""))
-    if status != RUNNING:
+    if status != JobStatus.RUNNING:
         return status
-    return RUNNING if live else "unfinished"
+    return JobStatus.RUNNING if live else "unfinished"
 
 
 RUN_COLUMNS = ["JOB", "PIPELINE", "STATUS", "STARTED", "DURATION"]
 COUNT_COLUMNS = {
-    "RAN": "ran",
-    "UP TO DATE": "up-to-date",
-    "RESTORED": "restored",
-    "FAILED": "failed",
+    "RAN": Status.RAN,
+    "UP TO DATE": Status.UP_TO_DATE,
+    "RESTORED": Status.RESTORED,
+    "FAILED": Status.FAILED,
 }
 
 
@@ -120,7 +120,7 @@ def runs_table(entries: list[tuple[dict[str, Any], bool]]) -> list[str]:
 def run_summary(manifest: dict[str, Any], live: bool) -> dict[str, Any]:
     """`orch runs --json`: one run; `live` while a build is still writing it."""
     keys = ("job_id", "pipeline", "status", "started", "finished", "duration_s", "counts", "usage")
-    running = live and manifest.get("status") == RUNNING
+    running = live and manifest.get("status") == JobStatus.RUNNING
     return {**{key: manifest.get(key) for key in keys}, "live": running}
 
 
@@ -128,7 +128,7 @@ def show_lines(manifest: dict[str, Any], live: bool) -> list[str]:
     """`orch show`: the header, one row per step, pending steps and the totals."""
     lines = table([[f"{name}:", value] for name, value in _header(manifest, live)])
     lines += ["", *table(_step_rows(manifest), right=(2, 4, 5))]
-    if manifest.get("status") != "succeeded" and manifest.get("pending_steps"):
+    if manifest.get("status") != JobStatus.SUCCEEDED and manifest.get("pending_steps"):
         lines += ["", "pending steps: " + ", ".join(manifest["pending_steps"])]
     return [*lines, "", _totals(manifest.get("usage", {}))]
 
@@ -141,7 +141,7 @@ UNFINISHED = {
 
 def _header(manifest: dict[str, Any], live: bool) -> list[tuple[str, str]]:
     status = status_text(manifest, live)
-    if manifest.get("status") == RUNNING:
+    if manifest.get("status") == JobStatus.RUNNING:
         status += f" ({UNFINISHED[live]})"
     return [
         ("job", str(manifest.get("job_id", ""))),
@@ -176,9 +176,9 @@ def _step_rows(manifest: dict[str, Any]) -> list[list[str]]:
 def _cache_column(record: dict[str, Any]) -> str:
     """`restored` or `up to date` when the step needed no run; `miss` when it had to run."""
     status = record.get("status")
-    if status in ("restored", "up-to-date"):
+    if status in (Status.RESTORED, Status.UP_TO_DATE):
         return str(status).replace("-", " ")
-    ran = status in ("ran", RUNNING) or record.get("duration_s") is not None
+    ran = status in (Status.RAN, Status.RUNNING) or record.get("duration_s") is not None
     return "miss" if ran else ""
 
 

@@ -20,13 +20,14 @@ from rich.text import Text
 
 from orchestrator.cli.reporter import WIDTH, describe, line_text
 from orchestrator.record.events import Event
+from orchestrator.record.status import Status
 
 STYLES = {
     "ok": "green",
-    "restored": "cyan",
+    Status.RESTORED: "cyan",
     "FAILED": "bold red",
     "ERROR": "bold red",
-    "blocked": "yellow",
+    Status.BLOCKED: "yellow",
     "warning": "yellow",
 }
 

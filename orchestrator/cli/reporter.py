@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.record.events import Event
+from orchestrator.record.status import JobStatus, Status
 
 if TYPE_CHECKING:
     from orchestrator.engine.state import Assessment
@@ -30,13 +31,13 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
     if kind == "step.succeeded":
         return "ok", step, f"{data.get('duration_s', 0):.2f} s"
     if kind == "step.restored":
-        return "restored", step, "; ".join(data.get("reasons", []))
+        return Status.RESTORED, step, "; ".join(data.get("reasons", []))
     if kind == "step.failed":
         return "FAILED", step, data.get("message", "")
     if kind == "lock.failed":
         return "ERROR", None, data.get("message", "")
-    if kind == "step.skipped" and data.get("reason") == "blocked":
-        return "blocked", step, f"upstream step '{data.get('upstream')}' failed"
+    if kind == "step.skipped" and data.get("reason") == Status.BLOCKED:
+        return Status.BLOCKED, step, f"upstream step '{data.get('upstream')}' failed"
     if kind == "file.kept":
         return KEPT, step, kept_text(data)
     if kind == "file.undeclared_write":
@@ -104,6 +105,18 @@ def _local_time(ts: str) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
+ORDER = (
+    Status.RAN,
+    Status.RESTORED,
+    Status.UP_TO_DATE,
+    Status.FAILED,
+    Status.BLOCKED,
+    Status.CANCELLED,
+    Status.PENDING,
+)
+"""The step statuses a build's summary line counts, in its order."""
+
+
 def summary(
     counts: Mapping[str, int],
     status: str,
@@ -112,10 +125,9 @@ def summary(
 ) -> str:
     """One line: how many steps ran, were restored, were up to date, failed; tokens and cost."""
     total = sum(counts.values())
-    if status == "succeeded" and counts.get("up-to-date", 0) == total:
+    if status == JobStatus.SUCCEEDED and counts.get(Status.UP_TO_DATE, 0) == total:
         return f"all {total} step{'s' if total != 1 else ''} up to date"
-    order = ("ran", "restored", "up-to-date", "failed", "blocked", "cancelled", "pending")
-    parts = [f"{counts[name]} {name.replace('-', ' ')}" for name in order if counts.get(name)]
+    parts = [f"{counts[name]} {name.replace('-', ' ')}" for name in ORDER if counts.get(name)]
     timing = f" in {duration_s:.2f} s" if duration_s is not None else ""
     return f"{status}{timing}: " + ", ".join(parts) + _usage(usage or {})
 

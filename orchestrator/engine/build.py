@@ -19,12 +19,14 @@ from orchestrator.core.errors import describe_os_error
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
-from orchestrator.engine.runner import CANCELLED, FAILED, SUCCEEDED, Runner, RunOptions
+from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
-from orchestrator.record.events import EventLog, Listener, timestamp
+from orchestrator.record.events import EventLog, Listener
+from orchestrator.record.manifest import Manifest
 from orchestrator.record.masking import Masker
-from orchestrator.record.runs import Manifest, RunFolder, StepRecord, new_job_id
+from orchestrator.record.runs import RunFolder, new_job_id
+from orchestrator.record.status import JobStatus
 from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
@@ -173,17 +175,17 @@ def _build(
 ) -> Report:
     job_id = new_job_id()
     folder = RunFolder(workspace.workdir, job_id)
-    manifest = Manifest(job_id, plan.pipeline, plan.workdir, list(request.targets))
-    manifest.steps = {step_id: StepRecord() for step_id in selected}
+    manifest = Manifest(job_id)
     events = EventLog(job_id, folder.events, Masker.from_environment())
+    events.listeners.append(manifest.apply)  # the manifest is the fold of the events
     events.listeners.extend(listeners)
     run_options = RunOptions(
         request.job_count, request.keep_going, request.use_cache, request.offline, request.sandbox
     )
-    runner = Runner(workspace, selected, run_options, events, folder, manifest, pipeline, _kinds)
+    runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds)
     warnings = plan.warnings
     try:
-        status = _run(runner, events, folder, manifest, plan)
+        status = _run(runner, folder, manifest, request.targets)
     finally:
         try:
             warnings += _save_stat_cache(workspace)
@@ -205,36 +207,46 @@ def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
 
 
 def _run(
-    runner: Runner, events: EventLog, folder: RunFolder, manifest: Manifest, plan: Plan
-) -> str:
+    runner: Runner, folder: RunFolder, manifest: Manifest, targets: tuple[str, ...]
+) -> JobStatus:
     """Open the run, build, and close the run with the job's status whatever happened."""
     started = time.monotonic()
-    status = FAILED
+    status = JobStatus.FAILED
+    plan = runner.plan
     try:
+        runner.events.emit(
+            "job.started",
+            pipeline=plan.pipeline,
+            name=plan.name,
+            steps=len(runner.selected),
+            workdir=plan.workdir,
+            targets=list(targets),
+            selected=list(runner.selected),
+        )
         folder.write_manifest(manifest)
-        steps = len(manifest.steps)
-        events.emit("job.started", pipeline=plan.pipeline, name=plan.name, steps=steps)
         status = runner.run()
     except (KeyboardInterrupt, interrupt.Interrupted):
-        status = CANCELLED
+        status = JobStatus.CANCELLED
     finally:
-        _close(events, folder, manifest, status, started)
+        _close(runner.events, folder, manifest, status, started)
     return status
 
 
+LEVELS = {JobStatus.SUCCEEDED: "info", JobStatus.CANCELLED: "warning"}
+"""The level of a job's end event (error when it failed)."""
+
+
 def _close(
-    events: EventLog, folder: RunFolder, manifest: Manifest, status: str, started: float
+    events: EventLog, folder: RunFolder, manifest: Manifest, status: JobStatus, started: float
 ) -> None:
     """Write the job's end event and its final manifest (failed if events went unwritten)."""
-    manifest.status = FAILED if events.failure is not None and status == SUCCEEDED else status
-    manifest.finished = timestamp()
-    manifest.duration_s = round(time.monotonic() - started, 3)
+    if events.failure is not None and status == JobStatus.SUCCEEDED:
+        status = JobStatus.FAILED
     summary = manifest.to_json()
-    level = {"succeeded": "info", CANCELLED: "warning"}.get(status, "error")
     events.emit(
         f"job.{status}",
-        level=level,
-        duration_s=manifest.duration_s,
+        level=LEVELS.get(status, "error"),
+        duration_s=round(time.monotonic() - started, 3),
         counts=summary["counts"],
         pending_steps=summary["pending_steps"],
     )

@@ -8,6 +8,8 @@ schedule decides; the runner reports it).
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.
+The runner records a run only through the events it emits: the manifest is their fold
+(`record.manifest`).
 """
 
 from __future__ import annotations
@@ -23,21 +25,17 @@ from orchestrator.core import interrupt
 from orchestrator.core.errors import StepFailed, describe_os_error
 from orchestrator.core.paths import escapes_through_symlink, is_dir, is_within
 from orchestrator.engine.decide import Action
+from orchestrator.engine.lockwriter import LockWriter
 from orchestrator.engine.outputs import Keeper, Kept, clear, unrecorded
-from orchestrator.engine.scheduler import Schedule, Status
+from orchestrator.engine.scheduler import Schedule
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.engine.undeclared import Watch
 from orchestrator.record.events import EventLog
-from orchestrator.record.runs import Manifest, RunFolder
+from orchestrator.record.manifest import CANCELLED_KIND
+from orchestrator.record.runs import RunFolder
+from orchestrator.record.status import JobStatus, Status
 from orchestrator.store.filestore import WriteRefused, confined_unlink
 from orchestrator.store.hashing import PathEscapes
-from orchestrator.store.lockfile import (
-    LOCK_VERSION,
-    LockEntry,
-    join_blocks,
-    render_entry,
-    write_text,
-)
 
 if TYPE_CHECKING:
     import asyncio
@@ -46,9 +44,6 @@ if TYPE_CHECKING:
     from orchestrator.plan.compiled import PlannedStep
     from orchestrator.providers import Providers
     from orchestrator.steps import Kind, Outcome
-
-SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
-"""The statuses of a build as a whole."""
 
 
 @dataclass(frozen=True)
@@ -62,70 +57,6 @@ class RunOptions:
     sandbox: bool = False
 
 
-class LockWriter:
-    """Writes the lock file after each recorded step.
-
-    Each step's block is rendered once; a write joins the blocks. Inside the event loop, writes
-    run in a thread and coalesce when they pile up, and `written` waits until an entry is on
-    disk; outside it (a build that only verifies and restores), one write at the end does. A
-    waiter that is cancelled never cancels the write it waits for.
-    """
-
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.in_loop = False
-        self._blocks: dict[str, str] | None = None
-        self._recorded = 0
-        self._written = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def record(self, step_id: str, entry: LockEntry) -> int:
-        """Remember a step's entry and get it onto disk soon; the number to wait for."""
-        self.workspace.entries[step_id] = entry
-        self._render()[step_id] = render_entry(step_id, entry)
-        self._recorded += 1
-        if self.in_loop and (self._task is None or self._task.done()):
-            import asyncio
-
-            self._task = asyncio.ensure_future(self._drain())
-        return self._recorded
-
-    async def written(self, number: int) -> None:
-        """Wait until the entry `record` numbered is on disk."""
-        import asyncio
-
-        while self._written < number and self._task is not None:
-            await asyncio.shield(self._task)
-
-    def _render(self) -> dict[str, str]:
-        if self._blocks is None:
-            known = self.workspace.plan.steps
-            self._blocks = {
-                name: render_entry(name, entry)
-                for name, entry in self.workspace.entries.items()
-                if name in known and entry.version == LOCK_VERSION
-            }
-        return self._blocks
-
-    async def _drain(self) -> None:
-        import asyncio
-
-        while self._written < self._recorded:
-            number, text = self._recorded, join_blocks(self._render())
-            await asyncio.to_thread(write_text, self.workspace.lock_file, text)
-            self._written = number
-
-    async def flush(self) -> None:
-        """Wait until every recorded entry is written."""
-        await self.written(self._recorded)
-
-    def write_pending(self) -> None:
-        """Write now if anything recorded is not on disk yet."""
-        if self._written < self._recorded:
-            write_text(self.workspace.lock_file, join_blocks(self._render()))
-            self._written = self._recorded
-
-
 class Runner:
     """Runs the selected steps of a plan."""
 
@@ -136,7 +67,6 @@ class Runner:
         options: RunOptions,
         events: EventLog,
         folder: RunFolder,
-        manifest: Manifest,
         pipeline: Callable[[], LoadedPipeline],
         kinds: Callable[[], Mapping[str, Kind]],
     ) -> None:
@@ -146,7 +76,6 @@ class Runner:
         self.options = options
         self.events = events
         self.folder = folder
-        self.manifest = manifest
         self.pipeline = pipeline
         self.kinds = kinds
         self.lock = LockWriter(workspace)
@@ -164,10 +93,8 @@ class Runner:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self) -> str:
+    def run(self) -> JobStatus:
         """Build; the job's final status. The event loop starts only if a step has to run."""
-        for step_id in self.selected:
-            self.manifest.steps[step_id].status = Status.PENDING.value
         try:
             self._assess_ready()
             if self.schedule.has_queued and not self.cancelled:
@@ -183,8 +110,10 @@ class Runner:
         except OSError as exc:
             self._lock_failed(exc)
         if self.cancelled or interrupt.requested():
-            return CANCELLED
-        return SUCCEEDED if self.schedule.succeeded() and not self.lock_failed else FAILED
+            return JobStatus.CANCELLED
+        if self.schedule.succeeded() and not self.lock_failed:
+            return JobStatus.SUCCEEDED
+        return JobStatus.FAILED
 
     async def _run_queued(self) -> None:
         import asyncio
@@ -254,12 +183,11 @@ class Runner:
     def _settle_or_queue(self, step_id: str) -> None:
         """Skip an up-to-date step, restore one the cache holds, or queue it to run."""
         assessment = self.workspace.assess(self.plan.steps[step_id])
-        self.manifest.steps[step_id].reasons = list(assessment.decision.reasons)
         action = assessment.decision.action
         if action == Action.UP_TO_DATE:
-            self.events.emit("step.skipped", step_id, reason="up-to-date")
-            self.manifest.files.update(_present(assessment.outputs))
-            self.watch.settle(assessment.step, _present(assessment.outputs))
+            outputs = _present(assessment.outputs)
+            self.events.emit("step.skipped", step_id, reason=Status.UP_TO_DATE, outputs=outputs)
+            self.watch.settle(assessment.step, outputs)
             self._finish_step(step_id, Status.UP_TO_DATE)
             return
         if action == Action.RESTORE:
@@ -273,13 +201,10 @@ class Runner:
 
     def _finish_step(self, step_id: str, status: Status) -> None:
         """Record how a step ended; report the steps its failure blocks."""
-        blocked = self.schedule.finish(step_id, status)
-        self.manifest.steps[step_id].status = status.value
-        for after in blocked:
-            record = self.manifest.steps[after]
-            record.status = Status.BLOCKED.value
-            record.reasons = [f"upstream step '{step_id}' failed"]
-            self.events.emit("step.skipped", after, "warning", reason="blocked", upstream=step_id)
+        for after in self.schedule.finish(step_id, status):
+            self.events.emit(
+                "step.skipped", after, "warning", reason=Status.BLOCKED, upstream=step_id
+            )
 
     # ------------------------------------------------------------------ restore and run
 
@@ -309,10 +234,13 @@ class Runner:
             confined_unlink(workdir, stray)
             self.events.emit("file.removed", step.id, path=stray, reason="not in the cache entry")
         self.events.emit(
-            "step.restored", step.id, key=assessment.key, reasons=list(assessment.decision.reasons)
+            "step.restored",
+            step.id,
+            key=assessment.key,
+            reasons=list(assessment.decision.reasons),
+            outputs=dict(action.outputs),
         )
         self.lock.record(step.id, assessment.entry(action.outputs))
-        self.manifest.files.update(action.outputs)
         self.watch.settle(step, action.outputs)
         return None
 
@@ -354,7 +282,6 @@ class Runner:
         """Run one step; its status: ran or failed (cancellation propagates)."""
         import asyncio
 
-        record = self.manifest.steps[step_id]
         if self.options.store and self.plan.steps[step_id].cache:
             self._report_miss(step_id, assessment)
         self.events.emit("step.started", step_id, reasons=list(assessment.decision.reasons))
@@ -368,13 +295,18 @@ class Runner:
         except OSError as exc:
             return self._failed(step_id, started, StepFailed("io", describe_os_error(exc)))
         except asyncio.CancelledError:
-            record.duration_s = round(time.monotonic() - started, 3)
-            self.events.emit("step.failed", step_id, "error", kind="cancelled", message="cancelled")
+            self.events.emit(
+                "step.failed",
+                step_id,
+                "error",
+                kind=CANCELLED_KIND,
+                message="cancelled",
+                duration_s=_since(started),
+            )
             raise
-        record.duration_s = round(time.monotonic() - started, 3)
-        record.meta = meta
-        self.manifest.files.update(outputs)
-        self.events.emit("step.succeeded", step_id, duration_s=record.duration_s, **meta)
+        self.events.emit(
+            "step.succeeded", step_id, duration_s=_since(started), outputs=outputs, **meta
+        )
         return Status.RAN
 
     def _report_miss(self, step_id: str, assessment: Assessment) -> None:
@@ -434,18 +366,16 @@ class Runner:
             self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 
     def _failed(self, step_id: str, started: float | None, failure: StepFailed) -> Status:
-        record = self.manifest.steps[step_id]
-        if started is not None:
-            record.duration_s = round(time.monotonic() - started, 3)
-        record.failure = {"kind": failure.kind, "message": failure.message}
-        record.meta = dict(failure.meta)
+        """Report a step's failure, with how long it ran (None: it did not start) and what it
+        used."""
         self.events.emit(
             "step.failed",
             step_id,
             "error",
             kind=failure.kind,
             message=failure.message,
-            duration_s=record.duration_s,
+            duration_s=None if started is None else _since(started),
+            **({"meta": dict(failure.meta)} if failure.meta else {}),
         )
         return Status.FAILED
 
@@ -525,6 +455,11 @@ def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
         if not (target.is_dir() if is_dir(path) else target.is_file()):
             what = "folder" if is_dir(path) else "file"
             raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
+
+
+def _since(started: float) -> float:
+    """Seconds since `started` (a `time.monotonic()`), to the millisecond."""
+    return round(time.monotonic() - started, 3)
 
 
 def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:

@@ -12,22 +12,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from enum import StrEnum
 
+from orchestrator.record.status import SUCCESSES, Status
 
-class Status(StrEnum):
-    """A step's status in a build, as the manifest and the events spell it."""
-
-    PENDING = "pending"
-    UP_TO_DATE = "up-to-date"
-    RESTORED = "restored"
-    RAN = "ran"
-    FAILED = "failed"
-    BLOCKED = "blocked"
-    CANCELLED = "cancelled"
-
-
-SUCCESSES = frozenset({Status.UP_TO_DATE, Status.RESTORED, Status.RAN})
+ENDINGS = SUCCESSES | {Status.FAILED, Status.CANCELLED}
+"""How a taken step may end."""
 
 
 class Schedule:
@@ -98,7 +87,7 @@ class Schedule:
 
     def finish(self, step_id: str, status: Status) -> list[str]:
         """Record how a taken step ended; the steps a failure blocks, in the order blocked."""
-        if self.status[step_id] != Status.PENDING or status in (Status.PENDING, Status.BLOCKED):
+        if self.status[step_id] != Status.PENDING or status not in ENDINGS:
             raise ValueError(f"step '{step_id}' cannot end {status}: it is {self.status[step_id]}")
         self.running.discard(step_id)
         self.status[step_id] = status

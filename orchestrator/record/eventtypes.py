@@ -71,6 +71,9 @@ class JobStartedData(_Data):
     pipeline: str = Field(description="The pipeline file.")
     name: str = Field(description="The pipeline's name.")
     steps: Count = Field(description="How many steps the build selected.")
+    workdir: str = Field(description="The workdir the build runs in.")
+    targets: list[str] = Field(description="The targets asked for; empty for all.")
+    selected: list[str] = Field(description="The steps the build selected, in plan order.")
 
 
 class JobFinishedData(_Data):
@@ -104,10 +107,17 @@ class Tokens(_Data):
     cached: Count
 
 
+Outputs = Annotated[
+    dict[str, Sha256],
+    Field(description="Its output files (a folder's one by one) and their digests."),
+]
+
+
 class StepSucceededData(_Data):
     """A shell or template step ran."""
 
     duration_s: Seconds
+    outputs: Outputs
 
 
 class LlmStepSucceededData(StepSucceededData):
@@ -121,13 +131,26 @@ class LlmStepSucceededData(StepSucceededData):
     cost: float | SkipJsonSchema[None] = _sometimes("The call's price, when one is configured.")
 
 
+class FailureMeta(_Data):
+    """What an llm step used before failing: its provider and model, and the reply's usage
+    when one came (its output could not be written)."""
+
+    provider: str
+    model: str | None
+    calls: Count | SkipJsonSchema[None] = _sometimes("Attempts, retries included.")
+    finish_reason: str | None = _sometimes("When a reply came.")
+    tokens: Tokens | SkipJsonSchema[None] = _sometimes("When a reply came.")
+    cost: float | SkipJsonSchema[None] = _sometimes("When a reply came and a price is known.")
+
+
 class StepFailedData(_Data):
     """A step failed (or was cancelled)."""
 
     kind: FailureKind
     message: str
-    duration_s: Seconds | None = _sometimes(
-        "Absent when cancelled; null when it failed before starting."
+    duration_s: Seconds | None = Field(description="Null when it failed before starting.")
+    meta: FailureMeta | SkipJsonSchema[None] = _sometimes(
+        "What an llm step used before it failed (the manifest's `meta` of the step)."
     )
 
 
@@ -135,6 +158,7 @@ class SkippedUpToDateData(_Data):
     """Nothing changed since the step last ran."""
 
     reason: Literal["up-to-date"]
+    outputs: Outputs
 
 
 class SkippedBlockedData(_Data):
@@ -152,6 +176,7 @@ class StepRestoredData(_Data):
 
     key: Sha256
     reasons: list[str] = Field(description="Why it did not count as up to date.")
+    outputs: Outputs
 
 
 # --------------------------------------------------------------------------- cache

@@ -12,20 +12,21 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any
 
 from orchestrator.core.errors import UsageError
-from orchestrator.record import records
+from orchestrator.record import manifest, records
 from orchestrator.record.events import Event
-from orchestrator.record.runs import Manifest, StepRecord, state_dir
+from orchestrator.record.status import JobStatus
+from orchestrator.store.layout import StateFolder
 
 LEVELS = ("debug", "info", "warning", "error")
-END_TYPES = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
-RUNNING = "running"
+END_TYPES = frozenset(manifest.JOB_ENDS)
+RUNNING = JobStatus.RUNNING
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Run:
 
 def runs_folder(workdir: Path) -> Path:
     """Where a workdir keeps its runs."""
-    return state_dir(workdir) / "runs"
+    return StateFolder(workdir).runs
 
 
 # --------------------------------------------------------------------------- finding runs
@@ -72,8 +73,8 @@ def list_runs(workdir: Path) -> list[Run]:
 
 
 def _started(run: Run) -> str:
-    manifest = _load_json(run.manifest_file)
-    return str(manifest.get("started") or "") if manifest else ""
+    stored = _load_json(run.manifest_file)
+    return str(stored.get("started") or "") if stored else ""
 
 
 def resolve(workdir: Path, ref: str | None) -> Run:
@@ -108,7 +109,7 @@ def build_running(workdir: Path) -> bool:
     Only the holder's pid is read; taking the lock to test it could make a starting build fail.
     """
     try:
-        text = (state_dir(workdir) / "build.lock").read_text(encoding="utf-8").strip()
+        text = StateFolder(workdir).build_lock.read_text(encoding="utf-8").strip()
     except OSError:
         return False
     return text.isdigit() and _alive(int(text))
@@ -156,57 +157,10 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 def read_manifest(run: Run) -> dict[str, Any]:
     """The run's manifest, every field checked. While it says `running` (a live build, or one
     that was killed), the steps, files and usage are rebuilt from the events written so far."""
-    stored = records.manifest(run.job_id, _load_json(run.manifest_file))
+    stored = manifest.load(run.job_id, _load_json(run.manifest_file))
     if stored.status != RUNNING:
         return stored.to_json()
-    return replay(stored, read_events(run))
-
-
-def replay(manifest: Manifest, events: Iterable[Event]) -> dict[str, Any]:
-    """A manifest brought up to date with events."""
-    for event in events:
-        _apply(manifest, event)
-    return manifest.to_json()
-
-
-def _apply(manifest: Manifest, event: Event) -> None:
-    """What one event says about the run."""
-    kind, data = event.get("type", ""), event.get("data") or {}
-    if kind == "job.started":
-        manifest.pipeline = manifest.pipeline or records.text(data.get("pipeline"))
-        manifest.started = manifest.started or records.text(event.get("ts"))
-    elif kind in END_TYPES:
-        manifest.status = kind.removeprefix("job.")
-        manifest.finished = records.text(event.get("ts")) or None
-        manifest.duration_s = records.number(data.get("duration_s"))
-    elif kind == "file.written" and isinstance(data.get("path"), str):
-        manifest.files[data["path"]] = records.text(data.get("sha256"))
-    elif kind.startswith("step.") and event.get("step") is not None:
-        record = manifest.steps.setdefault(event["step"], StepRecord())
-        _apply_step(record, kind, data)
-
-
-def _apply_step(record: StepRecord, kind: str, data: dict[str, Any]) -> None:
-    """What one step event says about the step."""
-    if kind == "step.started":
-        record.status = RUNNING
-        record.reasons = records.texts(data.get("reasons")) or record.reasons
-    elif kind == "step.succeeded":
-        record.status, record.duration_s = "ran", records.number(data.get("duration_s"))
-        record.meta = records.meta({k: v for k, v in data.items() if k != "duration_s"})
-    elif kind == "step.failed":
-        cancelled = data.get("kind") == "cancelled"
-        record.status = "cancelled" if cancelled else "failed"
-        record.duration_s = records.number(data.get("duration_s")) or record.duration_s
-        if not cancelled:
-            record.failure = records.failure(data)
-    elif kind == "step.restored":
-        record.status = "restored"
-    elif kind == "step.skipped":
-        blocked = data.get("reason") == "blocked"
-        record.status = "blocked" if blocked else "up-to-date"
-        if blocked:
-            record.reasons = [f"upstream step '{data.get('upstream')}' failed"]
+    return manifest.replay(stored, read_events(run)).to_json()
 
 
 # --------------------------------------------------------------------------- events

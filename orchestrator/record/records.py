@@ -2,8 +2,8 @@
 
 A run folder is a record, not state a build relies on, but anything may have damaged it (a
 killed build, a full disk, a hand edit). `orch runs`, `orch show` and `orch tail` read it through
-these functions: a value of the wrong type is dropped (or the default taken), never passed on
-to code that would trip over it.
+these functions (a manifest through `manifest.load`): a value of the wrong type is dropped (or
+the default taken), never passed on to code that would trip over it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.record.events import Event
-from orchestrator.record.runs import Manifest, StepRecord
 
 _ENVELOPE_TEXTS = ("ts", "level", "job_id", "type")
 
@@ -28,40 +27,6 @@ def event(value: Any) -> Event | None:
     checked["step"] = step if isinstance(step, str) else None
     checked["data"] = data if isinstance(data, dict) else {}
     return checked
-
-
-def manifest(job_id: str, data: Any) -> Manifest:
-    """A manifest from stored data, every field checked (an empty one for anything else)."""
-    data = data if isinstance(data, dict) else {}
-    found = Manifest(
-        job_id=text(data.get("job_id")) or job_id,
-        pipeline=text(data.get("pipeline")),
-        workdir=text(data.get("workdir")),
-        targets=texts(data.get("targets")),
-        status=text(data.get("status")) or "running",
-        started=text(data.get("started")),
-        finished=text(data.get("finished")) or None,
-        duration_s=number(data.get("duration_s")),
-    )
-    steps = data.get("steps")
-    for step_id, raw in steps.items() if isinstance(steps, dict) else ():
-        found.steps[step_id] = step_record(raw)
-    files = data.get("files")
-    if isinstance(files, dict):
-        found.files = {path: digest for path, digest in files.items() if isinstance(digest, str)}
-    return found
-
-
-def step_record(raw: Any) -> StepRecord:
-    """A step's record, every field checked."""
-    raw = raw if isinstance(raw, dict) else {}
-    return StepRecord(
-        status=text(raw.get("status")) or "pending",
-        reasons=texts(raw.get("reasons")),
-        duration_s=number(raw.get("duration_s")),
-        failure=failure(raw.get("failure")),
-        meta=meta(raw.get("meta")),
-    )
 
 
 def failure(raw: Any) -> dict[str, str] | None:

@@ -2,7 +2,7 @@
 
 manifest.json  job id, pipeline, status, timings, per-step records, completed and pending
                steps, failures with their kind, provider calls, tokens and cost, and the
-               files the build produced
+               files the build produced: the fold of the events (see `manifest`)
 events.jsonl   see `events`
 logs/<step>.log
 """
@@ -12,33 +12,15 @@ from __future__ import annotations
 import errno
 import json
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import io_failure
-from orchestrator.record.events import timestamp
+from orchestrator.store.layout import StateFolder
 
-STATE_DIR = ".orch"
-COMPLETED = ("ran", "restored", "up-to-date")
-
-
-def state_dir(workdir: Path) -> Path:
-    """Where orch keeps its state for a workdir."""
-    return workdir / STATE_DIR
-
-
-def ensure_state_dir(workdir: Path) -> Path:
-    """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""
-    folder = state_dir(workdir)
-    with io_failure("create the state folder", folder):
-        folder.mkdir(exist_ok=True)
-        ignore = folder / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# Created by orch: this folder is local state.\n*\n", "utf-8")
-    return folder
+if TYPE_CHECKING:
+    from orchestrator.record.manifest import Manifest
 
 
 def new_job_id() -> str:
@@ -67,84 +49,11 @@ def log_name(step_id: str) -> str:
     return f"{short}-{hashlib.sha256(step_id.encode()).hexdigest()[:12]}.log"
 
 
-@dataclass
-class StepRecord:
-    """What happened to one step in a run."""
-
-    status: str = "pending"
-    reasons: list[str] = field(default_factory=list)
-    duration_s: float | None = None
-    failure: dict[str, str] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Manifest:
-    """The summary of a run, rewritten atomically as the run starts and ends."""
-
-    job_id: str
-    pipeline: str
-    workdir: str
-    targets: list[str]
-    status: str = "running"
-    started: str = field(default_factory=timestamp)
-    finished: str | None = None
-    duration_s: float | None = None
-    steps: dict[str, StepRecord] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest as written, with derived lists of completed, pending and failed steps."""
-        data: dict[str, Any] = {
-            "job_id": self.job_id,
-            "pipeline": self.pipeline,
-            "workdir": self.workdir,
-            "targets": self.targets,
-            "status": self.status,
-            "started": self.started,
-            "finished": self.finished,
-            "duration_s": self.duration_s,
-            "steps": {step_id: vars(record) for step_id, record in self.steps.items()},
-        }
-        data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
-        data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
-        data["failures"] = [
-            {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
-        ]
-        data["counts"] = _counts(r.status for r in self.steps.values())
-        data["usage"] = _usage(r.meta for r in self.steps.values())
-        data["files"] = dict(sorted(self.files.items()))
-        return data
-
-
-def _counts(statuses: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _usage(metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Provider calls, tokens and (where a price is known) cost over the steps that ran."""
-    tokens = {"input": 0, "output": 0, "cached": 0}
-    calls, cost, priced = 0, 0.0, False
-    for meta in metas:
-        calls += meta.get("calls", 0)
-        for name, count in meta.get("tokens", {}).items():
-            tokens[name] = tokens.get(name, 0) + count
-        if "cost" in meta:
-            cost, priced = cost + meta["cost"], True
-    usage: dict[str, Any] = {"calls": calls, "tokens": tokens}
-    if priced:
-        usage["cost"] = round(cost, 10)
-    return usage
-
-
 class RunFolder:
     """The folder of one run."""
 
     def __init__(self, workdir: Path, job_id: str) -> None:
-        self.path = state_dir(workdir) / "runs" / job_id
+        self.path = StateFolder(workdir).run(job_id)
         self.logs = self.path / "logs"
         with io_failure("create the run folder", self.path):
             self.logs.mkdir(parents=True, exist_ok=True)

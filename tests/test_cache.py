@@ -36,7 +36,7 @@ def test_store_then_restore_brings_back_deleted_and_modified_outputs(tmp_path: P
     cache.store("k" * 64, tmp_path, outputs, {"duration_s": 1.5})
     (tmp_path / "out" / "a.txt").unlink()
     (tmp_path / "out" / "b.txt").write_text("edited")
-    action = cache.find("k" * 64).action
+    action = cache.find("k" * 64).result
     assert action is not None and action.meta == {"duration_s": 1.5}
     cache.check(action)
     results = cache.write(action, tmp_path)
@@ -58,12 +58,12 @@ def test_identical_content_is_stored_once(tmp_path: Path) -> None:
 
 def test_unknown_key_or_missing_object_is_a_miss(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
-    assert cache.find("0" * 64).action is None
+    assert cache.find("0" * 64).result is None
     outputs = make(tmp_path, {"a.txt": "x"})
     cache.store("3" * 64, tmp_path, outputs, {})
     digest = outputs["a.txt"]
     (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).unlink()
-    assert cache.find("3" * 64).action is None
+    assert cache.find("3" * 64).result is None
 
 
 def test_a_file_changed_since_it_was_hashed_is_not_cached(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_file_changed_since_it_was_hashed_is_not_cached(tmp_path: Path) -> Non
     outputs = make(tmp_path, {"a.txt": "before"})
     (tmp_path / "a.txt").write_text("after")
     cache.store("4" * 64, tmp_path, outputs, {})
-    assert cache.find("4" * 64).action is None
+    assert cache.find("4" * 64).result is None
 
 
 def test_corrupt_object_restores_nothing(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_corrupt_object_restores_nothing(tmp_path: Path) -> None:
     digest = outputs["a.txt"]
     (tmp_path / "cache" / "objects" / digest[:2] / digest[2:]).write_text("bad!")
     (tmp_path / "a.txt").unlink()
-    action = cache.find("5" * 64).action
+    action = cache.find("5" * 64).result
     assert action is not None
     with pytest.raises(CorruptObject):
         cache.check(action)  # before anything is written: a restore writes all or nothing
@@ -100,8 +100,8 @@ def test_gc_by_age_keeps_recent_actions_and_objects_they_share(tmp_path: Path) -
     _age(tmp_path / "cache" / "actions" / f"{'6' * 64}.json", days=40)
     result = cache.gc(max_age_s=30 * 86400)
     assert (result.actions_removed, result.objects_removed) == (1, 1)
-    assert cache.find("6" * 64).action is None
-    assert cache.find("7" * 64).action is not None
+    assert cache.find("6" * 64).result is None
+    assert cache.find("7" * 64).result is not None
 
 
 def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
@@ -109,13 +109,13 @@ def test_gc_by_size_drops_least_recently_used_first(tmp_path: Path) -> None:
     for n, key in enumerate("89a"):
         cache.store(key * 64, tmp_path, make(tmp_path, {f"f{n}.txt": "x" * 1000 + key}), {})
         _age(tmp_path / "cache" / "actions" / f"{key * 64}.json", days=3 - n)
-    restored = cache.find("8" * 64).action
+    restored = cache.find("8" * 64).result
     assert restored is not None
     cache.write(restored, tmp_path)  # a use: now the most recent
     result = cache.gc(max_bytes=2500)
     assert result.actions_removed == 1
-    assert cache.find("9" * 64).action is None
-    assert cache.find("8" * 64).action is not None and cache.find("a" * 64).action is not None
+    assert cache.find("9" * 64).result is None
+    assert cache.find("8" * 64).result is not None and cache.find("a" * 64).result is not None
     assert cache.info().bytes <= 2500
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert cache.info() == cache.info().__class__(0, 0, 0)
@@ -126,11 +126,11 @@ def test_a_corrupt_action_file_is_a_miss_and_gc_removes_it(tmp_path: Path) -> No
     cache.store("b" * 64, tmp_path, make(tmp_path, {"a.txt": "kept"}), {})
     broken = tmp_path / "cache" / "actions" / f"{'c' * 64}.json"
     broken.write_text("{half a record")
-    assert cache.find("c" * 64).action is None
+    assert cache.find("c" * 64).result is None
     result = cache.gc(max_age_s=10 * 86400)
     assert result.actions_removed == 0
     assert cache.gc(max_bytes=10**9).actions_removed == 0
-    assert cache.find("b" * 64).action is not None
+    assert cache.find("b" * 64).result is not None
     assert broken.exists()  # unreadable records name no object, so they never protect one
     assert cache.gc(max_bytes=0).actions_removed == 2
     assert not broken.exists()
@@ -287,9 +287,9 @@ def test_find_says_why_a_record_is_refused(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     outputs = make(tmp_path, {"out/a.txt": "a"})
     cache.store("d" * 64, tmp_path, outputs, {})
-    assert cache.find("d" * 64, lambda path: path.startswith("out/")).action is not None
+    assert cache.find("d" * 64, lambda path: path.startswith("out/")).result is not None
     refused = cache.find("d" * 64, lambda path: False)
-    assert refused.action is None
+    assert refused.result is None
     assert refused.reason == "the action record names 'out/a.txt', not an output of the step"
     assert cache.find("e" * 64) == cache.find("e" * 64).__class__(None, None)
     digest = outputs["out/a.txt"]

@@ -184,7 +184,7 @@ def test_an_object_damaged_after_the_check_is_not_restored_and_is_removed(tmp_pa
     (tmp_path / "a.txt").write_text("good")
     good = hashlib.sha256(b"good").hexdigest()
     cache.store("5" * 64, tmp_path, {"a.txt": good}, {})
-    action = cache.find("5" * 64).action
+    action = cache.find("5" * 64).result
     assert action is not None
     cache.check(action)
     (tmp_path / ".orch" / "cache" / "objects" / good[:2] / good[2:]).write_text("bad!")
@@ -192,5 +192,5 @@ def test_an_object_damaged_after_the_check_is_not_restored_and_is_removed(tmp_pa
     with pytest.raises(CorruptObject, match="does not match its digest"):
         cache.write(action, tmp_path)
     assert (tmp_path / "a.txt").read_text() == "edited"
-    assert cache.find("5" * 64).action is None, "the damaged object is still there"
+    assert cache.find("5" * 64).result is None, "the damaged object is still there"
     assert sorted(os.listdir(tmp_path)) == [".orch", "a.txt"], "a temp file was left"

@@ -7,9 +7,9 @@ terminal `live.LiveReporter` shows them above a view of the running steps.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cli.history_text import local_time
 from orchestrator.record.events import Event
 from orchestrator.record.status import JobStatus, Status
 
@@ -83,7 +83,7 @@ class PlainReporter:
         line = describe(event)
         if line is None:
             return
-        self.echo(f"{_local_time(event['ts'])} {line_text(*line)}")
+        self.echo(f"{local_time(event['ts'], '%H:%M:%S')} {line_text(*line)}")
 
 
 def line_text(label: str, step: str | None, detail: str) -> str:
@@ -97,12 +97,6 @@ def _detail(detail: str, label: str = "") -> str:
     if label in BARE:
         return f"  {detail}"
     return f"  ({detail})" if detail else ""
-
-
-def _local_time(ts: str) -> str:
-    """`HH:MM:SS` in local time from an event's UTC timestamp."""
-    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return moment.astimezone().strftime("%H:%M:%S")
 
 
 ORDER = (

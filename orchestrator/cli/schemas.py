@@ -21,9 +21,9 @@ def pipeline_schema() -> dict[str, Any]:
 
 def event_schema() -> dict[str, Any]:
     """The JSON Schema of one line of a run's `events.jsonl`."""
-    from orchestrator.record.eventtypes import Event
+    from orchestrator.record.eventtypes import EventModel
 
-    return {"$schema": SCHEMA_DIALECT, **Event.model_json_schema()}
+    return {"$schema": SCHEMA_DIALECT, **EventModel.model_json_schema()}
 
 
 def schema_files() -> dict[Path, str]:

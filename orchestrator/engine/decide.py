@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
+from orchestrator.record.status import Reason, Why
 from orchestrator.store.lockfile import LOCK_VERSION, LockEntry
 
 
@@ -48,7 +49,7 @@ class Decision(NamedTuple):
     """An action and the reasons for it, in the documented order."""
 
     action: Action
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
 
 
 _DEFAULTS = Options()
@@ -58,12 +59,12 @@ def decide(entry: LockEntry | None, current: Current, options: Options | None = 
     """Whether a step is up to date, can be restored from the cache, must run, or is blocked."""
     options = options or _DEFAULTS
     if current.upstream_failed:
-        return Decision(Action.BLOCKED, ("an upstream step failed",))
+        return Decision(Action.BLOCKED, (Reason(Why.UPSTREAM_FAILED),))
     reasons = _reasons(entry, current)
     if options.force:
-        reasons = ["forced (--force)", *reasons]
+        reasons = [Reason(Why.FORCED), *reasons]
     elif options.always_run:
-        reasons = ["always_run", *reasons]
+        reasons = [Reason(Why.ALWAYS_RUN), *reasons]
     if not reasons:
         return Decision(Action.UP_TO_DATE)
     restorable = (
@@ -76,47 +77,49 @@ def decide(entry: LockEntry | None, current: Current, options: Options | None = 
     return Decision(Action.RESTORE if restorable else Action.RUN, tuple(reasons))
 
 
-def _reasons(entry: LockEntry | None, current: Current) -> list[str]:
+def _reasons(entry: LockEntry | None, current: Current) -> list[Reason]:
     if entry is None:
-        return ["never built"]
+        return [Reason(Why.NEVER_BUILT)]
     if entry.version != LOCK_VERSION:
-        return [f"recorded by an older orch (lock version {entry.version}, keys of another format)"]
+        return [Reason(Why.OLDER_LOCK, str(entry.version))]
     reasons = []
     if entry.definition != current.definition:
-        reasons.append("definition changed")
-    reasons += _file_changes("input", entry.inputs, current.inputs)
+        reasons.append(Reason(Why.DEFINITION_CHANGED))
+    reasons += _input_changes(entry.inputs, current.inputs)
     reasons += _output_changes(entry.outputs, current.outputs)
     if current.upstream_will_change:
-        reasons.append("upstream will change")
+        reasons.append(Reason(Why.UPSTREAM_WILL_CHANGE))
     if not reasons and entry.key != current.key:
-        reasons.append("key changed")
+        reasons.append(Reason(Why.KEY_CHANGED))
     return reasons
 
 
-def _file_changes(
-    what: str, recorded: Mapping[str, str], now: Mapping[str, str | None]
-) -> list[str]:
+def _input_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[Reason]:
     present = {path: digest for path, digest in now.items() if digest is not None}
-    added = [f"{what} added: {p}" for p in sorted(present.keys() - recorded.keys())]
-    removed = [f"{what} removed: {p}" for p in sorted(recorded.keys() - present.keys())]
+    added = [Reason(Why.INPUT_ADDED, p) for p in sorted(present.keys() - recorded.keys())]
+    removed = [Reason(Why.INPUT_REMOVED, p) for p in sorted(recorded.keys() - present.keys())]
     modified = [
-        f"{what} modified: {p}"
+        Reason(Why.INPUT_MODIFIED, p)
         for p in sorted(recorded.keys() & present.keys())
         if recorded[p] != present[p]
     ]
     return [*added, *removed, *modified]
 
 
-def _output_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[str]:
+def _output_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[Reason]:
     """Outputs missing (recorded, or declared files: a lock entry cannot make a missing one
     up to date) or modified, and files added in an output folder (a fresh build would not
     have them)."""
-    missing = [f"output missing: {p}" for p in sorted(recorded.keys() | now) if now.get(p) is None]
+    missing = [
+        Reason(Why.OUTPUT_MISSING, p) for p in sorted(recorded.keys() | now) if now.get(p) is None
+    ]
     added = [
-        f"output added: {p}" for p in sorted(now.keys() - recorded.keys()) if now[p] is not None
+        Reason(Why.OUTPUT_ADDED, p)
+        for p in sorted(now.keys() - recorded.keys())
+        if now[p] is not None
     ]
     modified = [
-        f"output modified: {p}"
+        Reason(Why.OUTPUT_MODIFIED, p)
         for p in sorted(recorded)
         if now.get(p) is not None and now[p] != recorded[p]
     ]

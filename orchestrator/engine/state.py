@@ -21,8 +21,7 @@ from orchestrator.store.layout import StateFolder
 from orchestrator.store.lockfile import LockEntry, LockError, lock_path, read_lock
 
 if TYPE_CHECKING:
-    from orchestrator.store.cache import Action as CachedAction
-    from orchestrator.store.cache import Cache
+    from orchestrator.store.cache import ActionResult, Cache
 
 
 class Assessment(NamedTuple):
@@ -33,7 +32,7 @@ class Assessment(NamedTuple):
     key: str
     inputs: Mapping[str, str | None]
     outputs: Mapping[str, str | None]
-    cached: CachedAction | None = None
+    cached: ActionResult | None = None
     miss: str | None = None
     """Why the cache's record for the key could not be used (None: no record, or a hit)."""
 
@@ -106,7 +105,7 @@ class Workspace:
         cached = miss = None
         if decision.action == Action.RUN and options.use_cache and not upstream_will_change:
             found = self.cache.find(key, functools.partial(declares, step))
-            cached, miss = found.action, found.reason
+            cached, miss = found.result, found.reason
             if cached is not None:
                 current = Current(key, step.definition, inputs, outputs, cached=True)
                 decision = decide(entry, current, options)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.errors import TemplateError
+from orchestrator.core.suggest import suggest
 from orchestrator.language.references import WHOLE, References
-from orchestrator.language.templating import StepsView, suggest
+from orchestrator.language.templating import StepsView
 from orchestrator.store.digest import tagged
 
 JINJA_GLOBALS = frozenset({"range", "dict", "cycler", "joiner", "namespace"})

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from orchestrator.core.errors import Diagnostic, PipelineError
+from orchestrator.core.suggest import suggest
 from orchestrator.language.source import PathKey, SourceDocument, parse, position_in, to_plain
-from orchestrator.language.templating import suggest
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError

@@ -20,8 +20,9 @@ from typing import Any
 
 from orchestrator.core.errors import Diagnostic, Location, PipelineError
 from orchestrator.core.paths import PathRefused, is_glob, normalize, overlaps
+from orchestrator.core.suggest import suggest
 from orchestrator.language.source import SourceDocument, to_plain
-from orchestrator.language.templating import is_template, suggest
+from orchestrator.language.templating import is_template
 
 PROVIDERS = {
     "openai": "openai",

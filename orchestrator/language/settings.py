@@ -15,9 +15,10 @@ from typing import Any
 
 from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import PathRefused, normalize
+from orchestrator.core.suggest import suggest
 from orchestrator.language.source import PathKey, SourceDocument
 from orchestrator.language.spec import RESERVED_NAMES, Pipeline, Provider
-from orchestrator.language.templating import Renderer, describe_jinja_error, forbidden_read, suggest
+from orchestrator.language.templating import Renderer, describe_jinja_error, forbidden_read
 
 
 def fail_at(

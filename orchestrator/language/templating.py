@@ -12,7 +12,6 @@ import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from difflib import get_close_matches
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from orchestrator.core.paths import (
     normalize,
     unescape,
 )
+from orchestrator.core.suggest import suggest
 from orchestrator.language.limits import Limits, deadline
 from orchestrator.language.references import References, find_references
 from orchestrator.language.source import lone_surrogate
@@ -40,12 +40,6 @@ _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.
 def is_template(text: str) -> bool:
     """Whether the string holds Jinja syntax (plain strings skip Jinja entirely)."""
     return any(marker in text for marker in _MARKERS)
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str:
-    """A ``; did you mean 'x'?`` suffix when a close candidate exists, else ''."""
-    close = get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _stem(path: str) -> str:

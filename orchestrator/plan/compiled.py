@@ -70,7 +70,7 @@ class Plan:
         for target in wanted:
             members = self.members(target)
             if members is None:
-                from orchestrator.language.templating import suggest
+                from orchestrator.core.suggest import suggest
 
                 names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
                 raise UsageError(f"no step named '{target}'{suggest(target, names)}")

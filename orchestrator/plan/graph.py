@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import Diagnostic, PipelineError
 from orchestrator.core.paths import exists, is_dir, is_glob, name_of, reads_from, unescape
-from orchestrator.language.templating import suggest
+from orchestrator.core.suggest import suggest
 
 if TYPE_CHECKING:
     import networkx as nx

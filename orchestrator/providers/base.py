@@ -123,7 +123,7 @@ class Call:
     emit: Emit
 
 
-class Provider(Protocol):
+class ProviderClient(Protocol):
     """A configured provider of one kind."""
 
     name: str

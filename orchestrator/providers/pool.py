@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.providers.base import Provider, ProviderError
+from orchestrator.providers.base import ProviderClient, ProviderError
 from orchestrator.providers.breaker import CircuitBreaker
 from orchestrator.providers.config import Settings, display_url, resolve
 
@@ -41,7 +41,7 @@ class Providers:
         self.workdir = workdir
         self.offline = offline
         self._settings: dict[str, Settings] = {}
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, ProviderClient] = {}
         self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}
         self._clients: list[httpx.AsyncClient] = []
         self._turn = 0
@@ -52,7 +52,7 @@ class Providers:
             self._settings[name] = resolve(name, self.specs[name], self.env)
         return self._settings[name]
 
-    def get(self, name: str) -> Provider:
+    def get(self, name: str) -> ProviderClient:
         """The provider called `name`; ProviderError `offline` for a network one when offline."""
         provider = self._providers.get(name)
         if provider is None:
@@ -66,7 +66,7 @@ class Providers:
             )
         return provider
 
-    def _create(self, settings: Settings) -> Provider:
+    def _create(self, settings: Settings) -> ProviderClient:
         if settings.kind == "fake":
             from orchestrator.providers.fake import FakeProvider
 

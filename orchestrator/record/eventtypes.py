@@ -1,7 +1,7 @@
 """Pydantic models of the events in `events.jsonl`: the source of `schemas/event.schema.json`.
 
 One model per event type describes its `data`; one envelope model per type ties that data to
-the `type` literal, and `Event` is their union with `type` as the discriminator. `events.py`
+the `type` literal, and `EventModel` is their union with `type` as the discriminator. `events.py`
 keeps writing plain dicts (these models are not on the build's path); the schema generated from
 them is what consumers and tests validate against. Data models forbid extra fields, so a payload
 that drifts from its model is caught.
@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
+
+from orchestrator.store.filestore import WriteReason
 
 Level = Literal["debug", "info", "warning", "error"]
 StepStatus = Literal["pending", "ran", "restored", "up-to-date", "failed", "blocked", "cancelled"]
@@ -39,7 +41,6 @@ FailureKind = Literal[
 """Why a step failed; `timeout` is both a step's and a provider call's."""
 RetryKind = Literal["timeout", "rate_limit", "server", "connection", "invalid_response"]
 """Failures another attempt may fix (`providers.base.RETRYABLE`)."""
-WriteReason = Literal["created", "overwritten", "nochange"]
 
 Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -438,7 +439,7 @@ EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(AnyEvent)[0])
 """Every envelope model, one per `type` literal (`job.*` ends share one)."""
 
 
-class Event(RootModel[AnyEvent]):
+class EventModel(RootModel[AnyEvent]):
     """One line of `events.jsonl`; `step` is null for job-level events."""
 
     model_config = ConfigDict(title="orch event")

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.record import records
 from orchestrator.record.events import Event
-from orchestrator.record.status import COMPLETED, JobStatus, Status
+from orchestrator.record.status import COMPLETED, JobStatus, Reason, Status, Why
 
 JOB_ENDS = {f"job.{status}": status for status in JobStatus if status != JobStatus.RUNNING}
 """The types of the job's end events, and the status each gives the run."""
@@ -140,7 +140,7 @@ def _restored(record: StepRecord, data: dict[str, Any]) -> None:
 def _skipped(record: StepRecord, data: dict[str, Any]) -> None:
     if data.get("reason") == Status.BLOCKED:
         record.status = Status.BLOCKED
-        record.reasons = [f"upstream step '{data.get('upstream')}' failed"]
+        record.reasons = [Reason(Why.BLOCKED_BY, str(data.get("upstream")))]
     else:
         record.status, record.reasons = Status.UP_TO_DATE, []
 

@@ -34,3 +34,44 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+class Why(StrEnum):
+    """Why a step is not up to date (or is blocked): the code of a `Reason`."""
+
+    NEVER_BUILT = "never built"
+    OLDER_LOCK = "recorded by an older orch"
+    FORCED = "forced (--force)"
+    ALWAYS_RUN = "always_run"
+    DEFINITION_CHANGED = "definition changed"
+    INPUT_ADDED = "input added"
+    INPUT_REMOVED = "input removed"
+    INPUT_MODIFIED = "input modified"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_MODIFIED = "output modified"
+    OUTPUT_ADDED = "output added"
+    UPSTREAM_WILL_CHANGE = "upstream will change"
+    KEY_CHANGED = "key changed"
+    UPSTREAM_FAILED = "an upstream step failed"
+    BLOCKED_BY = "blocked by"
+
+
+_TEXTS = {
+    Why.OLDER_LOCK: "recorded by an older orch (lock version {subject}, keys of another format)",
+    Why.BLOCKED_BY: "upstream step '{subject}' failed",
+}
+
+
+class Reason(str):
+    """One reason, as the text orch prints and records, that also keeps its `code` and the
+    `subject` it names (a path, a step, a lock version), as doit keeps its reasons."""
+
+    code: Why
+    subject: str | None
+
+    def __new__(cls, code: Why, subject: str | None = None) -> Reason:
+        plain = "{code}: {subject}" if subject is not None else "{code}"
+        text = _TEXTS.get(code, plain).format(code=code.value, subject=subject)
+        reason = super().__new__(cls, text)
+        reason.code, reason.subject = code, subject
+        return reason

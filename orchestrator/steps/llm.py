@@ -155,7 +155,7 @@ def _recorded_reply(step: Planning, provider: str) -> list[str]:
 
 
 def _provider_of(step: Planning, spec: LlmStep) -> str:
-    from orchestrator.language.templating import suggest
+    from orchestrator.core.suggest import suggest
 
     if spec.provider is None:
         if step.default_provider is not None:

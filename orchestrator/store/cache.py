@@ -41,7 +41,7 @@ class CorruptObject(OSError):
 
 
 @dataclass(frozen=True)
-class Action:
+class ActionResult:
     """A cached step result: its outputs' hashes and what running it cost."""
 
     key: str
@@ -51,13 +51,13 @@ class Action:
 
 @dataclass(frozen=True)
 class Lookup:
-    """What the cache holds for a key: a usable action, or why there is none.
+    """What the cache holds for a key: a usable result, or why there is none.
 
     `reason` is None for an ordinary miss (no record) and says what is wrong with a record
     that exists but cannot be used.
     """
 
-    action: Action | None
+    result: ActionResult | None
     reason: str | None = None
 
 
@@ -185,7 +185,7 @@ class Cache:
                 return Lookup(None, f"the object of '{path}' is missing")
         return Lookup(action)
 
-    def check(self, action: Action) -> None:
+    def check(self, action: ActionResult) -> None:
         """Check every object of an action against its digest (else CorruptObject), so a
         restore writes all of its outputs or none."""
         for path, digest in sorted(action.outputs.items()):
@@ -194,7 +194,7 @@ class Cache:
             except CorruptObject as exc:
                 raise CorruptObject(f"'{path}': {exc}") from None
 
-    def write(self, action: Action, workdir: Path) -> list[WriteResult]:
+    def write(self, action: ActionResult, workdir: Path) -> list[WriteResult]:
         """Write a checked action's outputs into the workdir, streamed, and mark it used.
 
         An object damaged since it was checked is removed and never lands: CorruptObject.
@@ -287,7 +287,7 @@ class _Refused(ValueError):
     """An action record that cannot be used, and why."""
 
 
-def _parse(raw: bytes, key: str) -> Action:
+def _parse(raw: bytes, key: str) -> ActionResult:
     """The action in a record's bytes, or _Refused saying what is wrong with it."""
     try:
         record = json.loads(raw)
@@ -303,7 +303,7 @@ def _parse(raw: bytes, key: str) -> Action:
     for path, digest in outputs.items():
         if not is_digest(digest):
             raise _Refused(f"the action record's digest of '{path}' is not a sha256")
-    return Action(key, dict(outputs), dict(meta))
+    return ActionResult(key, dict(outputs), dict(meta))
 
 
 def _holds(file: Path, digest: str) -> bool:

@@ -18,32 +18,29 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.core import interrupt
 from orchestrator.core.errors import StepFailed, describe_os_error
-from orchestrator.core.paths import escapes_through_symlink, is_dir, is_within
 from orchestrator.engine.decide import Action
+from orchestrator.engine.execution import Execution
 from orchestrator.engine.lockwriter import LockWriter
-from orchestrator.engine.outputs import Keeper, Kept, clear, unrecorded
 from orchestrator.engine.scheduler import Schedule
 from orchestrator.engine.state import Assessment, Workspace
+from orchestrator.engine.stepfiles import StepFiles, present
 from orchestrator.engine.undeclared import Watch
 from orchestrator.record.events import EventLog
 from orchestrator.record.manifest import CANCELLED_KIND
 from orchestrator.record.runs import RunFolder
 from orchestrator.record.status import JobStatus, Status
-from orchestrator.store.filestore import WriteRefused, confined_unlink
+from orchestrator.store.filestore import WriteRefused
 from orchestrator.store.hashing import PathEscapes
 
 if TYPE_CHECKING:
     import asyncio
 
     from orchestrator.language.pipeline import LoadedPipeline
-    from orchestrator.plan.compiled import PlannedStep
-    from orchestrator.providers import Providers
-    from orchestrator.steps import Kind, Outcome
+    from orchestrator.steps import Kind
 
 
 @dataclass(frozen=True)
@@ -75,9 +72,10 @@ class Runner:
         self.selected = selected
         self.options = options
         self.events = events
-        self.folder = folder
-        self.pipeline = pipeline
-        self.kinds = kinds
+        self.execution = Execution(
+            pipeline, kinds, events, folder, offline=options.offline, sandboxed=options.sandbox
+        )
+        self.files = StepFiles(workspace, events, store=options.store)
         self.lock = LockWriter(workspace)
         preds = {step_id: self.plan.steps[step_id].preds for step_id in selected}
         self.schedule = Schedule(selected, preds, options.jobs, options.keep_going)
@@ -85,10 +83,6 @@ class Runner:
         self.running: dict[asyncio.Task[Status], str] = {}
         self.cancelled = False
         self.lock_failed = False
-        self._providers: Providers | None = None
-        self._keeper: Keeper | None = None
-        self._masked_pipeline = False
-        self._cwd = Path.cwd()
         self.watch = Watch(workspace.workdir, workspace.hasher)
 
     # ------------------------------------------------------------------ the loop
@@ -128,8 +122,7 @@ class Runner:
             self._lock_failed(exc)
         finally:
             self.lock.in_loop = False
-            if self._providers is not None:
-                await self._providers.aclose()
+            await self.execution.aclose()
 
     async def _schedule(self) -> None:
         """Start queued steps as slots free up, until none runs."""
@@ -185,17 +178,17 @@ class Runner:
         assessment = self.workspace.assess(self.plan.steps[step_id])
         action = assessment.decision.action
         if action == Action.UP_TO_DATE:
-            outputs = _present(assessment.outputs)
+            outputs = present(assessment.outputs)
             self.events.emit("step.skipped", step_id, reason=Status.UP_TO_DATE, outputs=outputs)
             self.watch.settle(assessment.step, outputs)
             self._finish_step(step_id, Status.UP_TO_DATE)
             return
         if action == Action.RESTORE:
-            miss = self._restore(assessment)
-            if miss is None:
-                self._finish_step(step_id, Status.RESTORED)
+            restored = self.files.restore(assessment)
+            if not isinstance(restored, str):
+                self._restored(assessment, restored)
                 return
-            assessment = assessment._replace(cached=None, miss=miss)
+            assessment = assessment._replace(cached=None, miss=restored)
         self.assessments[step_id] = assessment
         self.schedule.queue(step_id)
 
@@ -208,75 +201,18 @@ class Runner:
 
     # ------------------------------------------------------------------ restore and run
 
-    def _restore(self, assessment: Assessment) -> str | None:
-        """Bring a step's outputs back from the cache; None once done, else why it could not.
-
-        Every object is checked before anything is written, and bytes orch did not record are
-        kept before they are overwritten or removed.
-        """
-        step, action = assessment.step, assessment.cached
-        assert action is not None
-        cache, workdir = self.workspace.cache, self.workspace.workdir
-        try:
-            cache.check(action)
-        except OSError as exc:
-            return str(exc)
-        self.events.emit("cache.hit", step.id, key=assessment.key)
-        replaced = {p: d for p, d in assessment.outputs.items() if action.outputs.get(p) != d}
-        try:
-            self._report_kept(step.id, self._keep(step, replaced))
-            written = cache.write(action, workdir)
-        except OSError as exc:
-            return f"cannot restore: {exc}"
-        for result in written:
-            self.events.emit("file.written", step.id, **result.as_event_data())
-        for stray in sorted(set(assessment.outputs) - set(action.outputs)):
-            confined_unlink(workdir, stray)
-            self.events.emit("file.removed", step.id, path=stray, reason="not in the cache entry")
+    def _restored(self, assessment: Assessment, outputs: dict[str, str]) -> None:
+        step = assessment.step
         self.events.emit(
             "step.restored",
             step.id,
             key=assessment.key,
             reasons=list(assessment.decision.reasons),
-            outputs=dict(action.outputs),
+            outputs=outputs,
         )
-        self.lock.record(step.id, assessment.entry(action.outputs))
-        self.watch.settle(step, action.outputs)
-        return None
-
-    def keeper(self) -> Keeper:
-        """What keeps hand edits in this workdir's cache (created on first use)."""
-        if self._keeper is None:
-            self._keeper = Keeper(
-                self.workspace.cache, self.workspace.workdir, Path(self.plan.pipeline), self._cwd
-            )
-        return self._keeper
-
-    def _keep(self, step: PlannedStep, current: Mapping[str, str | None]) -> list[Kept]:
-        """Keep the present files among `current` whose bytes the lock file does not record."""
-        entry = self.workspace.entries.get(step.id)
-        recorded = entry.outputs if entry is not None else {}
-        edited = unrecorded(current, recorded)
-        return self.keeper().keep(edited, recorded) if edited else []
-
-    def _report_kept(self, step_id: str, kept: list[Kept]) -> None:
-        for found in kept:
-            self.events.emit("file.kept", step_id, "warning", **found.as_event_data())
-
-    def _clear(self, assessment: Assessment, orch_writes: tuple[str, ...]) -> list[Kept]:
-        """Before a step runs: keep what orch did not record, then remove the files its command
-        writes, so it runs as in a fresh build. Files orch writes itself (`orch_writes`) are
-        replaced whole later, and left alone when unchanged."""
-        step = assessment.step
-        current = self.workspace.output_hashes(step)
-        kept = self._keep(step, current)
-        stale = [
-            path
-            for path, digest in current.items()
-            if digest is not None and not any(is_within(path, out) for out in orch_writes)
-        ]
-        clear(self.workspace.workdir, step, stale)
-        return kept
+        self.lock.record(step.id, assessment.entry(outputs))
+        self.watch.settle(step, outputs)
+        self._finish_step(step.id, Status.RESTORED)
 
     async def _execute(self, step_id: str, assessment: Assessment) -> Status:
         """Run one step; its status: ran or failed (cancellation propagates)."""
@@ -324,18 +260,17 @@ class Runner:
         lock file."""
         import asyncio
 
-        step = self.pipeline().steps[step_id]
-        kind = self.kinds()[step.kind]
-        kept = await asyncio.to_thread(self._clear, assessment, kind.written_by_orch(step))
-        self._report_kept(step_id, kept)
+        step, kind = self.execution.step(step_id)
+        kept = await asyncio.to_thread(self.files.clear, assessment, kind.written_by_orch(step))
+        self.files.report_kept(step_id, kept)
         if kind.runs_commands:
             self._start_watch()
         try:
-            outcome = await self._run_kind(step_id)
+            outcome = await self.execution.run(step_id, self.plan.steps[step_id].nested)
         finally:
             if kind.runs_commands:
                 self._report_undeclared(step_id)
-        outputs = await asyncio.to_thread(self._finish, assessment, outcome.meta)
+        outputs = await asyncio.to_thread(self.files.finish, assessment, outcome.meta)
         self.watch.settle(assessment.step, outputs)
         number = self.lock.record(step_id, assessment.entry(outputs))
         if self.schedule.dependents(step_id):
@@ -353,15 +288,14 @@ class Runner:
         for step in self.plan.steps.values():
             if step.id not in self.schedule and step.id in self.workspace.entries:
                 with contextlib.suppress(OSError, PathEscapes):
-                    self.watch.settle(step, _present(self.workspace.output_hashes(step)))
+                    self.watch.settle(step, present(self.workspace.output_hashes(step)))
         self.watch.start()
 
     def _report_undeclared(self, step_id: str) -> None:
         """After a step that ran commands: warn about the outputs of settled steps that changed
         meanwhile, naming the other such steps running alongside."""
-        kinds = self.kinds()
         running = (self.plan.steps[other] for other in self.running.values())
-        commands = {step.id for step in running if kinds[step.kind].runs_commands}
+        commands = {step.id for step in running if self.execution.runs_commands(step.kind)}
         for found in self.watch.check(alongside=commands - {step_id}):
             self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 
@@ -379,88 +313,7 @@ class Runner:
         )
         return Status.FAILED
 
-    async def _run_kind(self, step_id: str) -> Outcome:
-        pipeline = self.pipeline()
-        step = pipeline.steps[step_id]
-        kind = self.kinds().get(step.kind)
-        if kind is None:
-            raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
-        scratch = self.folder.path / "scratch" / self.folder.log(step_id).stem
-        log = self.folder.log(step_id)
-        from orchestrator.steps import StepContext
-
-        self._mask_secrets_of(pipeline)
-        context = StepContext(
-            pipeline,
-            step,
-            log,
-            scratch,
-            self.events,
-            providers=self.providers,
-            others=self.plan.steps[step_id].nested,
-            sandboxed=self.options.sandbox,
-        )
-        try:
-            return await kind.execute(context)
-        finally:
-            import asyncio
-
-            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
-
-    def _mask_secrets_of(self, pipeline: LoadedPipeline) -> None:
-        """Mask the secrets the pipeline's environment adds (its dotenv files), once."""
-        if not self._masked_pipeline:
-            from orchestrator.record.masking import secret_values
-
-            self.events.masker.add(secret_values(pipeline.env))
-            self._masked_pipeline = True
-
-    def providers(self) -> Providers:
-        """The build's providers, created on first use and closed when the loop ends."""
-        if self._providers is None:
-            from orchestrator.providers import Providers
-
-            pipeline = self.pipeline()
-            self._providers = Providers(
-                pipeline.providers, pipeline.env, pipeline.workdir, offline=self.options.offline
-            )
-            for name in pipeline.providers:
-                self.events.masker.add(self._providers.settings(name).secrets())
-        return self._providers
-
-    def _finish(self, assessment: Assessment, meta: Mapping[str, Any]) -> dict[str, str]:
-        """Hash a finished step's outputs and keep them in the cache."""
-        step = assessment.step
-        _check_outputs(self.workspace.workdir, step.outputs)
-        hashes = self.workspace.output_hashes(step)
-        missing = sorted(path for path, digest in hashes.items() if digest is None)
-        if missing:
-            raise StepFailed("missing_output", f"did not create its output file '{missing[0]}'")
-        outputs = _present(hashes)
-        if self.options.store and step.cache:
-            try:
-                self.workspace.cache.store(assessment.key, self.workspace.workdir, outputs, meta)
-            except OSError as exc:
-                why = describe_os_error(exc, "store its outputs in the cache")
-                raise StepFailed("io", why) from exc
-        return outputs
-
-
-def _check_outputs(workdir: Path, outputs: tuple[str, ...]) -> None:
-    """Fail unless every declared output exists, as a file or a folder, inside the workdir."""
-    for path in outputs:
-        if escapes_through_symlink(workdir, path):
-            raise StepFailed("refused", f"output '{path}' leads outside the workdir")
-        target = workdir / path
-        if not (target.is_dir() if is_dir(path) else target.is_file()):
-            what = "folder" if is_dir(path) else "file"
-            raise StepFailed("missing_output", f"did not create its output {what} '{path}'")
-
 
 def _since(started: float) -> float:
     """Seconds since `started` (a `time.monotonic()`), to the millisecond."""
     return round(time.monotonic() - started, 3)
-
-
-def _present(hashes: Mapping[str, str | None]) -> dict[str, str]:
-    return {path: digest for path, digest in hashes.items() if digest is not None}

@@ -21,7 +21,6 @@ from orchestrator.core.paths import (
     declared,
     escape,
     escapes_through_symlink,
-    expand_glob,
     is_glob,
     is_within,
     name_of,
@@ -47,6 +46,7 @@ from orchestrator.language.templating import (
     forbidden_read,
     map_strings,
 )
+from orchestrator.plan.foreach import Foreach
 
 
 def expand(
@@ -69,7 +69,7 @@ def expand(
     expander = _StepExpander(spec, source, renderer, workdir, base, providers, default)
     steps = expander.expand()
     groups = {group: tuple(members) for group, members in expander.groups.items()}
-    globs = {pattern: tuple(found) for pattern, found in expander.globs.items()}
+    globs = {pattern: tuple(found) for pattern, found in expander.foreach.globs.items()}
     return LoadedPipeline(
         file,
         workdir,
@@ -113,7 +113,7 @@ class _StepExpander:
         self.rendering: list[str] = []
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
-        self.globs: dict[str, list[str]] = {}
+        self.foreach = Foreach(source, renderer, workdir, base)
         self.warnings: list[str] = []
         self._names: dict[str, None] | None = None
 
@@ -142,9 +142,9 @@ class _StepExpander:
 
     def _add_instances(self, group: str, step_spec: StepBase) -> None:
         members = []
-        found = self._foreach(group, step_spec)
+        found = self.foreach.instances(group, step_spec.foreach)
         if not found:
-            self._warn_empty(group, step_spec.foreach)
+            self.warnings.append(self.foreach.empty_warning(group, step_spec.foreach))
         for step_id, item, key in found:
             if step_id in self.instances:
                 raise fail_at(
@@ -155,56 +155,6 @@ class _StepExpander:
             self.instances[step_id] = (group, item, key)
             members.append(step_id)
         self.groups[group] = members
-
-    def _foreach(self, group: str, step_spec: StepBase) -> list[tuple[str, Any, Any]]:
-        where = ("steps", group, "foreach")
-        items = step_spec.foreach
-        if items is None:
-            return [(group, None, None)]
-        if isinstance(items, str):
-            context = {**self.base, "read": forbidden_read("foreach")}
-            try:
-                items = self.renderer.evaluate(items, context)
-            except TemplateError as exc:
-                raise fail_at(
-                    f"step '{group}', field 'foreach': {exc}", self.source, where
-                ) from exc
-            if isinstance(items, str):
-                items = self._glob(group, items)
-        if isinstance(items, dict):
-            return [(f"{group}@{key}", value, key) for key, value in items.items()]
-        if isinstance(items, list | tuple):
-            return [
-                (f"{group}@{item if _is_scalar(item) else index}", item, None)
-                for index, item in enumerate(items)
-            ]
-        raise fail_at(
-            f"step '{group}': foreach must be a list, a mapping or a glob,"
-            f" not {type(items).__name__}",
-            self.source,
-            where,
-        )
-
-    def _warn_empty(self, group: str, foreach: Any) -> None:
-        """A foreach that gives no step is likely a mistake: say where its list came from."""
-        what = "matched no files" if isinstance(foreach, str) and is_glob(foreach) else "is empty"
-        origin = f" ('{foreach}')" if isinstance(foreach, str) else ""
-        location = self.source.locate(("steps", group, "foreach"))
-        self.warnings.append(
-            f"{location}: warning: step '{group}': foreach{origin} {what}, so it gives no steps"
-        )
-
-    def _glob(self, group: str, pattern: str) -> list[LiteralPath]:
-        try:
-            normal = normalize(pattern)
-        except PathRefused as exc:
-            raise fail_at(
-                f"step '{group}', field 'foreach': {exc}", self.source, ("steps", group, "foreach")
-            ) from exc
-        if not is_glob(normal):
-            return [LiteralPath(unescape(normal))]
-        self.globs[normal] = expand_glob(self.workdir, normal)
-        return [LiteralPath(path) for path in self.globs[normal]]
 
     # ------------------------------------------------------------------ outputs on demand
 
@@ -550,7 +500,3 @@ def _strings(value: Any) -> list[str]:
 
 def _field_name(field: tuple[PathKey, ...]) -> str:
     return str(field[0]) + "".join(f"[{p}]" for p in field[1:]) if field else "step"
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)

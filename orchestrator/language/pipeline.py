@@ -37,7 +37,8 @@ class Step:
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     scope: Mapping[str, Any] = field(default_factory=dict)
     plan_reads: tuple[str, ...] = ()
-    """Template files read at plan time to find what they reach."""
+    """The files planning looked at (template files parsed, reply files looked for): the plan
+    holds while they are unchanged, present or not."""
 
     def field_of(self, path: str) -> tuple[str | int, ...]:
         """Where in the pipeline file an input or output of this step was declared."""

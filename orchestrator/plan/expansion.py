@@ -415,6 +415,13 @@ class StepPlanning:
         except TemplateError as exc:
             raise self.fail(f"{self.label}, in {path}: {exc}", field) from exc
 
+    def is_file(self, path: str) -> bool:
+        """Whether a file `path` is in the workdir now (not through a symlink leading out); the
+        plan depends on the answer, so a saved plan holds only while it does not change."""
+        self._plan_reads.append(path)
+        workdir = self.workdir
+        return (workdir / path).is_file() and not escapes_through_symlink(workdir, path)
+
     def _add_references(self, found: References) -> None:
         self._scope().check_defined(found)
         reader = Reader(self.inputs, self.workdir)

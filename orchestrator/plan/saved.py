@@ -139,12 +139,8 @@ def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
 def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     """Every file and glob that rendering the pipeline looked at, with what it saw (a fake
     provider's reply files among them: whether one exists decides the step's inputs)."""
-    from orchestrator.providers.fake import reply_candidates
-
     files = [normalize(name) for name in loaded.spec.dotenv]
     for step in loaded.steps.values():
-        provider = loaded.providers.get(step.provider) if step.provider else None
-        files.extend(reply_candidates(provider, step.id, step.group))  # present or not
         files.extend(step.plan_reads)
     workdir = loaded.workdir
     return {

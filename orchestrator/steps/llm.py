@@ -145,11 +145,11 @@ def _check_model(step: Planning, provider: str, model: str | None) -> None:
 
 def _recorded_reply(step: Planning, provider: str) -> list[str]:
     """A fake provider's reply file for the step: an input, so editing it reruns the step."""
-    from orchestrator.core.paths import escape, escapes_through_symlink
+    from orchestrator.core.paths import escape
     from orchestrator.providers.fake import reply_candidates
 
     for path in reply_candidates(step.providers[provider], step.step_id, step.group):
-        if (step.workdir / path).is_file() and not escapes_through_symlink(step.workdir, path):
+        if step.is_file(path):
             return [escape(path)]
     return []
 

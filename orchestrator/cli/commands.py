@@ -16,7 +16,7 @@ from orchestrator.core.interrupt import EXIT_CODE, Interrupted
 from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
-    from orchestrator.engine.build import Status
+    from orchestrator.engine.build import StatusReport
     from orchestrator.record.events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -328,7 +328,7 @@ def status(
         raise SystemExit(1)
 
 
-def _status_json(found: Status) -> str:
+def _status_json(found: StatusReport) -> str:
     """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}]}`."""
     import json
 

@@ -67,7 +67,7 @@ class Request:
 class Report:
     """How a build ended."""
 
-    status: str
+    status: JobStatus
     job_id: str
     manifest: Manifest
     run_folder: Path
@@ -112,7 +112,7 @@ def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
     return plan, Workspace(plan, request.options, force=request.force), plan.select(request.targets)
 
 
-class Status(NamedTuple):
+class StatusReport(NamedTuple):
     """What `orch build` would do, and which of it is due whatever always_run says."""
 
     plan: Plan
@@ -122,7 +122,7 @@ class Status(NamedTuple):
     definition, inputs or outputs changed, or an upstream step's did."""
 
 
-def status(request: Request) -> Status:
+def status(request: Request) -> StatusReport:
     """`predict`, plus the verdict of `orch status --check`; writes nothing."""
     plan, workspace, selected = _looking(request)
     assessments = workspace.predict(selected)
@@ -131,7 +131,7 @@ def status(request: Request) -> Status:
     else:
         due = assessments
     stale = frozenset(a.step.id for a in due if a.decision.action != Action.UP_TO_DATE)
-    return Status(plan, assessments, stale)
+    return StatusReport(plan, assessments, stale)
 
 
 def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:

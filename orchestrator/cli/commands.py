@@ -252,6 +252,7 @@ def build(
     """Bring the pipeline's outputs up to date."""
     from orchestrator.cli.reporter import status_lines, summary
     from orchestrator.engine import build as builds
+    from orchestrator.engine.decide import Action
 
     request = _request(
         args,
@@ -267,9 +268,9 @@ def build(
     if dry_run:
         plan, assessments = builds.predict(request)
         _warn(plan.warnings)
-        for line in status_lines(a for a in assessments if a.decision.action != "up-to-date"):
+        for line in status_lines(a for a in assessments if a.decision.action != Action.UP_TO_DATE):
             click.echo(line)
-        waiting = sum(a.decision.action != "up-to-date" for a in assessments)
+        waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
     with _progress() as listener:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli.history_text import local_time
+from orchestrator.engine.decide import Action
 from orchestrator.record.events import Event
 from orchestrator.record.status import JobStatus, Status
 
@@ -153,7 +154,7 @@ def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str
     if stale:
         return None
     total = len(assessments)
-    waiting = sum(a.decision.action.value != "up-to-date" for a in assessments)
+    waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
     if not waiting:
         return f"all {total} steps up to date"
     return f"up to date; {waiting} of {total} steps would run only because of always_run"

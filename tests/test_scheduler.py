@@ -219,7 +219,22 @@ def test_the_statuses_are_the_strings_manifests_and_events_use() -> None:
         "blocked",
         "cancelled",
         "running",
+        "deferred",
     ]
+
+
+def test_a_deferred_step_holds_what_comes_after_it_for_the_next_round() -> None:
+    schedule = Schedule(["a", "b", "c", "d"], {"b": ["a"], "c": ["b"], "d": ["a"]}, jobs=2)
+    assert schedule.take_ready() == "a"
+    schedule.finish("a", Status.RAN)
+    assert schedule.take_ready() == "b"
+    assert schedule.finish("b", Status.DEFERRED) == []  # nothing is blocked
+    assert schedule.take_ready() == "d"
+    schedule.finish("d", Status.UP_TO_DATE)
+    assert schedule.take_ready() is None and schedule.done
+    assert schedule.held == {"b", "c"}
+    assert schedule.status["c"] == Status.PENDING
+    assert schedule.succeeded(), "what waits for the next round is not a failure"
 
 
 # ---------------------------------------------------------------------------- random graphs

@@ -37,6 +37,8 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
         return "FAILED", step, data.get("message", "")
     if kind == "lock.failed":
         return "ERROR", None, data.get("message", "")
+    if kind == "job.replanned":
+        return "plan", None, replanned_text(data)
     if kind == "step.skipped" and data.get("reason") == Status.BLOCKED:
         return Status.BLOCKED, step, f"upstream step '{data.get('upstream')}' failed"
     if kind == "file.kept":
@@ -46,6 +48,13 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
     if kind == "cache.miss" and data.get("reason"):
         return "warning", step, f"cache entry not used: {data['reason']}"
     return None
+
+
+def replanned_text(data: Mapping[str, Any]) -> str:
+    """What a `job.replanned` event tells the user: how many steps, planned from whose output."""
+    count, after = len(data.get("selected", [])), data.get("after", [])
+    whose = " and ".join(f"'{name}'" for name in after) or "other steps"
+    return f"{count} more step{'' if count == 1 else 's'} planned from the output of {whose}"
 
 
 def kept_text(data: Mapping[str, Any]) -> str:

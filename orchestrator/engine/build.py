@@ -26,7 +26,7 @@ from orchestrator.record.events import EventLog, Listener
 from orchestrator.record.manifest import Manifest
 from orchestrator.record.masking import Masker
 from orchestrator.record.runs import RunFolder, new_job_id
-from orchestrator.record.status import JobStatus
+from orchestrator.record.status import JobStatus, Status
 from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
 
         abi_version()
     plan, pipeline = open_plan(request, keep=True)
-    selected = plan.select(request.targets)
+    selected = plan.first_round(plan.select(request.targets))
     with interrupt.deferred():
         state = StateFolder(Path(plan.workdir))
         state.ensure()
@@ -185,7 +185,7 @@ def _build(
     runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds)
     warnings = plan.warnings
     try:
-        status = _run(runner, folder, manifest, request.targets)
+        status = _run(runner, folder, manifest, request)
     finally:
         try:
             warnings += _save_stat_cache(workspace)
@@ -206,9 +206,7 @@ def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
     return ()
 
 
-def _run(
-    runner: Runner, folder: RunFolder, manifest: Manifest, targets: tuple[str, ...]
-) -> JobStatus:
+def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request) -> JobStatus:
     """Open the run, build, and close the run with the job's status whatever happened."""
     started = time.monotonic()
     status = JobStatus.FAILED
@@ -220,16 +218,61 @@ def _run(
             name=plan.name,
             steps=len(runner.selected),
             workdir=plan.workdir,
-            targets=list(targets),
+            targets=list(request.targets),
             selected=list(runner.selected),
         )
         folder.write_manifest(manifest)
-        status = runner.run()
+        status = _rounds(runner, folder, request)
     except (KeyboardInterrupt, interrupt.Interrupted):
         status = JobStatus.CANCELLED
     finally:
         _close(runner.events, folder, manifest, status, started)
     return status
+
+
+def _rounds(runner: Runner, folder: RunFolder, request: Request) -> JobStatus:
+    """Build, planning again while steps planned from other steps' outputs could not stand
+    (those outputs changed, or did not exist yet); the job's status."""
+    done: set[str] = set()
+    while True:
+        status = runner.run()
+        completed = runner.completed() - done
+        done |= completed
+        if status != JobStatus.SUCCEEDED or not _waiting(runner):
+            return status
+        following = _next_round(runner, folder, request, done) if completed else None
+        if following is None:
+            return JobStatus.FAILED  # planning again would not get further
+        runner = following
+
+
+def _waiting(runner: Runner) -> bool:
+    """Whether steps of the round wait for a new plan."""
+    return bool(runner.schedule.held or runner.plan.deferred)
+
+
+def _next_round(
+    runner: Runner, folder: RunFolder, request: Request, done: set[str]
+) -> Runner | None:
+    """A runner for the steps a new plan adds, now that the outputs planning waited for are
+    written; None when it adds none."""
+    plan, pipeline = open_plan(request, keep=True)
+    selected = [s for s in plan.first_round(plan.select(request.targets)) if s not in done]
+    if not selected:
+        return None
+    runner.events.emit("job.replanned", selected=selected, after=_planned_after(runner, done))
+    workspace = runner.workspace.replanned(plan)
+    return Runner(workspace, selected, runner.options, runner.events, folder, pipeline, _kinds)
+
+
+def _planned_after(runner: Runner, done: set[str]) -> list[str]:
+    """The steps whose outputs the new plan expands from: the writers of what deferred steps
+    and groups waited for."""
+    schedule, plan = runner.schedule, runner.plan
+    deferred = [s for s in schedule.held if schedule.status[s] == Status.DEFERRED]
+    writers = {p for s in deferred for p in plan.steps[s].preds if p in done}
+    writers.update(p for producers in plan.deferred.values() for p in producers)
+    return sorted(writers)
 
 
 LEVELS = {JobStatus.SUCCEEDED: "info", JobStatus.CANCELLED: "warning"}

@@ -32,7 +32,7 @@ from orchestrator.engine.undeclared import Watch
 from orchestrator.record.events import EventLog
 from orchestrator.record.manifest import CANCELLED_KIND
 from orchestrator.record.runs import RunFolder
-from orchestrator.record.status import JobStatus, Status
+from orchestrator.record.status import SUCCESSES, JobStatus, Status
 from orchestrator.store.filestore import WriteRefused
 from orchestrator.store.hashing import PathEscapes
 
@@ -148,6 +148,10 @@ class Runner:
         message = describe_os_error(error, "write the lock file", self.workspace.lock_file)
         self.events.emit("lock.failed", level="error", message=message)
 
+    def completed(self) -> set[str]:
+        """The steps that succeeded: ran, restored or up to date."""
+        return {s for s, status in self.schedule.status.items() if status in SUCCESSES}
+
     def cancel(self) -> None:
         """Stop starting steps and end the running ones."""
         if self.cancelled:
@@ -174,8 +178,13 @@ class Runner:
         return self.schedule.take_ready()
 
     def _settle_or_queue(self, step_id: str) -> None:
-        """Skip an up-to-date step, restore one the cache holds, or queue it to run."""
-        assessment = self.workspace.assess(self.plan.steps[step_id])
+        """Skip an up-to-date step, restore one the cache holds, or queue it to run; defer one
+        planned from an output that changed since, to the build's next round."""
+        step = self.plan.steps[step_id]
+        if not self.workspace.still_holds(step):
+            self.schedule.finish(step_id, Status.DEFERRED)
+            return
+        assessment = self.workspace.assess(step)
         action = assessment.decision.action
         if action == Action.UP_TO_DATE:
             outputs = present(assessment.outputs)

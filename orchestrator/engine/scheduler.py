@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from orchestrator.record.status import SUCCESSES, Status
 
-ENDINGS = SUCCESSES | {Status.FAILED, Status.CANCELLED}
+ENDINGS = SUCCESSES | {Status.FAILED, Status.CANCELLED, Status.DEFERRED}
 """How a taken step may end."""
 
 
@@ -43,6 +43,8 @@ class Schedule:
         self._ready = [(self._position[s], s) for s in steps if not self._waiting[s]]
         heapq.heapify(self._ready)
         self._queued: list[tuple[int, str]] = []
+        self.held: set[str] = set()
+        """Steps deferred to a later round, and every step after them."""
 
     def __contains__(self, step_id: object) -> bool:
         return step_id in self._position
@@ -96,6 +98,8 @@ class Schedule:
         elif status == Status.FAILED:
             self.stopping = self.stopping or not self.keep_going
             return self._block_after(step_id)
+        elif status == Status.DEFERRED:
+            self._hold_after(step_id)
         return []
 
     def cancel(self) -> None:
@@ -103,8 +107,11 @@ class Schedule:
         self.stopping = True
 
     def succeeded(self) -> bool:
-        """Whether every step succeeded (ran, restored or was up to date)."""
-        return all(status in SUCCESSES for status in self.status.values())
+        """Whether every step succeeded (ran, restored or was up to date), or waits for a
+        later round."""
+        return all(
+            status in SUCCESSES or step_id in self.held for step_id, status in self.status.items()
+        )
 
     def _release(self, step_id: str) -> None:
         for child in self._children[step_id]:
@@ -112,6 +119,15 @@ class Schedule:
             waiting.discard(step_id)
             if not waiting and self.status[child] == Status.PENDING:
                 heapq.heappush(self._ready, (self._position[child], child))
+
+    def _hold_after(self, deferred: str) -> None:
+        """A deferred step's dependents stay pending, for the next round."""
+        stack = [deferred]
+        while stack:
+            step_id = stack.pop()
+            if step_id not in self.held:
+                self.held.add(step_id)
+                stack.extend(self._children[step_id])
 
     def _block_after(self, failed: str) -> list[str]:
         blocked: list[str] = []

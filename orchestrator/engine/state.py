@@ -6,6 +6,7 @@ to the pure `planner.decide`; `orch build`, `--dry-run` and `orch status` all go
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping
 from functools import cached_property
@@ -64,6 +65,13 @@ class Workspace:
             for cache in (False, True)
         }
 
+    def replanned(self, plan: Plan) -> Workspace:
+        """This workspace for a new plan of the same pipeline, in the same build: the stat
+        cache, the hashes and the lock entries carry over."""
+        successor = copy.copy(self)
+        successor.plan = plan
+        return successor
+
     @cached_property
     def cache(self) -> Cache:
         """The content-addressed cache (loaded when a step is not up to date)."""
@@ -75,6 +83,14 @@ class Workspace:
         """The step's output files now (None = missing), without other steps' nested outputs."""
         exclude = (lambda path: not step.owns(path)) if step.nested else None
         return self.hasher.hashes([escape(path) for path in step.outputs], exclude)
+
+    def still_holds(self, step: PlannedStep) -> bool:
+        """Whether the files other steps wrote that planning `step` read hold the bytes they
+        held then (always, for a step planned from no such file)."""
+        if not step.expands:
+            return True
+        now = self.hasher.hashes([escape(path) for path, _ in step.expands])
+        return all(now.get(path) == digest for path, digest in step.expands)
 
     def assess(
         self,

@@ -36,6 +36,10 @@ class Step:
     provider: str | None = None
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     scope: Mapping[str, Any] = field(default_factory=dict)
+    expands: tuple[tuple[str, str | None], ...] = ()
+    """Files other steps write that planning this step read (a `foreach` over an upstream
+    output), each with its sha256 then (None: absent). The step comes after their writers and
+    stands only while they still hold those bytes."""
     plan_reads: tuple[str, ...] = ()
     """The files planning looked at (template files parsed, reply files looked for): the plan
     holds while they are unchanged, present or not."""
@@ -60,6 +64,9 @@ class LoadedPipeline:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The `foreach` globs and what they matched when the pipeline was loaded."""
+    deferred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The foreach groups that expand from files other steps write, not written yet: each
+    group and those files. A build plans them once their writers are done."""
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
 

@@ -34,6 +34,9 @@ class PlannedStep(NamedTuple):
     provider: str | None = None
     nested: tuple[str, ...] = ()
     """Outputs of other steps inside this step's output folders: not part of its outputs."""
+    expands: tuple[tuple[str, str | None], ...] = ()
+    """Files other steps write that planning this step read, with their sha256 then (None:
+    absent): once their writers are done, the step stands only if they still match."""
 
     def owns(self, path: str) -> bool:
         """Whether a file under one of the output folders belongs to this step."""
@@ -53,12 +56,15 @@ class Plan:
     """Inputs that no step writes: files, folders and globs the user provides."""
     warnings: tuple[str, ...] = ()
     """What loading the pipeline warned about, said again on every build."""
+    deferred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Foreach groups not planned yet, each with the steps whose outputs it expands from."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
-        """The step ids a target name stands for, None if unknown."""
+        """The step ids a target name stands for, None if unknown; for a group not planned
+        yet, the steps it waits for."""
         if name in self.steps:
             return (name,)
-        return self.groups.get(name)
+        return self.groups.get(name, self.deferred.get(name))
 
     def select(self, targets: Iterable[str]) -> list[str]:
         """The named steps (ids or foreach groups) and all they need, in order; all if none."""
@@ -82,6 +88,21 @@ class Plan:
                 stack.extend(self.steps[name].preds)
         return [name for name in self.steps if name in chosen]
 
+    def first_round(self, selected: list[str]) -> list[str]:
+        """The selected steps a build runs before planning the groups that wait for other
+        steps' outputs: the steps that write those outputs, and what they need (all the
+        selected steps when no group waits)."""
+        if not self.deferred:
+            return selected
+        needed: set[str] = set()
+        stack = [p for producers in self.deferred.values() for p in producers]
+        while stack:
+            name = stack.pop()
+            if name not in needed:
+                needed.add(name)
+                stack.extend(self.steps[name].preds)
+        return [name for name in selected if name in needed]
+
     def to_json(self) -> dict[str, Any]:
         """Plain data for saving."""
         return {
@@ -91,6 +112,7 @@ class Plan:
             "groups": {name: list(ids) for name, ids in self.groups.items()},
             "sources": list(self.sources),
             "warnings": list(self.warnings),
+            "deferred": {name: list(ids) for name, ids in self.deferred.items()},
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -108,8 +130,11 @@ class Plan:
             groups[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
         sources = _paths(data, "sources")
         warnings = _strings(data.get("warnings"), "warnings")
+        deferred = {}
+        for name, ids in _typed(data, "deferred", dict, {}).items():
+            deferred[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
         pipeline, name, workdir = (_typed(data, key, str) for key in _PLAN_TEXT)
-        return cls(pipeline, name, workdir, steps, groups, sources, warnings)
+        return cls(pipeline, name, workdir, steps, groups, sources, warnings, deferred)
 
 
 def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
@@ -136,7 +161,21 @@ def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep
         cache=_typed(raw, "cache", bool, True),
         provider=None if provider is None else _str(provider),
         nested=_paths(raw, "nested"),
+        expands=_expands(raw.get("expands")),
     )
+
+
+def _expands(raw: Any) -> tuple[tuple[str, str | None], ...]:
+    """The `[path, sha256 or null]` pairs of a saved step's `expands`."""
+    if raw is None:
+        return ()
+    if type(raw) is not list or not all(type(p) is list and len(p) == 2 for p in raw):
+        raise ValueError("'expands' is not a list of [path, sha256] pairs")
+    paths = _paths({"expands": [path for path, _ in raw]}, "expands")
+    digests = [digest for _, digest in raw]
+    if not all(digest is None or is_digest(digest) for digest in digests):
+        raise ValueError("'expands' holds a digest that is not a sha256")
+    return tuple(zip(paths, digests, strict=True))
 
 
 _MISSING: Any = object()
@@ -200,7 +239,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
     from orchestrator.plan import graph as graphs
     from orchestrator.store.hashing import definition_hash
 
-    graph = graphs.build(pipeline)
+    graph = graphs.build(pipeline, check_inputs=not pipeline.deferred)
     index = graphs.OutputIndex(pipeline.steps.values())
     steps = {}
     sources: set[str] = set()
@@ -217,9 +256,14 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             cache=step.spec.cache,
             provider=step.provider,
             nested=index.nested(step_id, step.outputs),
+            expands=step.expands,
         )
         sources.update(path for path in step.inputs if not index.producers(path))
     groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
+    deferred = {
+        group: tuple(sorted({p for path in paths for p in index.producers(path)}))
+        for group, paths in pipeline.deferred.items()
+    }
     return Plan(
         str(pipeline.file),
         pipeline.name,
@@ -228,6 +272,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         groups,
         tuple(sorted(sources)),
         pipeline.warnings,
+        deferred,
     )
 
 

@@ -81,7 +81,7 @@ def expand(
         steps,
         groups,
         globs,
-        tuple(expander.warnings),
+        warnings=tuple(expander.warnings),
     )
 
 

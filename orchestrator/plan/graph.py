@@ -110,6 +110,7 @@ def build(pipeline: LoadedPipeline, *, check_inputs: bool = True) -> StepGraph:
     for step in pipeline.steps.values():
         diagnostics.extend(_add_path_edges(pipeline, graph, index, step, check_inputs))
         diagnostics.extend(_add_need_edges(pipeline, graph, step))
+        _add_expansion_edges(graph, index, step)
     if diagnostics:
         raise PipelineError(diagnostics)
     _check_acyclic(pipeline, graph)
@@ -175,6 +176,14 @@ def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> l
             if member != step.id:
                 graph.add_edge(member, step.id)
     return problems
+
+
+def _add_expansion_edges(graph: StepGraph, index: OutputIndex, step: Step) -> None:
+    """A step planned from another step's output comes after it (its key does not hold that
+    file: only what planning took from it)."""
+    for path, _ in step.expands:
+        for producer in index.producers(path) - {step.id}:
+            graph.add_edge(producer, step.id)
 
 
 def _check_acyclic(pipeline: LoadedPipeline, graph: StepGraph) -> None:

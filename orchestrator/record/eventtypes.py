@@ -77,6 +77,14 @@ class JobStartedData(_Data):
     selected: list[str] = Field(description="The steps the build selected, in plan order.")
 
 
+class JobReplannedData(_Data):
+    """Steps planned from other steps' outputs changed, or could be planned at last: the build
+    planned again and goes on with more steps."""
+
+    selected: list[str] = Field(description="The steps this round builds, in plan order.")
+    after: list[str] = Field(description="The steps whose outputs the new steps expand from.")
+
+
 class JobFinishedData(_Data):
     """A build ended: succeeded, failed or cancelled."""
 
@@ -323,6 +331,11 @@ class JobStartedEvent(_JobEnvelope):
     data: JobStartedData
 
 
+class JobReplannedEvent(_JobEnvelope):
+    type: Literal["job.replanned"]
+    data: JobReplannedData
+
+
 class JobFinishedEvent(_JobEnvelope):
     type: Literal["job.succeeded", "job.failed", "job.cancelled"]
     data: JobFinishedData
@@ -415,6 +428,7 @@ class FileUndeclaredWriteEvent(_StepEnvelope):
 
 AnyEvent = Annotated[
     JobStartedEvent
+    | JobReplannedEvent
     | JobFinishedEvent
     | LockFailedEvent
     | StepStartedEvent

@@ -56,6 +56,9 @@ class Manifest:
         kind, data = event.get("type", ""), event.get("data") or {}
         if kind == "job.started":
             self._start(event, data)
+        elif kind == "job.replanned":
+            for step_id in records.texts(data.get("selected")):
+                self.steps.setdefault(step_id, StepRecord())
         elif kind in JOB_ENDS:
             self.status = JOB_ENDS[kind]
             self.finished = records.text(event.get("ts")) or None

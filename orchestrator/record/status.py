@@ -18,6 +18,9 @@ class Status(StrEnum):
     RUNNING = "running"
     """Started and not ended yet: only in a manifest rebuilt from the events of a live or
     killed run."""
+    DEFERRED = "deferred"
+    """Planned from another step's output, which that step changed: the build plans it again
+    and builds it in its next round."""
 
 
 SUCCESSES = frozenset({Status.UP_TO_DATE, Status.RESTORED, Status.RAN})
@@ -53,12 +56,14 @@ class Why(StrEnum):
     UPSTREAM_WILL_CHANGE = "upstream will change"
     KEY_CHANGED = "key changed"
     UPSTREAM_FAILED = "an upstream step failed"
+    EXPANDS_AFTER = "expands after"
     BLOCKED_BY = "blocked by"
 
 
 _TEXTS = {
     Why.OLDER_LOCK: "recorded by an older orch (lock version {subject}, keys of another format)",
     Why.BLOCKED_BY: "upstream step '{subject}' failed",
+    Why.EXPANDS_AFTER: "planned from the output of '{subject}', which may change",
 }
 
 

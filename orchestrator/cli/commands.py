@@ -312,7 +312,7 @@ def status(
     args: tuple[str, ...], check: bool, as_json: bool, provider: str | None, sets: tuple[str, ...]
 ) -> None:
     """Say which steps are up to date and why the others are not."""
-    from orchestrator.cli.reporter import status_lines, status_summary
+    from orchestrator.cli.reporter import deferred_lines, status_lines, status_summary
     from orchestrator.engine import build as builds
 
     found = builds.status(_request(args, sets, provider=provider))
@@ -320,7 +320,7 @@ def status(
     if as_json:
         click.echo(_status_json(found))
     else:
-        for line in status_lines(found.assessments):
+        for line in [*status_lines(found.assessments), *deferred_lines(found.plan.deferred)]:
             click.echo(line)
         summary = status_summary(found.assessments, found.stale)
         if summary:
@@ -342,7 +342,12 @@ def _status_json(found: StatusReport) -> str:
         }
         for a in found.assessments
     ]
-    data = {"pipeline": found.plan.pipeline, "up_to_date": not found.stale, "steps": steps}
+    data = {
+        "pipeline": found.plan.pipeline,
+        "up_to_date": not found.stale,
+        "steps": steps,
+        "deferred": {group: list(after) for group, after in found.plan.deferred.items()},
+    }
     return json.dumps(data, indent=2)
 
 

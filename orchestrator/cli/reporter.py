@@ -157,6 +157,15 @@ def status_lines(assessments: Iterable[Assessment]) -> list[str]:
     return lines
 
 
+def deferred_lines(deferred: Mapping[str, Iterable[str]]) -> list[str]:
+    """`orch status`: the groups a build plans once other steps' outputs are written."""
+    return [
+        f"{'expands':<{WIDTH + 2}}{group}"
+        + _detail("after " + " and ".join(f"'{step}'" for step in after))
+        for group, after in deferred.items()
+    ]
+
+
 def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str | None:
     """The last line of `orch status` when nothing is stale: all up to date, or up to date but
     for the steps always_run runs anyway."""

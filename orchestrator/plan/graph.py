@@ -219,14 +219,28 @@ def ordered(pipeline: LoadedPipeline, graph: StepGraph) -> list[str]:
 
 
 def render(pipeline: LoadedPipeline, graph: StepGraph, fmt: str) -> str:
-    """The graph as ``text``, ``mermaid`` or ``dot``."""
+    """The graph as ``text``, ``mermaid`` or ``dot``; a group not planned yet is one node
+    `group@*`, after the steps whose outputs it expands from (a dashed edge)."""
     order = ordered(pipeline, graph)
     edges = [(dep, name) for name in order for dep in _sorted_preds(graph, name, order)]
+    later = _later(pipeline)
     if fmt == "mermaid":
-        return _mermaid(order, edges)
+        return _mermaid(order, edges, later)
     if fmt == "dot":
-        return _dot(pipeline.name, order, edges)
-    return _text(graph, order)
+        return _dot(pipeline.name, order, edges, later)
+    return _text(graph, order, later)
+
+
+Later = list[tuple[str, list[str]]]
+"""Each group not planned yet, as the node `group@*`, and the steps it expands after."""
+
+
+def _later(pipeline: LoadedPipeline) -> Later:
+    index = OutputIndex(pipeline.steps.values())
+    return [
+        (f"{group}@*", sorted({p for path in paths for p in index.producers(path)}))
+        for group, paths in pipeline.deferred.items()
+    ]
 
 
 def _sorted_preds(graph: StepGraph, name: str, order: list[str]) -> list[str]:
@@ -234,20 +248,23 @@ def _sorted_preds(graph: StepGraph, name: str, order: list[str]) -> list[str]:
     return sorted(graph.predecessors(name), key=rank.__getitem__)
 
 
-def _text(graph: StepGraph, order: list[str]) -> str:
-    width = max((len(name) for name in order), default=0)
+def _text(graph: StepGraph, order: list[str], later: Later) -> str:
+    width = max((len(name) for name in [*order, *(node for node, _ in later)]), default=0)
     lines = []
     for name in order:
         deps = _sorted_preds(graph, name, order)
         lines.append(f"{name:<{width}}  <- {', '.join(deps)}" if deps else name)
+    for node, after in later:
+        lines.append(f"{node:<{width}}  <- {', '.join(after)} (expands after them)")
     return "\n".join(lines) + "\n"
 
 
-def _mermaid(order: list[str], edges: list[tuple[str, str]]) -> str:
-    ids = {name: f"s{i}" for i, name in enumerate(order)}
+def _mermaid(order: list[str], edges: list[tuple[str, str]], later: Later) -> str:
+    ids = {name: f"s{i}" for i, name in enumerate([*order, *(node for node, _ in later)])}
     lines = ["flowchart LR"]
-    lines += [f'    {ids[name]}["{_mermaid_label(name)}"]' for name in order]
+    lines += [f'    {ids[name]}["{_mermaid_label(name)}"]' for name in ids]
     lines += [f"    {ids[a]} --> {ids[b]}" for a, b in edges]
+    lines += [f"    {ids[a]} -.-> {ids[node]}" for node, after in later for a in after]
     return "\n".join(lines) + "\n"
 
 
@@ -257,10 +274,16 @@ def _mermaid_label(name: str) -> str:
     )
 
 
-def _dot(title: str, order: list[str], edges: list[tuple[str, str]]) -> str:
+def _dot(title: str, order: list[str], edges: list[tuple[str, str]], later: Later) -> str:
     lines = [f"digraph {_dot_id(title)} {{", "    rankdir=LR;", "    node [shape=box];"]
     lines += [f"    {_dot_id(name)};" for name in order]
+    lines += [f"    {_dot_id(node)} [style=dashed];" for node, _ in later]
     lines += [f"    {_dot_id(a)} -> {_dot_id(b)};" for a, b in edges]
+    lines += [
+        f"    {_dot_id(a)} -> {_dot_id(node)} [style=dashed];"
+        for node, after in later
+        for a in after
+    ]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -148,6 +148,11 @@ def status_lines(assessments: Iterable[Assessment]) -> list[str]:
     return lines
 
 
+def removed_lines(removed: Mapping[str, str]) -> list[str]:
+    """`orch status`: the steps a condition removed, and the condition."""
+    return [f"{'skipped':<{WIDTH + 2}}{step}" + _detail(why) for step, why in removed.items()]
+
+
 def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str | None:
     """The last line of `orch status` when nothing is stale: all up to date, or up to date but
     for the steps always_run runs anyway."""

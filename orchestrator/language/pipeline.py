@@ -62,6 +62,8 @@ class LoadedPipeline:
     """The `foreach` globs and what they matched when the pipeline was loaded."""
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
+    removed: Mapping[str, str] = field(default_factory=dict)
+    """Step ids whose `if` was false, with why: not steps, but named in messages."""
 
     @property
     def name(self) -> str:

@@ -131,6 +131,12 @@ class StepBase(_Model):
     timeout_s: PositiveSeconds | None = None
     always_run: bool = Field(False, description="Never up to date.")
     cache: bool = Field(True, description="Allow restoring outputs from the cache.")
+    condition: str | bool | None = Field(
+        None,
+        alias="if",
+        description="Keep the step only when this template gives true (vars, env, item, key).",
+    )
+    default: bool = Field(True, description="false: build the step only when a target asks for it.")
 
     @field_validator("foreach")
     @classmethod

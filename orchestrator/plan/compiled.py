@@ -34,6 +34,8 @@ class PlannedStep(NamedTuple):
     provider: str | None = None
     nested: tuple[str, ...] = ()
     """Outputs of other steps inside this step's output folders: not part of its outputs."""
+    default: bool = True
+    """False: built only when a target asks for it (or for a step that needs it)."""
 
     def owns(self, path: str) -> bool:
         """Whether a file under one of the output folders belongs to this step."""
@@ -53,6 +55,8 @@ class Plan:
     """Inputs that no step writes: files, folders and globs the user provides."""
     warnings: tuple[str, ...] = ()
     """What loading the pipeline warned about, said again on every build."""
+    removed: Mapping[str, str] = field(default_factory=dict)
+    """Step ids their `if` removed, with why (`if: … is false`)."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown."""
@@ -61,26 +65,60 @@ class Plan:
         return self.groups.get(name)
 
     def select(self, targets: Iterable[str]) -> list[str]:
-        """The named steps (ids or foreach groups) and all they need, in order; all if none."""
+        """The named steps (ids, foreach groups or output paths) and all they need, in order;
+        with no target, the default steps and all they need."""
         wanted = list(targets)
-        if not wanted:
-            return list(self.steps)
-        chosen: set[str] = set()
-        stack: list[str] = []
+        stack = [step.id for step in self.steps.values() if step.default] if not wanted else []
         for target in wanted:
-            members = self.members(target)
-            if members is None:
-                from orchestrator.core.suggest import suggest
-
-                names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
-                raise UsageError(f"no step named '{target}'{suggest(target, names)}")
-            stack.extend(members)
+            stack.extend(self.resolve(target))
+        chosen: set[str] = set()
         while stack:
             name = stack.pop()
             if name not in chosen:
                 chosen.add(name)
                 stack.extend(self.steps[name].preds)
         return [name for name in self.steps if name in chosen]
+
+    def resolve(self, target: str) -> tuple[str, ...]:
+        """The step ids a target stands for: a step, a foreach group, or the step that writes
+        a path; UsageError (with did-you-mean) for anything else."""
+        members = self.members(target)
+        if members is not None:
+            return members
+        if target in self.removed:
+            raise UsageError(
+                f"step '{target}' is not in the plan: it is removed by its condition"
+                f" ({self.removed[target]})"
+            )
+        writer = self.writer(target)
+        if writer is not None:
+            return (writer[0],)
+        from orchestrator.core.suggest import suggest
+
+        outputs = [path for step in self.steps.values() for path in step.outputs]
+        names = [*self.steps, *(g for g in self.groups if g not in self.steps), *outputs]
+        raise UsageError(
+            f"no step named '{target}' (nor a foreach group, a declared output or a pipeline"
+            f" file){suggest(target, names)}"
+        )
+
+    def writer(self, target: str) -> tuple[str, str] | None:
+        """The step that writes the path `target` and the output that holds it (the path
+        itself, or the innermost declared folder holding it); None if no step does."""
+        from orchestrator.core.paths import PathRefused, is_glob, normalize
+
+        try:
+            path = normalize(target)
+        except PathRefused:
+            return None
+        found: tuple[str, str] | None = None
+        for step in self.steps.values():
+            for output in step.outputs:
+                if output.rstrip("/") == path.rstrip("/"):
+                    return step.id, output
+                if is_within(path, output) and (found is None or len(output) > len(found[1])):
+                    found = step.id, output
+        return None if is_glob(path) else found
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for saving."""
@@ -91,6 +129,7 @@ class Plan:
             "groups": {name: list(ids) for name, ids in self.groups.items()},
             "sources": list(self.sources),
             "warnings": list(self.warnings),
+            "removed": dict(self.removed),
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -108,8 +147,13 @@ class Plan:
             groups[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
         sources = _paths(data, "sources")
         warnings = _strings(data.get("warnings"), "warnings")
+        removed = {}
+        for step_id, reason in _typed(data, "removed", dict, {}).items():
+            if step_id in steps or step_id in groups:
+                raise ValueError(f"removed step '{step_id}' is also in the plan")
+            removed[_str(step_id)] = _str(reason)
         pipeline, name, workdir = (_typed(data, key, str) for key in _PLAN_TEXT)
-        return cls(pipeline, name, workdir, steps, groups, sources, warnings)
+        return cls(pipeline, name, workdir, steps, groups, sources, warnings, removed)
 
 
 def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
@@ -136,6 +180,7 @@ def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep
         cache=_typed(raw, "cache", bool, True),
         provider=None if provider is None else _str(provider),
         nested=_paths(raw, "nested"),
+        default=_typed(raw, "default", bool, True),
     )
 
 
@@ -183,7 +228,14 @@ def _known(step_id: str, steps: Mapping[str, PlannedStep]) -> str:
     return step_id
 
 
-_DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
+_DEFAULTS = {
+    "inputs": [],
+    "outputs": [],
+    "preds": [],
+    "always_run": False,
+    "cache": True,
+    "default": True,
+}
 
 
 def _compact(step: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +269,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             cache=step.spec.cache,
             provider=step.provider,
             nested=index.nested(step_id, step.outputs),
+            default=step.spec.default,
         )
         sources.update(path for path in step.inputs if not index.producers(path))
     groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
@@ -228,6 +281,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         groups,
         tuple(sorted(sources)),
         pipeline.warnings,
+        pipeline.removed,
     )
 
 

@@ -46,6 +46,7 @@ from orchestrator.language.templating import (
     forbidden_read,
     map_strings,
 )
+from orchestrator.plan.conditions import Conditions, removed_reason
 from orchestrator.plan.foreach import Foreach
 
 
@@ -82,6 +83,7 @@ def expand(
         groups,
         globs,
         tuple(expander.warnings),
+        dict(expander.removed),
     )
 
 
@@ -114,6 +116,9 @@ class _StepExpander:
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
         self.foreach = Foreach(source, renderer, workdir, base)
+        self.conditions = Conditions(source, renderer, base)
+        self.removed: dict[str, str] = {}
+        """Step ids whose `if` was false, with why (see `conditions.removed_reason`)."""
         self.warnings: list[str] = []
         self._names: dict[str, None] | None = None
 
@@ -128,6 +133,8 @@ class _StepExpander:
                 diagnostics.extend(exc.diagnostics)
         if diagnostics:
             raise PipelineError(diagnostics)
+        if self.removed and not self.instances:
+            self.warnings.append(self._all_removed_warning())
         steps: dict[str, Step] = {}
         for step_id in self.instances:
             try:
@@ -146,20 +153,35 @@ class _StepExpander:
         if not found:
             self.warnings.append(self.foreach.empty_warning(group, step_spec.foreach))
         for step_id, item, key in found:
-            if step_id in self.instances:
+            if step_id in self.instances or step_id in self.removed:
                 raise fail_at(
                     f"step '{group}': foreach gives '{step_id}' twice",
                     self.source,
                     ("steps", group, "foreach"),
                 )
+            if not self.conditions.keeps(step_id, group, step_spec.condition, item, key):
+                self.removed[step_id] = removed_reason(step_spec.condition)
+                continue
             self.instances[step_id] = (group, item, key)
             members.append(step_id)
-        self.groups[group] = members
+        if members or step_spec.foreach is not None:  # a removed single step is no group
+            self.groups[group] = members
+
+    def _all_removed_warning(self) -> str:
+        first = next(iter(self.removed))
+        group = first.partition("@")[0]
+        location = self.source.locate(("steps", group, "if"))
+        return (
+            f"{location}: warning: every step is removed by its condition ('if'),"
+            " so there is nothing to build"
+        )
 
     # ------------------------------------------------------------------ outputs on demand
 
     def outputs_of(self, name: str) -> list[str]:
         """The rendered outputs of a step id, or of every member of a foreach group."""
+        if name in self.removed:
+            raise TemplateError(f"step '{name}' is removed by its condition ({self.removed[name]})")
         if name not in self.instances:
             return [out for member in self.groups[name] for out in self.outputs_of(member)]
         if name in self.outputs:
@@ -183,7 +205,7 @@ class _StepExpander:
         """Every step id and foreach group name, as ``steps.`` sees them (keys, in order)."""
         if self._names is None:
             groups = (g for g in self.groups if g not in self.instances)
-            self._names = dict.fromkeys([*self.instances, *groups])
+            self._names = dict.fromkeys([*self.instances, *groups, *self.removed])
         return self._names
 
     def _steps_view(self) -> StepsView:

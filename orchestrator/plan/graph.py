@@ -163,7 +163,12 @@ def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> l
     for index, need in enumerate(step.needs):
         members = pipeline.members(need)
         problem = None
-        if members is None:
+        if need in pipeline.removed:
+            problem = (
+                f"step '{step.id}' needs step '{need}', which is removed by its condition"
+                f" ({pipeline.removed[need]})"
+            )
+        elif members is None:
             names = pipeline.names()
             problem = f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}"
         elif step.id in members:

@@ -205,3 +205,43 @@ def test_a_malformed_include_list_is_refused(project: Project) -> None:
     )
     result = _refused(project)
     assert result.stderr.startswith("orch.yaml:2:10: 'include' must be a list of file paths\n")
+
+
+def test_a_shared_fragment_is_merged_once_and_its_vars_replaced_in_place(
+    project: Project,
+) -> None:
+    project.write("parts/base.yaml", 'vars:\n  n: 1\n  label: "n={{ n * 10 }}"\n')
+    project.write("parts/a.yaml", "include: [base.yaml]\nsteps:\n  a: {run: 'true'}\n")
+    project.write("parts/b.yaml", "include: [base.yaml]\nsteps:\n  b: {run: 'true'}\n")
+    project.pipeline(
+        """\
+        version: 1
+        include: [parts/a.yaml, parts/b.yaml]
+        vars:
+          n: 2
+        steps:
+          show:
+            run: echo {{ label }} > label.txt
+            output: label.txt
+        """
+    )
+    result = project.orch("build")
+    assert result.exit_code == 0, result.stderr
+    assert project.read("label.txt") == "n=20\n"
+
+
+def test_a_provider_problem_in_a_fragment_is_located_in_the_fragment(project: Project) -> None:
+    project.write(
+        "parts/llm.yaml", "providers:\n  local:\n    kind: fake\n    model: '{{ nope }}'\n"
+    )
+    project.pipeline(
+        """\
+        version: 1
+        include: [parts/llm.yaml]
+        steps:
+          ask: {prompt: hi, output: reply.md}
+        """
+    )
+    result = _refused(project)
+    assert result.stderr.startswith("parts/llm.yaml:3:5: provider 'local': ")
+    assert "undefined variable 'nope'" in result.stderr

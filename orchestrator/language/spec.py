@@ -219,6 +219,10 @@ class Pipeline(_Model):
     workdir: str | None = Field(
         None, description="Base of every relative path; default: the pipeline file's folder."
     )
+    include: list[str] = Field(
+        default_factory=list,
+        description="Files whose vars, providers and steps are merged in, relative to this file.",
+    )
     vars: dict[VarName, Any] = Field(default_factory=dict, description="Rendered in order.")
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)

@@ -200,3 +200,60 @@ def test_values_files_are_read_relative_to_the_workdir(project: Project, tmp_pat
     project.write("sub/params.yaml", PARAMS)
     assert project.orch("build").exit_code == 0
     assert project.read("sub/fit.txt") == "10 t10\n"
+
+
+# --------------------------------------------------------------------------- per-value keys
+
+
+def test_editing_a_value_reruns_only_the_steps_that_read_it(built: Project) -> None:
+    built.write("params.yaml", PARAMS.replace("n_est: 10", "n_est: 12"))
+    assert built.orch("build").exit_code == 0
+    assert built.new_runs() == ["fit"]
+    assert built.read("fit.txt") == "12 t12\n"
+    built.write("params.yaml", PARAMS.replace("n_est: 10", "n_est: 12").replace("0.1", "0.3"))
+    assert built.orch("build").exit_code == 0
+    assert built.new_runs() == ["rate"]
+    assert built.read("rate.txt") == "0.3\n"
+
+
+def test_editing_a_value_no_step_reads_reruns_nothing(built: Project) -> None:
+    plan = _plan_bytes(built)
+    built.write("params.yaml", PARAMS.replace("seed: 3", "seed: 4") + "extra: {a: 1}\n")
+    result = built.orch("build")
+    assert result.exit_code == 0
+    assert result.stdout.endswith("all 3 steps up to date\n")
+    assert built.new_runs() == []
+    assert _plan_bytes(built) != plan, "the plan was compiled again and saved"
+
+
+def test_set_inside_a_var_reruns_only_its_users(built: Project) -> None:
+    assert built.orch("build", "--set", "train.lr=0.9").exit_code == 0
+    assert built.new_runs() == ["rate"]
+    assert built.orch("build", "--set", "train.lr=0.9", "--set", "train.n_est=1").exit_code == 0
+    assert built.new_runs() == ["fit"]
+
+
+def test_a_step_that_uses_a_whole_mapping_reruns_on_any_edit_in_it(project: Project) -> None:
+    project.pipeline("""\
+        version: 1
+        vars: [params.yaml]
+        steps:
+          dump:
+            run: echo dump >> runs.log; echo '{{ train | tojson }}' > dump.txt
+            output: dump.txt
+          loop:
+            run: >-
+              echo loop >> runs.log;
+              echo '{% for k, v in train.items() %}{{ k }}{% endfor %}' > loop.txt
+            output: loop.txt
+          one:
+            run: echo one >> runs.log; echo {{ train.n_est }} > one.txt
+            output: one.txt
+        """)
+    project.write("params.yaml", PARAMS)
+    assert project.orch("build").exit_code == 0
+    assert sorted(project.new_runs()) == ["dump", "loop", "one"]
+    project.write("params.yaml", PARAMS.replace("lr: 0.1", "lr: 0.1\n  depth: 4"))
+    assert project.orch("build").exit_code == 0
+    assert sorted(project.new_runs()) == ["dump", "loop"]
+    assert project.read("loop.txt") == "n_estlrdepth\n"

@@ -52,12 +52,16 @@ def _reports_errors(command: F) -> F:
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string)."""
+    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string);
+    a dotted NAME (`train.lr`) names a value inside a var."""
     overrides = {}
     for value in values:
         name, sep, text = value.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--set expects NAME=VALUE with NAME a var name, got '{value}'")
+        if not sep or not all(part.isidentifier() for part in name.split(".")):
+            raise UsageError(
+                f"--set expects NAME=VALUE with NAME a var name (or a dotted path in one),"
+                f" got '{value}'"
+            )
         overrides[name] = _yaml_value(name, text)
     return overrides
 
@@ -109,7 +113,7 @@ _set_option = click.option(
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a var; VALUE is YAML (repeatable).",
+    help="Override a var, or a value in one (a.b=...); VALUE is YAML (repeatable).",
 )
 
 

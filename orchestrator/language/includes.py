@@ -137,6 +137,12 @@ def _check_sections(source: SourceDocument) -> None:
     """Each of `vars`, `providers` and `steps` a file gives is a mapping."""
     for name in SECTIONS:
         value = source.data.get(name, {})
+        if isinstance(value, list) and name == "vars":
+            raise PipelineError.at(
+                "a pipeline that includes files, and the files it includes, give 'vars' as a"
+                " mapping: values files cannot be combined with 'include' yet",
+                source.locate((name,)),
+            )
         if not isinstance(value, dict):
             raise PipelineError.at(
                 f"'{name}' must be a mapping of names to entries", source.locate((name,))

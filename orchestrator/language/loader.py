@@ -160,7 +160,10 @@ def _diagnostics(
 
 
 def _strip_tags(loc: tuple[PathKey, ...], language: Language) -> tuple[PathKey, ...]:
-    from orchestrator.language.spec import PROVIDER_KINDS
+    from orchestrator.language.spec import PROVIDER_KINDS, VARS_TAGS
+
+    if loc and loc[0] == "vars":
+        return tuple(p for i, p in enumerate(loc) if p not in VARS_TAGS.get(i, ()))
 
     tags = {"steps": language.kinds, "providers": PROVIDER_KINDS}.get(
         str(loc[0]) if loc else "", ()
@@ -225,7 +228,7 @@ def _describe(loc: tuple[PathKey, ...]) -> str:
     if not loc:
         return "the pipeline"
     owners = {"steps": "step", "providers": "provider", "vars": "var"}
-    if loc[0] in owners and len(loc) >= 2:
+    if loc[0] in owners and len(loc) >= 2 and isinstance(loc[1], str):
         owner, rest = f"{owners[str(loc[0])]} '{loc[1]}'", loc[2:]
     else:
         owner, rest = "", loc

@@ -208,6 +208,33 @@ class Language:
 # --------------------------------------------------------------------------- pipeline
 
 
+def _vars_form(value: Any) -> str:
+    return "list" if isinstance(value, list) else "mapping"
+
+
+def _entry_form(value: Any) -> str:
+    return "mapping" if isinstance(value, dict) else "file"
+
+
+VarsEntry = Annotated[
+    Union[  # noqa: UP007
+        Annotated[str, Tag("file")],
+        Annotated[dict[VarName, Any], Tag("mapping")],
+    ],
+    Discriminator(_entry_form),
+]
+"""A values file (YAML, JSON or TOML) or a mapping of vars."""
+Vars = Annotated[
+    Union[  # noqa: UP007
+        Annotated[dict[VarName, Any], Tag("mapping")],
+        Annotated[list[VarsEntry], Tag("list")],
+    ],
+    Discriminator(_vars_form),
+]
+VARS_TAGS = {1: ("mapping", "list"), 3: ("file", "mapping")}
+"""Where pydantic puts the union tags of `vars` in an error's location."""
+
+
 class Pipeline(_Model):
     """A pipeline file."""
 
@@ -223,7 +250,10 @@ class Pipeline(_Model):
         default_factory=list,
         description="Files whose vars, providers and steps are merged in, relative to this file.",
     )
-    vars: dict[VarName, Any] = Field(default_factory=dict, description="Rendered in order.")
+    vars: Vars = Field(
+        default_factory=dict,
+        description="Rendered in order; or a list of values files and mappings, merged in order.",
+    )
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None

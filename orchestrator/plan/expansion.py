@@ -63,7 +63,7 @@ def expand(
     renderer = Renderer()
     workdir = settings.workdir(file, spec, source)
     env = settings.environment(workdir, spec, source, environ)
-    variables = settings.render_vars(spec, source, renderer, env, overrides)
+    variables = settings.render_vars(spec, source, renderer, env, overrides, workdir)
     base = {**variables, "vars": variables, "env": env}
     providers = settings.render_providers(spec, source, renderer, base)
     default = settings.default_provider(spec, source, renderer, base, providers, provider_override)

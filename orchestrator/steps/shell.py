@@ -73,6 +73,7 @@ async def execute(ctx: StepContext) -> Outcome:
     env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
     records = StateFolder(ctx.workdir).processes
+    ctx.make_output_folders()
     capture = None
     if spec.stdout is not None:
         ctx.scratch.mkdir(parents=True, exist_ok=True)

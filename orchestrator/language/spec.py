@@ -215,6 +215,10 @@ class Pipeline(_Model):
     )
     vars: dict[VarName, Any] = Field(default_factory=dict, description="Rendered in order.")
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of every shell step (templates); a step's env wins.",
+    )
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
     steps: dict[StepName, StepBase] = Field(description="The steps, by name.")

@@ -315,6 +315,7 @@ class StepPlanning:
         self.inputs: list[str] = []
         self.extra_inputs: list[str] = []
         """Inputs the step does not render with (a fake provider's reply file)."""
+        self.pipeline_env: Mapping[str, str] = expander.spec.env
         self.fields: dict[str, tuple[PathKey, ...]] = {}
         self._path_context = expander._path_context(step_id)
         self._references: list[References] = []
@@ -388,13 +389,17 @@ class StepPlanning:
 
     # ------------------------------------------------------------------ content
 
-    def content(self, field: tuple[PathKey, ...], value: Any) -> Any:
+    def content(self, field: tuple[PathKey, ...], value: Any, *, pipeline: bool = False) -> Any:
         """A content field, kept as source and rendered when the step runs; its references
-        are checked now and enter the key."""
+        are checked now and enter the key. With `pipeline`, `field` is a top-level field the
+        step takes (the pipeline's `env`), and errors are located there."""
         for text in _strings(value):
             try:
                 self._add_references(self._expander.renderer.references(text))
             except TemplateError as exc:
+                if pipeline:
+                    problem = f"{self.label}, pipeline field '{_field_name(field)}': {exc}"
+                    raise fail_at(problem, self._expander.source, field) from exc
                 raise self.field_error(field, exc) from exc
         return value
 

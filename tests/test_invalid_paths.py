@@ -12,6 +12,91 @@ from .test_invalid_pipelines import case as row
 
 CASES = [
     row(
+        "exclusion-without-a-glob",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs: [a.txt, "!b.txt"]
+            run: cat a.txt
+        """,
+        "inputs:",
+        "step 'a': the exclusion '!b.txt' has no glob or folder input to exclude from",
+        "write './!name'",
+        files=[("a.txt", "a")],
+    ),
+    row(
+        "empty-exclusion",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs:
+              - "*.txt"
+              - "!"
+            run: cat a.txt
+        """,
+        '- "!"',
+        "step 'a': empty path",
+        files=[("a.txt", "a")],
+    ),
+    row(
+        "optional-exclusion",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs:
+              - "*.txt"
+              - {path: "!b.txt", optional: true}
+            run: cat a.txt
+        """,
+        "optional: true",
+        "step 'a': an exclusion ('!b.txt') cannot be optional",
+        files=[("a.txt", "a")],
+    ),
+    row(
+        "optional-entry-unknown-key",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs:
+              - {path: b.txt, optinal: true}
+            run: cat b.txt
+        """,
+        "optinal",
+        "optinal",
+        "did you mean 'optional'",
+    ),
+    row(
+        "optional-entry-without-path",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs:
+              - {optional: true}
+            run: cat b.txt
+        """,
+        "optional: true",
+        "path",
+    ),
+    row(
+        "optional-not-a-boolean",
+        """\
+        version: 1
+        steps:
+          a:
+            inputs:
+              - {path: b.txt, optional: maybe}
+            run: cat b.txt
+        """,
+        "maybe",
+        "optional",
+        "boolean",
+    ),
+    row(
         "pipeline-env-not-a-string",
         """\
         version: 1

@@ -85,7 +85,8 @@ class StepContext:
             raise StepFailed("template", f"in {path}: {exc}{hint}") from exc
 
     def _context(self) -> dict[str, Any]:
-        return {**self.step.scope, "read": Reader(self.step.inputs, self.workdir)}
+        read = Reader(self.step.inputs, self.workdir, self.step.excludes)
+        return {**self.step.scope, "read": read}
 
     def make_output_folders(self) -> None:
         """Make the folders that hold the step's outputs, inside the workdir only; the folders

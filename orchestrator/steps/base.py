@@ -91,11 +91,13 @@ class StepContext:
     def make_output_folders(self) -> None:
         """Make the folders that hold the step's outputs, inside the workdir only; the folders
         are not outputs themselves."""
-        folders = {posixpath.dirname(path.rstrip("/")) for path in self.step.outputs} - {""}
-        for folder in sorted(folders):
+        folders = {posixpath.dirname(path.rstrip("/")): path for path in self.step.outputs}
+        for folder, output in sorted(folders.items()):
+            if not folder:
+                continue
             with _refusals_fail():
                 try:
-                    confined_makedirs(self.workdir, folder)
+                    confined_makedirs(self.workdir, folder, output)
                 except OSError as exc:
                     why = describe_os_error(exc, "make the folder", Path(folder))
                     raise StepFailed("io", why) from exc

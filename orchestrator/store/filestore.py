@@ -262,11 +262,11 @@ def _mode_in(folder: int, name: str) -> int:
 # --------------------------------------------------------------------------- confined removal
 
 
-def confined_makedirs(workdir: Path, folder: str) -> None:
+def confined_makedirs(workdir: Path, folder: str, meant: str | None = None) -> None:
     """Make the workdir-relative `folder` and its parents, like ``mkdir -p``, never through a
-    symlink leading outside the workdir (WriteRefused)."""
+    symlink leading outside the workdir (WriteRefused naming `meant`, else the folder)."""
     normal = _normal(folder)
-    fd = _open_folder(workdir, normal, normal, create=True)
+    fd = _open_folder(workdir, normal, meant or normal, create=True)
     if fd is not None:
         os.close(fd)
 

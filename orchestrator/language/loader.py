@@ -169,7 +169,16 @@ def _strip_tags(loc: tuple[PathKey, ...], language: Language) -> tuple[PathKey, 
         str(loc[0]) if loc else "", ()
     )
     if len(loc) > _STEP_TAG_INDEX and loc[_STEP_TAG_INDEX] in tags:
-        return loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
+        loc = loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
+    return _strip_input_form(loc)
+
+
+def _strip_input_form(loc: tuple[PathKey, ...]) -> tuple[PathKey, ...]:
+    """A step input's location without the tag saying how it is written (text or mapping)."""
+    from orchestrator.language.spec import INPUT_FORMS
+
+    if loc[:1] == ("steps",) and loc[2:3] == ("inputs",) and loc[4:5] and loc[4] in INPUT_FORMS:
+        return loc[:4] + loc[5:]
     return loc
 
 

@@ -36,6 +36,10 @@ class Step:
     provider: str | None = None
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     scope: Mapping[str, Any] = field(default_factory=dict)
+    excludes: tuple[str, ...] = ()
+    """The inputs' exclusions (``!`` entries), without the ``!``: patterns, like `inputs`."""
+    optional: tuple[str, ...] = ()
+    """The inputs that may match nothing or be missing."""
     plan_reads: tuple[str, ...] = ()
     """The files planning looked at (template files parsed, reply files looked for): the plan
     holds while they are unchanged, present or not."""

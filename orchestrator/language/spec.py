@@ -110,6 +110,25 @@ Provider = Annotated[
 # --------------------------------------------------------------------------- steps
 
 
+class Input(_Model):
+    """An input written as a mapping, to say more than its path."""
+
+    path: str = Field(description="A file, a folder (a/) or a glob.")
+    optional: bool = Field(False, description="A glob may match nothing and a file may be missing.")
+
+
+def _input_form(value: Any) -> str:
+    return "mapping" if isinstance(value, dict | Input) else "text"
+
+
+INPUT_FORMS = ("text", "mapping")
+"""The tags of the two ways to write an input (pydantic puts them in error locations)."""
+InputEntry = Annotated[
+    Union[Annotated[str, Tag("text")], Annotated[Input, Tag("mapping")]],  # noqa: UP007
+    Discriminator(_input_form),
+]
+
+
 class StepBase(_Model):
     """The fields every step kind has. Each kind (in `orchestrator/steps/`) subclasses it with
     `kind: Literal["<name>"]`, its own fields, and `KEYS`."""
@@ -119,7 +138,10 @@ class StepBase(_Model):
 
     kind: str
     description: str | None = None
-    inputs: list[str] = Field(default_factory=list, description="Files, folders (a/) or globs.")
+    inputs: list[InputEntry] = Field(
+        default_factory=list,
+        description="Files, folders (a/) or globs; '!pattern' excludes from the globs and folders.",
+    )
     outputs: list[str] = Field(default_factory=list, description="Files or folders (a/).")
     output: str | None = Field(None, description="Shorthand for a single output.")
     needs: list[str] = Field(default_factory=list, description="Steps to run first.")
@@ -255,6 +277,10 @@ class Pipeline(_Model):
         description="Rendered in order; or a list of values files and mappings, merged in order.",
     )
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of every shell step (templates); a step's env wins.",
+    )
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
     steps: dict[StepName, StepBase] = Field(description="The steps, by name.")

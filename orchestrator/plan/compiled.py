@@ -36,6 +36,8 @@ class PlannedStep(NamedTuple):
     """Outputs of other steps inside this step's output folders: not part of its outputs."""
     default: bool = True
     """False: built only when a target asks for it (or for a step that needs it)."""
+    excludes: tuple[str, ...] = ()
+    """What the inputs' ``!`` entries take out of its glob and folder inputs."""
 
     def owns(self, path: str) -> bool:
         """Whether a file under one of the output folders belongs to this step."""
@@ -52,7 +54,8 @@ class Plan:
     steps: Mapping[str, PlannedStep]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
-    """Inputs that no step writes: files, folders and globs the user provides."""
+    """Inputs that no step writes: files, folders and globs the user provides (optional
+    inputs left out: they may be missing)."""
     warnings: tuple[str, ...] = ()
     """What loading the pipeline warned about, said again on every build."""
     removed: Mapping[str, str] = field(default_factory=dict)
@@ -181,6 +184,7 @@ def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep
         provider=None if provider is None else _str(provider),
         nested=_paths(raw, "nested"),
         default=_typed(raw, "default", bool, True),
+        excludes=_paths(raw, "excludes"),
     )
 
 
@@ -270,8 +274,13 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             provider=step.provider,
             nested=index.nested(step_id, step.outputs),
             default=step.spec.default,
+            excludes=step.excludes,
         )
-        sources.update(path for path in step.inputs if not index.producers(path))
+        sources.update(
+            path
+            for path in step.inputs
+            if path not in step.optional and not index.producers(path, step.excludes)
+        )
     groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
     return Plan(
         str(pipeline.file),

@@ -21,6 +21,7 @@ from orchestrator.core.paths import (
     declared,
     escape,
     escapes_through_symlink,
+    is_dir,
     is_glob,
     is_within,
     name_of,
@@ -238,9 +239,15 @@ class _StepExpander:
         self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
     ) -> list[str]:
         """The patterns one entry declares: a lone ``{{ expression }}`` may give a list."""
-        value = self._evaluate(step_id, field, text, context)
-        values = value if isinstance(value, list | tuple) else [value]
+        values = self._values(step_id, field, text, context)
         return [self._pattern(step_id, field, declared(v)) for v in values]
+
+    def _values(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
+    ) -> list[Any]:
+        """What one entry renders to, a list spliced into its elements."""
+        value = self._evaluate(step_id, field, text, context)
+        return list(value) if isinstance(value, list | tuple) else [value]
 
     def _pattern(self, step_id: str, field: tuple[PathKey, ...], text: str) -> str:
         """A declared path, normalised and checked: a glob, or a name escaped (see `paths`)."""
@@ -337,7 +344,11 @@ class StepPlanning:
         self.inputs: list[str] = []
         self.extra_inputs: list[str] = []
         """Inputs the step does not render with (a fake provider's reply file)."""
+        self.pipeline_env: Mapping[str, str] = expander.spec.env
         self.fields: dict[str, tuple[PathKey, ...]] = {}
+        self.excludes: list[str] = []
+        self.optional: list[str] = []
+        self._exclusion_fields: dict[str, tuple[PathKey, ...]] = {}
         self._path_context = expander._path_context(step_id)
         self._references: list[References] = []
         self._plan_reads: list[str] = []
@@ -345,12 +356,44 @@ class StepPlanning:
     # ------------------------------------------------------------------ structure
 
     def render_inputs(self) -> None:
-        """Render the declared inputs (paths, or lists of paths from one expression)."""
-        for i, text in enumerate(self.spec.inputs):
-            for path in self._expander._paths(
-                self.step_id, ("inputs", i), text, self._path_context
-            ):
-                self.declare_input(path, ("inputs", i))
+        """Render the declared inputs (paths, or lists of paths from one expression), their
+        exclusions and which of them are optional."""
+        expander = self._expander
+        for i, entry in enumerate(self.spec.inputs):
+            text, optional = (
+                (entry, False) if isinstance(entry, str) else (entry.path, entry.optional)
+            )
+            field: tuple[PathKey, ...] = (
+                ("inputs", i) if isinstance(entry, str) else ("inputs", i, "path")
+            )
+            for value in expander._values(self.step_id, field, text, self._path_context):
+                if _is_exclusion(value):
+                    if optional:
+                        raise self.fail(
+                            f"{self.label}: an exclusion ('{value}') cannot be optional", field
+                        )
+                    self._exclude(expander._pattern(self.step_id, field, value[1:]), field)
+                    continue
+                path = expander._pattern(self.step_id, field, declared(value))
+                self.declare_input(path, field)
+                if optional and path not in self.optional:
+                    self.optional.append(path)
+        self._check_exclusions()
+
+    def _exclude(self, pattern: str, field: tuple[PathKey, ...]) -> None:
+        if pattern not in self.excludes:
+            self.excludes.append(pattern)
+            self._exclusion_fields.setdefault(pattern, field)
+
+    def _check_exclusions(self) -> None:
+        """An exclusion needs a glob or folder input to take files out of."""
+        if self.excludes and not any(is_glob(p) or is_dir(p) for p in self.inputs):
+            first = self.excludes[0]
+            raise self.fail(
+                f"{self.label}: the exclusion '!{name_of(first)}' has no glob or folder input to"
+                " exclude from (to name a file starting with '!', write './!name')",
+                self._exclusion_fields[first],
+            )
 
     def declare_input(self, path: str, field: tuple[PathKey, ...]) -> None:
         """Add an input (a pattern, see `paths`) once, remembering where it was declared."""
@@ -410,13 +453,17 @@ class StepPlanning:
 
     # ------------------------------------------------------------------ content
 
-    def content(self, field: tuple[PathKey, ...], value: Any) -> Any:
+    def content(self, field: tuple[PathKey, ...], value: Any, *, pipeline: bool = False) -> Any:
         """A content field, kept as source and rendered when the step runs; its references
-        are checked now and enter the key."""
+        are checked now and enter the key. With `pipeline`, `field` is a top-level field the
+        step takes (the pipeline's `env`), and errors are located there."""
         for text in _strings(value):
             try:
                 self._add_references(self._expander.renderer.references(text))
             except TemplateError as exc:
+                if pipeline:
+                    problem = f"{self.label}, pipeline field '{_field_name(field)}': {exc}"
+                    raise fail_at(problem, self._expander.source, field) from exc
                 raise self.field_error(field, exc) from exc
         return value
 
@@ -446,7 +493,7 @@ class StepPlanning:
 
     def _add_references(self, found: References) -> None:
         self._scope().check_defined(found)
-        reader = Reader(self.inputs, self.workdir)
+        reader = Reader(self.inputs, self.workdir, self.excludes)
         for path in sorted(found.reads):
             reader.check(path)
         self._references.append(found)
@@ -513,11 +560,19 @@ class StepPlanning:
             fields=self.fields,
             scope=scope,
             plan_reads=tuple(self._plan_reads),
+            excludes=tuple(self.excludes),
+            optional=tuple(self.optional),
         )
 
 
 _FILE_NAMES = ("vars", "steps", "item", "key", "inputs", "outputs")
 """What a template file another step writes may use (env is left out of keys)."""
+
+
+def _is_exclusion(value: Any) -> bool:
+    """Whether an input entry's value is an exclusion: text starting with ``!`` that is not a
+    name orch gives (a `LiteralPath` is always a file)."""
+    return isinstance(value, str) and not isinstance(value, LiteralPath) and value.startswith("!")
 
 
 def _strings(value: Any) -> list[str]:

@@ -62,6 +62,8 @@ class LoadedPipeline:
     """The `foreach` globs and what they matched when the pipeline was loaded."""
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
+    data_files: tuple[str, ...] = ()
+    """The data files `foreach: {rows: ...}` read when the pipeline was loaded."""
 
     @property
     def name(self) -> str:

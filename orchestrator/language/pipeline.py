@@ -68,6 +68,8 @@ class LoadedPipeline:
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
     removed: Mapping[str, str] = field(default_factory=dict)
     """Step ids whose `if` was false, with why: not steps, but named in messages."""
+    data_files: tuple[str, ...] = ()
+    """The data files `foreach: {rows: ...}` read when the pipeline was loaded."""
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.errors import Diagnostic, PipelineError, TemplateError
+from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import (
     NAME_MAX,
     LiteralPath,
@@ -84,7 +84,8 @@ def expand(
         groups,
         globs,
         tuple(expander.warnings),
-        dict(expander.removed),
+        removed=dict(expander.removed),
+        data_files=tuple(dict.fromkeys(expander.foreach.rows.values())),
     )
 
 
@@ -126,12 +127,14 @@ class _StepExpander:
     # ------------------------------------------------------------------ driver
 
     def expand(self) -> dict[str, Step]:
-        diagnostics: list[Diagnostic] = []
+        failures: dict[str, PipelineError] = {}
         for group, step_spec in self.spec.steps.items():
             try:
                 self._add_instances(group, step_spec)
             except PipelineError as exc:
-                diagnostics.extend(exc.diagnostics)
+                failures[group] = exc
+        failures.update(self._generated_rows())
+        diagnostics = [d for exc in failures.values() for d in exc.diagnostics]
         if diagnostics:
             raise PipelineError(diagnostics)
         if self.removed and not self.instances:
@@ -176,6 +179,19 @@ class _StepExpander:
             f"{location}: warning: every step is removed by its condition ('if'),"
             " so there is nothing to build"
         )
+
+    def _generated_rows(self) -> dict[str, PipelineError]:
+        """Refuse a `rows` file that another step writes (its rows are not known at plan time)."""
+        return {
+            group: fail_at(
+                f"step '{group}', field 'foreach': rows of another step's output ('{path}')"
+                " are not supported yet",
+                self.source,
+                ("steps", group, "foreach"),
+            )
+            for group, path in self.foreach.rows.items()
+            if self.generated(path)
+        }
 
     # ------------------------------------------------------------------ outputs on demand
 

@@ -7,7 +7,8 @@ A saved plan is reused only while everything it was compiled from is unchanged:
 - the `--set` values, `--provider`, and the environment (but for `_` and `OLDPWD`, which a
   shell changes all the time);
 - every file read at plan time (dotenv files, values files, template and prompt files the user
-  writes, parsed for what they reach) and what each `foreach` glob matches;
+  writes, parsed for what they reach, the data files of `foreach: {rows: ...}`) and what each
+  `foreach` glob matches;
 - the existence of every source input (a missing one must be reported where it is declared,
   which takes the full load).
 
@@ -143,6 +144,7 @@ def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     files.extend(str(path) for path in loaded.source.includes)  # absolute: maybe outside
     if isinstance(loaded.spec.vars, list):
         files.extend(normalize(entry) for entry in loaded.spec.vars if isinstance(entry, str))
+    files.extend(loaded.data_files)
     for step in loaded.steps.values():
         files.extend(step.plan_reads)
     workdir = loaded.workdir

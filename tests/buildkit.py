@@ -38,7 +38,7 @@ def rendered(step: Any, field: str, workdir: Path) -> Any:
     """What a content field of a loaded step renders to when the step runs."""
     from orchestrator.language.templating import Reader, Renderer
 
-    context = {**step.scope, "read": Reader(step.inputs, workdir)}
+    context = {**step.scope, "read": Reader(step.inputs, workdir, step.excludes)}
     return Renderer().render_value(step.definition[field], context)
 
 

@@ -502,6 +502,238 @@ CASES = [
         "foreach must be a list, a mapping or a glob",
     ),
     case(
+        "foreach-rows-missing-file",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.jsonl}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach'",
+        "no such rows file 'data/cases.jsonl'",
+    ),
+    case(
+        "foreach-rows-invalid-json-line",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.jsonl}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "data/cases.jsonl:2:8: invalid JSON: Expecting value",
+        files=[("data/cases.jsonl", '{"id": 1}\n{"id": }\n')],
+    ),
+    case(
+        "foreach-rows-invalid-json",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.json}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "data/cases.json:3:1: invalid JSON",
+        files=[("data/cases.json", '[\n  {"id": 1},\n]\n')],
+    ),
+    case(
+        "foreach-rows-invalid-yaml",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.yaml}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "data/cases.yaml:3:1: invalid YAML: expected ',' or ']'",
+        files=[("data/cases.yaml", "- id: 1\n- id: [2\n")],
+    ),
+    case(
+        "foreach-rows-csv-row-too-long",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.csv}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "data/cases.csv:3:1: this row has 3 fields, the header 2",
+        files=[("data/cases.csv", "id,text\n1,a\n2,b,c\n")],
+    ),
+    case(
+        "foreach-rows-not-a-list",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.json}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "a JSON rows file holds a list of rows (mappings), not a mapping",
+        files=[("data/cases.json", '{"rows": [{"id": 1}]}')],
+    ),
+    case(
+        "foreach-rows-row-not-a-mapping",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.jsonl}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "data/cases.jsonl:2:1: row 1 is a list, not a mapping",
+        files=[("data/cases.jsonl", '{"id": 1}\n[2]\n')],
+    ),
+    case(
+        "foreach-rows-duplicate-key",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.jsonl, key: id}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "rows 0 and 2 of 'data/cases.jsonl' have the same key 'x' (line 3)",
+        files=[("data/cases.jsonl", '{"id": "x"}\n{"id": "y"}\n{"id": "x"}\n')],
+    ),
+    case(
+        "foreach-rows-key-missing",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.csv, key: name}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "row 0 of 'data/cases.csv' has no field 'name'",
+        files=[("data/cases.csv", "id,text\n1,a\n")],
+    ),
+    case(
+        "foreach-rows-unknown-format",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: data/cases.txt}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "cannot tell the format of 'data/cases.txt'",
+        files=[("data/cases.txt", "id\n")],
+    ),
+    case(
+        "foreach-rows-of-another-steps-output",
+        """\
+        version: 1
+        steps:
+          make:
+            run: echo '{}' > cases.jsonl
+            output: cases.jsonl
+          a:
+            foreach: {rows: cases.jsonl}
+            run: echo {{ item.id }}
+        """,
+        "foreach: {rows",
+        "step 'a', field 'foreach'",
+        "rows of another step's output ('cases.jsonl') are not supported yet",
+    ),
+    case(
+        "foreach-rows-not-a-string",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {rows: [a.csv]}
+            run: echo {{ item.id }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach': rows: input should be a valid string",
+    ),
+    case(
+        "foreach-matrix-axis-not-a-list",
+        """\
+        version: 1
+        vars:
+          n: 5
+        steps:
+          a:
+            foreach: {matrix: {size: "{{ n }}"}}
+            run: echo {{ item.size }}
+        """,
+        "foreach:",
+        "field 'foreach.matrix.size': an axis is a list of values, not int",
+    ),
+    case(
+        "foreach-matrix-empty",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {}}
+            run: echo {{ item }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach': the matrix has no axes",
+    ),
+    case(
+        "foreach-matrix-exclude-unknown-axis",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {os: [linux, mac]}, exclude: [{o: mac}]}
+            run: echo {{ item.os }}
+        """,
+        "foreach:",
+        "exclude[0] names unknown axis 'o'; the axes are os",
+    ),
+    case(
+        "foreach-matrix-include-unknown-axis",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {os: [linux]}, include: [{os: bsd, arch: arm}]}
+            run: echo {{ item.os }}
+        """,
+        "foreach:",
+        "include[0] names unknown axis 'arch'",
+    ),
+    case(
+        "foreach-matrix-include-partial",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {os: [linux], arch: [x86]}, include: [{os: bsd}]}
+            run: echo {{ item.os }}
+        """,
+        "foreach:",
+        "include[0] gives no value for axis 'arch'",
+    ),
+    case(
+        "foreach-matrix-duplicate-ids",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {os: [linux, mac]}, include: [{os: mac}]}
+            run: echo {{ item.os }}
+        """,
+        "foreach:",
+        "step 'a': foreach gives 'a@mac' twice",
+    ),
+    case(
         "empty-file",
         "",
         None,

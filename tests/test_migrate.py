@@ -168,6 +168,7 @@ def test_any_task_text_round_trips(task: str) -> None:
     text, warnings = migrate(source)
     assert warnings == []
     spec = validate(parse(Path("pipeline.yaml"), text), language())
+    assert isinstance(spec.vars, dict)
     assert Renderer().render(spec.vars["task"], {}) == task
 
 

@@ -196,6 +196,7 @@ FIELD_DAMAGE: dict[str, Callable[[dict[str, Any]], None]] = {
     "a path not in canonical form": lambda step: step.update(outputs=["./shout.txt"]),
     "a step waiting for an unknown one": lambda step: step.update(preds=["nowhere"]),
     "a flag that is not a boolean": lambda step: step.update(always_run="yes"),
+    "a default that is not a boolean": lambda step: step.update(default="no"),
     "a definition hash that is not a sha256": lambda step: step.update(definition="abc"),
     "an input that is not a string": lambda step: step.update(inputs=[7]),
     "a step id that is not a string": lambda step: step.update(id=["shout"]),
@@ -215,4 +216,21 @@ def test_a_sealed_plan_with_a_wrong_field_is_compiled_afresh(
     plan.write_bytes(seal(json.dumps(record).encode()))
     assert build().output == "all 3 steps up to date\n"
     assert not (workdir.parent / "outside.txt").exists()
+    assert plan.read_bytes() == data, "the full load saved the plan again"
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [{"shout": "if: x is false"}, {"gone": 5}, ["gone"]],
+    ids=["a removed step also in the plan", "a reason that is not text", "not a mapping"],
+)
+def test_a_sealed_plan_with_wrong_removed_steps_is_compiled_afresh(
+    workdir: Path, removed: Any
+) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    record = json.loads(unseal(data) or b"")
+    record["plan"]["removed"] = removed
+    plan.write_bytes(seal(json.dumps(record).encode()))
+    assert build().output == "all 3 steps up to date\n"
     assert plan.read_bytes() == data, "the full load saved the plan again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -17,6 +18,7 @@ from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine.build import StatusReport
+    from orchestrator.plan.compiled import Plan
     from orchestrator.record.events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,12 +52,16 @@ def _reports_errors(command: F) -> F:
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string)."""
+    """`--set NAME=VALUE` pairs, each VALUE read as YAML (an empty VALUE is the empty string);
+    a dotted NAME (`train.lr`) names a value inside a var."""
     overrides = {}
     for value in values:
         name, sep, text = value.partition("=")
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--set expects NAME=VALUE with NAME a var name, got '{value}'")
+        if not sep or not all(part.isidentifier() for part in name.split(".")):
+            raise UsageError(
+                f"--set expects NAME=VALUE with NAME a var name (or a dotted path in one),"
+                f" got '{value}'"
+            )
         overrides[name] = _yaml_value(name, text)
     return overrides
 
@@ -107,7 +113,7 @@ _set_option = click.option(
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a var; VALUE is YAML (repeatable).",
+    help="Override a var, or a value in one (a.b=...); VALUE is YAML (repeatable).",
 )
 
 
@@ -193,10 +199,30 @@ PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 
 def _pipeline_and_targets(args: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
-    """`[PIPELINE] [STEP...]`: the first word is the pipeline when it names a YAML file."""
-    if args and (args[0].endswith(PIPELINE_SUFFIXES) or Path(args[0]).is_file()):
+    """`[PIPELINE] [TARGET...]`: the first word is the pipeline when it names one (see
+    `_is_pipeline`); otherwise the pipeline is ./orch.yaml and every word is a target."""
+    if args and _is_pipeline(args[0]):
         return Path(args[0]), args[1:]
     return Path(DEFAULT_PIPELINE), args
+
+
+_TOP_KEY = re.compile(rb"^steps[ \t]*:", re.M)
+
+
+def _is_pipeline(word: str) -> bool:
+    """Without ./orch.yaml, a YAML name or any file; with it, a file holding a top-level
+    `steps:` key, so that a declared output (built or not) is a target."""
+    path = Path(word)
+    if not Path(DEFAULT_PIPELINE).is_file():
+        return word.endswith(PIPELINE_SUFFIXES) or path.is_file()
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as file:
+            head = file.read(1 << 20)
+    except OSError:
+        return True  # reported as an unreadable pipeline
+    return _TOP_KEY.search(head) is not None
 
 
 def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> Any:
@@ -206,7 +232,7 @@ def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> An
     return Request(pipeline, targets, _parse_sets(sets), **options)
 
 
-_targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [STEP]...")
+_targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [TARGET]...")
 _provider_option = click.option(
     "--provider",
     metavar="NAME",
@@ -268,13 +294,14 @@ def build(
     if dry_run:
         plan, assessments = builds.predict(request)
         _warn(plan.warnings)
+        _say_writers(request, plan)
         for line in status_lines(a for a in assessments if a.decision.action != Action.UP_TO_DATE):
             click.echo(line)
         waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
     with _progress() as listener:
-        report = builds.build(request, (listener,))
+        report = builds.build(request, (listener,), functools.partial(_say_writers, request))
     _warn(report.warnings)
     done = report.manifest.to_json()
     click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
@@ -283,6 +310,15 @@ def build(
     if report.status != JobStatus.SUCCEEDED:
         click.echo(f"run details: {report.run_folder}", err=True)
         raise SystemExit(1)
+
+
+def _say_writers(request: Any, plan: Plan) -> None:
+    """For each target that is a path: which step writes it."""
+    for target in request.targets:
+        if plan.members(target) is None:
+            writer = plan.writer(target)
+            if writer is not None:
+                click.echo(f"building step '{writer[0]}' (it writes {writer[1]})")
 
 
 def _progress() -> AbstractContextManager[Listener]:
@@ -312,15 +348,23 @@ def status(
     args: tuple[str, ...], check: bool, as_json: bool, provider: str | None, sets: tuple[str, ...]
 ) -> None:
     """Say which steps are up to date and why the others are not."""
-    from orchestrator.cli.reporter import deferred_lines, status_lines, status_summary
+    from orchestrator.cli.reporter import (
+        deferred_lines,
+        removed_lines,
+        status_lines,
+        status_summary,
+    )
     from orchestrator.engine import build as builds
 
-    found = builds.status(_request(args, sets, provider=provider))
+    request = _request(args, sets, provider=provider)
+    found = builds.status(request)
     _warn(found.plan.warnings)
     if as_json:
         click.echo(_status_json(found))
     else:
         for line in [*status_lines(found.assessments), *deferred_lines(found.plan.deferred)]:
+            click.echo(line)
+        for line in removed_lines(found.plan.removed if not request.targets else {}):
             click.echo(line)
         summary = status_summary(found.assessments, found.stale)
         if summary:
@@ -330,7 +374,8 @@ def status(
 
 
 def _status_json(found: StatusReport) -> str:
-    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}]}`."""
+    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}],
+    "removed": [{"step", "reason"}]}`."""
     import json
 
     steps = [
@@ -342,11 +387,13 @@ def _status_json(found: StatusReport) -> str:
         }
         for a in found.assessments
     ]
+    removed = [{"step": step, "reason": why} for step, why in found.plan.removed.items()]
     data = {
         "pipeline": found.plan.pipeline,
         "up_to_date": not found.stale,
         "steps": steps,
         "deferred": {group: list(after) for group, after in found.plan.deferred.items()},
+        "removed": removed,
     }
     return json.dumps(data, indent=2)
 

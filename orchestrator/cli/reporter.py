@@ -166,6 +166,11 @@ def deferred_lines(deferred: Mapping[str, Iterable[str]]) -> list[str]:
     ]
 
 
+def removed_lines(removed: Mapping[str, str]) -> list[str]:
+    """`orch status`: the steps a condition removed, and the condition."""
+    return [f"{'skipped':<{WIDTH + 2}}{step}" + _detail(why) for step, why in removed.items()]
+
+
 def status_summary(assessments: list[Assessment], stale: Collection[str]) -> str | None:
     """The last line of `orch status` when nothing is stale: all up to date, or up to date but
     for the steps always_run runs anyway."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 _GLOB = re.compile(r"[*?\[]")
@@ -164,6 +165,24 @@ def covers(declared: str, path: str) -> bool:
     if is_glob(declared):
         return glob_matches(declared, path)
     return is_within(path, unescape(declared))
+
+
+def excluded(excludes: Iterable[str], path: str) -> bool:
+    """Whether an exclusion (a glob, folder or file, declared without its ``!``) takes out the
+    file `path`."""
+    return any(covers(exclusion, path) for exclusion in excludes)
+
+
+def selects(declared: Iterable[str], excludes: Iterable[str], path: str) -> bool:
+    """Whether the file `path` is among a step's inputs: named by one, or in a declared folder
+    or matched by a declared glob and not excluded."""
+    found = False
+    for pattern in declared:
+        if is_glob(pattern) or is_dir(pattern):
+            found = found or covers(pattern, path)
+        elif unescape(pattern) == path:
+            return True
+    return found and not excluded(excludes, path)
 
 
 def exists(workdir: Path, path: str) -> bool:

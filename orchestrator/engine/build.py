@@ -134,14 +134,19 @@ def status(request: Request) -> StatusReport:
     return StatusReport(plan, assessments, stale)
 
 
-def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
+def build(
+    request: Request,
+    listeners: tuple[Listener, ...] = (),
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Report:
     """Build the requested steps; one build per workdir at a time.
 
     A signal while the pipeline loads raises `interrupt.Interrupted`, before anything is
     written; from then on it is recorded, and the build ends cancelled, with its run closed.
     A signal after its last lock write leaves the outcome as it is. It starts by clearing
     what a build killed by kill -9 left (`leftovers`). A sandbox asked for where Landlock is
-    missing is refused first (`sandbox.SandboxUnavailable`).
+    missing is refused first (`sandbox.SandboxUnavailable`). `on_plan` is given the plan once
+    the targets are known to be valid, before anything is written.
     """
     if request.sandbox:
         from orchestrator.steps.sandbox import abi_version
@@ -149,6 +154,8 @@ def build(request: Request, listeners: tuple[Listener, ...] = ()) -> Report:
         abi_version()
     plan, pipeline = open_plan(request, keep=True)
     selected = plan.first_round(plan.select(request.targets))
+    if on_plan is not None:
+        on_plan(plan)
     with interrupt.deferred():
         state = StateFolder(Path(plan.workdir))
         state.ensure()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from orchestrator.core.paths import covers, escape
+from orchestrator.core.paths import escape, excluded, is_dir, is_glob, selects, unescape
 from orchestrator.engine.decide import Action, Current, Decision, Options, decide
 from orchestrator.engine.outputs import declares
 from orchestrator.plan.compiled import Plan, PlannedStep
@@ -106,9 +106,9 @@ class Workspace:
         `orch status` see through a restore to what the step will then read. Without
         `honour_always_run`, an always_run step is judged like any other.
         """
-        inputs = self.hasher.hashes(step.inputs)
+        inputs = self.hasher.hashes(step.inputs, _exclusion(step))
         if overlay:
-            inputs = _overlaid(inputs, overlay, step.inputs)
+            inputs = _overlaid(inputs, overlay, step)
         entry = self.entries.get(step.id)
         if entry is not None and entry.definition == step.definition and entry.inputs == inputs:
             key = entry.key  # the same definition and inputs give the same key
@@ -152,13 +152,21 @@ class Workspace:
         return list(found.values())
 
 
+def _exclusion(step: PlannedStep) -> Callable[[str], bool] | None:
+    """What takes a file out of the step's glob and folder inputs (never a file it names)."""
+    if not step.excludes:
+        return None
+    named = {unescape(path) for path in step.inputs if not (is_glob(path) or is_dir(path))}
+    return lambda path: path not in named and excluded(step.excludes, path)
+
+
 def _overlaid(
-    inputs: dict[str, str | None], overlay: Mapping[str, str | None], declared: tuple[str, ...]
+    inputs: dict[str, str | None], overlay: Mapping[str, str | None], step: PlannedStep
 ) -> dict[str, str | None]:
     """Input hashes with the predicted files under the declared inputs swapped in."""
     changed = dict(inputs)
     for path, digest in overlay.items():
-        if any(covers(declared_path, path) for declared_path in declared):
+        if selects(step.inputs, step.excludes, path):
             if digest is None:
                 changed.pop(path, None)
             else:

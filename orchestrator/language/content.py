@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.core.errors import TemplateError
 from orchestrator.core.suggest import suggest
-from orchestrator.language.references import WHOLE, References
+from orchestrator.language.references import WHOLE, References, Trie
 from orchestrator.language.templating import StepsView
 from orchestrator.store.digest import tagged
 
@@ -45,9 +45,9 @@ class FullScope:
         scope: dict[str, Any] = {}
         for name in sorted(refs.names):
             if name in self.vars:
-                scope[name] = self.vars[name]
+                scope[name] = _pick(self.vars[name], refs.used(name))
             elif name == "vars":
-                scope["vars"] = _members(self.vars, refs.members.get("vars", WHOLE))
+                scope["vars"] = dict(_pick(self.vars, refs.used("vars")))
             elif name == "env" and self.env is not None:
                 scope["env"] = _members(self.env, refs.members.get("env", WHOLE))
             elif name == "steps":
@@ -88,6 +88,13 @@ def _members(values: Mapping[str, Any], wanted: set[str] | None) -> dict[str, An
     if wanted is WHOLE:
         return dict(values)
     return {name: values[name] for name in sorted(wanted) if name in values}
+
+
+def _pick(value: Any, used: Trie) -> Any:
+    """The parts of a value used: a mapping keeps only the keys used, at every depth."""
+    if used is WHOLE or not isinstance(value, Mapping):
+        return value
+    return {key: _pick(item, used[key]) for key, item in value.items() if key in used}
 
 
 def key_material(scope: Mapping[str, Any]) -> dict[str, Any]:

@@ -160,13 +160,25 @@ def _diagnostics(
 
 
 def _strip_tags(loc: tuple[PathKey, ...], language: Language) -> tuple[PathKey, ...]:
-    from orchestrator.language.spec import PROVIDER_KINDS
+    from orchestrator.language.spec import PROVIDER_KINDS, VARS_TAGS
+
+    if loc and loc[0] == "vars":
+        return tuple(p for i, p in enumerate(loc) if p not in VARS_TAGS.get(i, ()))
 
     tags = {"steps": language.kinds, "providers": PROVIDER_KINDS}.get(
         str(loc[0]) if loc else "", ()
     )
     if len(loc) > _STEP_TAG_INDEX and loc[_STEP_TAG_INDEX] in tags:
-        return loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
+        loc = loc[:_STEP_TAG_INDEX] + loc[_STEP_TAG_INDEX + 1 :]
+    return _strip_input_form(loc)
+
+
+def _strip_input_form(loc: tuple[PathKey, ...]) -> tuple[PathKey, ...]:
+    """A step input's location without the tag saying how it is written (text or mapping)."""
+    from orchestrator.language.spec import INPUT_FORMS
+
+    if loc[:1] == ("steps",) and loc[2:3] == ("inputs",) and loc[4:5] and loc[4] in INPUT_FORMS:
+        return loc[:4] + loc[5:]
     return loc
 
 
@@ -225,7 +237,7 @@ def _describe(loc: tuple[PathKey, ...]) -> str:
     if not loc:
         return "the pipeline"
     owners = {"steps": "step", "providers": "provider", "vars": "var"}
-    if loc[0] in owners and len(loc) >= 2:
+    if loc[0] in owners and len(loc) >= 2 and isinstance(loc[1], str):
         owner, rest = f"{owners[str(loc[0])]} '{loc[1]}'", loc[2:]
     else:
         owner, rest = "", loc

@@ -40,6 +40,10 @@ class Step:
     """Files other steps write that planning this step read (a `foreach` over an upstream
     output), each with its sha256 then (None: absent). The step comes after their writers and
     stands only while they still hold those bytes."""
+    excludes: tuple[str, ...] = ()
+    """The inputs' exclusions (``!`` entries), without the ``!``: patterns, like `inputs`."""
+    optional: tuple[str, ...] = ()
+    """The inputs that may match nothing or be missing."""
     plan_reads: tuple[str, ...] = ()
     """The files planning looked at (template files parsed, reply files looked for): the plan
     holds while they are unchanged, present or not."""
@@ -69,6 +73,10 @@ class LoadedPipeline:
     group and those files. A build plans them once their writers are done."""
     warnings: tuple[str, ...] = ()
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
+    removed: Mapping[str, str] = field(default_factory=dict)
+    """Step ids whose `if` was false, with why: not steps, but named in messages."""
+    data_files: tuple[str, ...] = ()
+    """The data files `foreach: {rows: ...}` read when the pipeline was loaded."""
 
     @property
     def name(self) -> str:

@@ -2,7 +2,8 @@
 
 Precedence for the environment: real environment variables, then dotenv files (a later file
 wins over an earlier one). Vars render in file order, each seeing the vars before it and `env`;
-`--set` values (already typed by YAML) replace vars as given. A var or provider option whose
+a `vars:` list merges values files and mappings in order; `--set` values (already typed by YAML)
+replace vars, or values inside them (`train.lr`), as given. A var or provider option whose
 whole text is one ``{{ expression }}`` keeps the expression's type (`"{{ n }}"` with n = 5 is 5).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import PathRefused, normalize
 from orchestrator.core.suggest import suggest
+from orchestrator.language import values
 from orchestrator.language.source import PathKey, SourceDocument
 from orchestrator.language.spec import RESERVED_NAMES, Pipeline, Provider
 from orchestrator.language.templating import Renderer, describe_jinja_error, forbidden_read
@@ -58,28 +60,89 @@ def render_vars(
     renderer: Renderer,
     env: dict[str, str],
     overrides: Mapping[str, Any],
+    workdir: Path,
 ) -> dict[str, Any]:
     """Vars in file order, each seeing the ones before it; `--set` values replace them as given.
 
-    A var that is one ``{{ expression }}`` keeps the expression's type.
+    `vars` is a mapping, or a list of values files and mappings merged in order (see
+    `values`). A var that is one ``{{ expression }}`` keeps the expression's type. A dotted
+    `--set a.b` replaces a value inside a var, which must have it.
     """
     variables: dict[str, Any] = {}
-    for name, value in spec.vars.items():
+    listed = isinstance(spec.vars, list)
+    entries = spec.vars if isinstance(spec.vars, list) else [spec.vars]
+    for index, entry in enumerate(entries):
+        where: tuple[PathKey, ...] = ("vars", index) if listed else ("vars",)
+        if isinstance(entry, str):
+            names = _merge_file(variables, entry, workdir, source, where)
+        else:
+            names = _render_mapping(variables, entry, source, renderer, env, overrides, where)
+        _apply_overrides(variables, names, overrides, source.file)
+    for name, value in overrides.items():
+        if name.split(".")[0] in RESERVED_NAMES:
+            raise PipelineError.at(f"--set {name}: '{name}' is a reserved name", None, source.file)
+        if "." in name:
+            values.set_path(variables, name, value, source.file)
+        else:
+            variables.setdefault(name, value)
+    return variables
+
+
+def _merge_file(
+    variables: dict[str, Any],
+    name: str,
+    workdir: Path,
+    source: SourceDocument,
+    where: tuple[PathKey, ...],
+) -> list[str]:
+    """Merge a values file into the vars; the names it sets."""
+    try:
+        path = workdir / normalize(name)
+    except PathRefused as exc:
+        raise fail_at(f"values file: {exc}", source, where) from exc
+    loaded = values.read_values(path, name, source.locate(where))
+    for key, value in loaded.items():
+        variables[key] = values.merge(variables.get(key), value)
+    return list(loaded)
+
+
+def _render_mapping(
+    variables: dict[str, Any],
+    entry: Mapping[str, Any],
+    source: SourceDocument,
+    renderer: Renderer,
+    env: dict[str, str],
+    overrides: Mapping[str, Any],
+    where: tuple[PathKey, ...],
+) -> list[str]:
+    """Render a mapping of vars in order and merge each into the vars; the names it sets."""
+    for name, value in entry.items():
         if name in RESERVED_NAMES:
-            raise fail_at(f"var '{name}' uses a reserved name", source, ("vars", name), key=True)
+            raise fail_at(f"var '{name}' uses a reserved name", source, (*where, name), key=True)
         if name in overrides:
             variables[name] = overrides[name]
             continue
         context = {**variables, "vars": variables, "env": env, "read": forbidden_read("vars")}
         try:
-            variables[name] = plain_data(renderer.evaluate_value(value, context))
+            rendered = plain_data(renderer.evaluate_value(value, context))
         except TemplateError as exc:
-            raise fail_at(f"var '{name}': {exc}", source, ("vars", name)) from exc
-    for name, value in overrides.items():
-        if name in RESERVED_NAMES:
-            raise PipelineError.at(f"--set {name}: '{name}' is a reserved name", None, source.file)
-        variables.setdefault(name, value)
-    return variables
+            raise fail_at(f"var '{name}': {exc}", source, (*where, name)) from exc
+        variables[name] = values.merge(variables.get(name), rendered)
+    return list(entry)
+
+
+def _apply_overrides(
+    variables: dict[str, Any], names: list[str], overrides: Mapping[str, Any], file: Path
+) -> None:
+    """Apply the `--set` values on the vars just set, so that later vars see them; a dotted
+    one waits until its key exists (it must by the end)."""
+    for dotted, value in overrides.items():
+        if dotted.split(".")[0] not in names:
+            continue
+        if "." not in dotted:
+            variables[dotted] = value
+        elif values.has_path(variables, dotted):
+            values.set_path(variables, dotted, value, file)
 
 
 def render_providers(

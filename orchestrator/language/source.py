@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,18 @@ PathKey = str | int
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """The parsed YAML of a pipeline file; the positions of its nodes on demand."""
+    """The parsed YAML of a pipeline file; the positions of its nodes on demand.
+
+    For a pipeline with `include:`, `data` holds the merged entries and `origins` the document
+    each entry from an included file was declared in, keyed by ``(section, name)``, so that
+    `locate` points into that file; `includes` lists the included files.
+    """
 
     file: Path
     text: str
     data: Any
+    origins: Mapping[tuple[str, Any], SourceDocument] = field(default_factory=dict)
+    includes: tuple[Path, ...] = ()
 
     @functools.cached_property
     def root(self) -> Any:
@@ -43,6 +50,9 @@ class SourceDocument:
         Walks as deep as the path exists and returns the deepest position found, so a
         path into a missing field points at the mapping that lacks it.
         """
+        origin = self.origins.get((str(path[0]), path[1])) if path[1:] else None
+        if origin is not None:
+            return origin.locate(path, key=key)
         node = self.root
         line, col = _start_of(node)
         for depth, part in enumerate(path):

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
@@ -107,7 +108,109 @@ Provider = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- foreach
+
+
+class RowsForeach(_Model):
+    """One step per row of a data file: `{rows: data/cases.jsonl, key: id}`."""
+
+    rows: str = Field(
+        description="A .json, .jsonl/.ndjson, .yaml/.yml or .csv file of rows (mappings);"
+        " a template seeing vars and env."
+    )
+    key: str | None = Field(
+        None, description="The field whose value names each step; default: the row's index."
+    )
+
+
+Combination = dict[str, Any]
+
+
+class MatrixForeach(_Model):
+    """One step per combination of the axes' values: `{matrix: {locale: [fr, de]}}`."""
+
+    matrix: dict[str, list[Any] | str] = Field(
+        description="Axes in order, each a list, an expression giving a list, or a glob."
+    )
+    exclude: list[Combination] = Field(
+        default_factory=list, description="Partial combinations to drop."
+    )
+    include: list[Combination] = Field(
+        default_factory=list, description="Whole combinations to add."
+    )
+
+    @model_validator(mode="after")
+    def _known_axes(self) -> MatrixForeach:
+        if not self.matrix:
+            raise ValueError("the matrix has no axes")
+        axes = list(self.matrix)
+        for field in ("exclude", "include"):
+            for index, row in enumerate(getattr(self, field)):
+                unknown = [name for name in row if name not in self.matrix]
+                if unknown:
+                    raise ValueError(
+                        f"{field}[{index}] names unknown axis '{unknown[0]}'"
+                        f"; the axes are {', '.join(axes)}"
+                    )
+        for index, row in enumerate(self.exclude):
+            if not row:
+                raise ValueError(f"exclude[{index}] names no axis")
+        for index, row in enumerate(self.include):
+            missing = [name for name in axes if name not in row]
+            if missing:
+                raise ValueError(f"include[{index}] gives no value for axis '{missing[0]}'")
+        return self
+
+
+FOREACH_FORMS: dict[str, tuple[type[_Model], frozenset[str]]] = {
+    "rows": (RowsForeach, frozenset({"rows", "key"})),
+    "matrix": (MatrixForeach, frozenset({"matrix", "exclude", "include"})),
+}
+"""A mapping is one of these forms when it holds the form's key and only keys the form knows."""
+
+
+def foreach_form(value: Any) -> type[_Model] | None:
+    """The model of a `foreach` mapping written as `{rows: ...}` or `{matrix: ...}`, else None
+    (a list, a string, or a plain mapping of key → value)."""
+    if not isinstance(value, dict):
+        return None
+    for name, (model, keys) in FOREACH_FORMS.items():
+        if name in value and set(value) <= keys:
+            return model
+    return None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {message}" if where else message
+
+
+ForeachSpec = list[Any] | str | RowsForeach | MatrixForeach | dict[str, Any] | None
+
+
 # --------------------------------------------------------------------------- steps
+
+
+class Input(_Model):
+    """An input written as a mapping, to say more than its path."""
+
+    path: str = Field(description="A file, a folder (a/) or a glob.")
+    optional: bool = Field(False, description="A glob may match nothing and a file may be missing.")
+
+
+def _input_form(value: Any) -> str:
+    return "mapping" if isinstance(value, dict | Input) else "text"
+
+
+INPUT_FORMS = ("text", "mapping")
+"""The tags of the two ways to write an input (pydantic puts them in error locations)."""
+InputEntry = Annotated[
+    Union[Annotated[str, Tag("text")], Annotated[Input, Tag("mapping")]],  # noqa: UP007
+    Discriminator(_input_form),
+]
 
 
 class StepBase(_Model):
@@ -119,27 +222,42 @@ class StepBase(_Model):
 
     kind: str
     description: str | None = None
-    inputs: list[str] = Field(default_factory=list, description="Files, folders (a/) or globs.")
+    inputs: list[InputEntry] = Field(
+        default_factory=list,
+        description="Files, folders (a/) or globs; '!pattern' excludes from the globs and folders.",
+    )
     outputs: list[str] = Field(default_factory=list, description="Files or folders (a/).")
     output: str | None = Field(None, description="Shorthand for a single output.")
     needs: list[str] = Field(default_factory=list, description="Steps to run first.")
-    foreach: Any = Field(
+    foreach: ForeachSpec = Field(
         None,
-        description="Expand into name@item steps: a list, a mapping or a glob.",
-        json_schema_extra={"type": ["array", "object", "string"]},
+        description="Expand into name@item steps: a list, a mapping, a glob or an expression,"
+        " {rows: file} or {matrix: {axis: values}}.",
     )
     timeout_s: PositiveSeconds | None = None
     always_run: bool = Field(False, description="Never up to date.")
     cache: bool = Field(True, description="Allow restoring outputs from the cache.")
+    condition: str | bool | None = Field(
+        None,
+        alias="if",
+        description="Keep the step only when this template gives true (vars, env, item, key).",
+    )
+    default: bool = Field(True, description="false: build the step only when a target asks for it.")
 
-    @field_validator("foreach")
+    @field_validator("foreach", mode="before")
     @classmethod
     def _foreach_shape(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, list | dict | str):
+        if value is not None and not isinstance(value, list | dict | str | BaseModel):
             raise ValueError(
                 f"expected a list, a mapping or a glob string, not {type(value).__name__}"
             )
-        return value
+        form = foreach_form(value)
+        if form is None:
+            return value
+        try:
+            return form.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(_first_problem(exc)) from None
 
     @model_validator(mode="after")
     def _one_output_field(self) -> StepBase:
@@ -202,6 +320,33 @@ class Language:
 # --------------------------------------------------------------------------- pipeline
 
 
+def _vars_form(value: Any) -> str:
+    return "list" if isinstance(value, list) else "mapping"
+
+
+def _entry_form(value: Any) -> str:
+    return "mapping" if isinstance(value, dict) else "file"
+
+
+VarsEntry = Annotated[
+    Union[  # noqa: UP007
+        Annotated[str, Tag("file")],
+        Annotated[dict[VarName, Any], Tag("mapping")],
+    ],
+    Discriminator(_entry_form),
+]
+"""A values file (YAML, JSON or TOML) or a mapping of vars."""
+Vars = Annotated[
+    Union[  # noqa: UP007
+        Annotated[dict[VarName, Any], Tag("mapping")],
+        Annotated[list[VarsEntry], Tag("list")],
+    ],
+    Discriminator(_vars_form),
+]
+VARS_TAGS = {1: ("mapping", "list"), 3: ("file", "mapping")}
+"""Where pydantic puts the union tags of `vars` in an error's location."""
+
+
 class Pipeline(_Model):
     """A pipeline file."""
 
@@ -213,8 +358,19 @@ class Pipeline(_Model):
     workdir: str | None = Field(
         None, description="Base of every relative path; default: the pipeline file's folder."
     )
-    vars: dict[VarName, Any] = Field(default_factory=dict, description="Rendered in order.")
+    include: list[str] = Field(
+        default_factory=list,
+        description="Files whose vars, providers and steps are merged in, relative to this file.",
+    )
+    vars: Vars = Field(
+        default_factory=dict,
+        description="Rendered in order; or a list of values files and mappings, merged in order.",
+    )
     dotenv: list[str] = Field(default_factory=list, description="Files of KEY=VALUE lines.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of every shell step (templates); a step's env wins.",
+    )
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
     steps: dict[StepName, StepBase] = Field(description="The steps, by name.")

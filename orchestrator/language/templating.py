@@ -26,6 +26,7 @@ from orchestrator.core.paths import (
     is_dir,
     is_glob,
     normalize,
+    selects,
     unescape,
 )
 from orchestrator.core.suggest import suggest
@@ -254,8 +255,9 @@ class StepsView:
 class Reader:
     """The ``read(path)`` function of one step: only declared inputs may be read."""
 
-    def __init__(self, inputs: Iterable[str], workdir: Path) -> None:
+    def __init__(self, inputs: Iterable[str], workdir: Path, excludes: Iterable[str] = ()) -> None:
         self._inputs = list(inputs)
+        self._excludes = tuple(excludes)
         self._workdir = workdir
 
     def __call__(self, path: str) -> str:
@@ -276,7 +278,9 @@ class Reader:
         if is_dir(normal) or is_glob(normal):
             raise TemplateError(f"read('{path}'): read() takes one file, not a folder or glob")
         name = unescape(normal)
-        if not any(covers(pattern, name) for pattern in self._inputs):
+        if not selects(self._inputs, self._excludes, name):
+            if any(covers(pattern, name) for pattern in self._inputs):
+                raise TemplateError(f"read('{path}'): excluded from this step's inputs ('!')")
             raise TemplateError(
                 f"read('{path}'): not a declared input of this step; add it to 'inputs'"
             )

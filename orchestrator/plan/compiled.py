@@ -37,6 +37,10 @@ class PlannedStep(NamedTuple):
     expands: tuple[tuple[str, str | None], ...] = ()
     """Files other steps write that planning this step read, with their sha256 then (None:
     absent): once their writers are done, the step stands only if they still match."""
+    default: bool = True
+    """False: built only when a target asks for it (or for a step that needs it)."""
+    excludes: tuple[str, ...] = ()
+    """What the inputs' ``!`` entries take out of its glob and folder inputs."""
 
     def owns(self, path: str) -> bool:
         """Whether a file under one of the output folders belongs to this step."""
@@ -53,11 +57,14 @@ class Plan:
     steps: Mapping[str, PlannedStep]
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
-    """Inputs that no step writes: files, folders and globs the user provides."""
+    """Inputs that no step writes: files, folders and globs the user provides (optional
+    inputs left out: they may be missing)."""
     warnings: tuple[str, ...] = ()
     """What loading the pipeline warned about, said again on every build."""
     deferred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Foreach groups not planned yet, each with the steps whose outputs it expands from."""
+    removed: Mapping[str, str] = field(default_factory=dict)
+    """Step ids their `if` removed, with why (`if: … is false`)."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown; for a group not planned
@@ -67,20 +74,13 @@ class Plan:
         return self.groups.get(name, self.deferred.get(name))
 
     def select(self, targets: Iterable[str]) -> list[str]:
-        """The named steps (ids or foreach groups) and all they need, in order; all if none."""
+        """The named steps (ids, foreach groups or output paths) and all they need, in order;
+        with no target, the default steps and all they need."""
         wanted = list(targets)
-        if not wanted:
-            return list(self.steps)
-        chosen: set[str] = set()
-        stack: list[str] = []
+        stack = [step.id for step in self.steps.values() if step.default] if not wanted else []
         for target in wanted:
-            members = self.members(target)
-            if members is None:
-                from orchestrator.core.suggest import suggest
-
-                names = [*self.steps, *(g for g in self.groups if g not in self.steps)]
-                raise UsageError(f"no step named '{target}'{suggest(target, names)}")
-            stack.extend(members)
+            stack.extend(self.resolve(target))
+        chosen: set[str] = set()
         while stack:
             name = stack.pop()
             if name not in chosen:
@@ -103,6 +103,47 @@ class Plan:
                 stack.extend(self.steps[name].preds)
         return [name for name in selected if name in needed]
 
+    def resolve(self, target: str) -> tuple[str, ...]:
+        """The step ids a target stands for: a step, a foreach group, or the step that writes
+        a path; UsageError (with did-you-mean) for anything else."""
+        members = self.members(target)
+        if members is not None:
+            return members
+        if target in self.removed:
+            raise UsageError(
+                f"step '{target}' is not in the plan: it is removed by its condition"
+                f" ({self.removed[target]})"
+            )
+        writer = self.writer(target)
+        if writer is not None:
+            return (writer[0],)
+        from orchestrator.core.suggest import suggest
+
+        outputs = [path for step in self.steps.values() for path in step.outputs]
+        names = [*self.steps, *(g for g in self.groups if g not in self.steps), *outputs]
+        raise UsageError(
+            f"no step named '{target}' (nor a foreach group, a declared output or a pipeline"
+            f" file){suggest(target, names)}"
+        )
+
+    def writer(self, target: str) -> tuple[str, str] | None:
+        """The step that writes the path `target` and the output that holds it (the path
+        itself, or the innermost declared folder holding it); None if no step does."""
+        from orchestrator.core.paths import PathRefused, is_glob, normalize
+
+        try:
+            path = normalize(target)
+        except PathRefused:
+            return None
+        found: tuple[str, str] | None = None
+        for step in self.steps.values():
+            for output in step.outputs:
+                if output.rstrip("/") == path.rstrip("/"):
+                    return step.id, output
+                if is_within(path, output) and (found is None or len(output) > len(found[1])):
+                    found = step.id, output
+        return None if is_glob(path) else found
+
     def to_json(self) -> dict[str, Any]:
         """Plain data for saving."""
         return {
@@ -113,6 +154,7 @@ class Plan:
             "sources": list(self.sources),
             "warnings": list(self.warnings),
             "deferred": {name: list(ids) for name, ids in self.deferred.items()},
+            "removed": dict(self.removed),
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -130,11 +172,16 @@ class Plan:
             groups[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
         sources = _paths(data, "sources")
         warnings = _strings(data.get("warnings"), "warnings")
-        deferred = {}
-        for name, ids in _typed(data, "deferred", dict, {}).items():
-            deferred[_str(name)] = tuple(_known(i, steps) for i in _strings(ids, name))
+        removed = {}
+        for step_id, reason in _typed(data, "removed", dict, {}).items():
+            if step_id in steps or step_id in groups:
+                raise ValueError(f"removed step '{step_id}' is also in the plan")
+            removed[_str(step_id)] = _str(reason)
         pipeline, name, workdir = (_typed(data, key, str) for key in _PLAN_TEXT)
-        return cls(pipeline, name, workdir, steps, groups, sources, warnings, deferred)
+        deferred = {}
+        for group, ids in _typed(data, "deferred", dict, {}).items():
+            deferred[_str(group)] = tuple(_known(i, steps) for i in _strings(ids, group))
+        return cls(pipeline, name, workdir, steps, groups, sources, warnings, deferred, removed)
 
 
 def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
@@ -162,6 +209,8 @@ def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep
         provider=None if provider is None else _str(provider),
         nested=_paths(raw, "nested"),
         expands=_expands(raw.get("expands")),
+        default=_typed(raw, "default", bool, True),
+        excludes=_paths(raw, "excludes"),
     )
 
 
@@ -222,7 +271,14 @@ def _known(step_id: str, steps: Mapping[str, PlannedStep]) -> str:
     return step_id
 
 
-_DEFAULTS = {"inputs": [], "outputs": [], "preds": [], "always_run": False, "cache": True}
+_DEFAULTS = {
+    "inputs": [],
+    "outputs": [],
+    "preds": [],
+    "always_run": False,
+    "cache": True,
+    "default": True,
+}
 
 
 def _compact(step: dict[str, Any]) -> dict[str, Any]:
@@ -257,8 +313,14 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             provider=step.provider,
             nested=index.nested(step_id, step.outputs),
             expands=step.expands,
+            default=step.spec.default,
+            excludes=step.excludes,
         )
-        sources.update(path for path in step.inputs if not index.producers(path))
+        sources.update(
+            path
+            for path in step.inputs
+            if path not in step.optional and not index.producers(path, step.excludes)
+        )
     groups = {name: ids for name, ids in pipeline.groups.items() if name not in pipeline.steps}
     deferred = {
         group: tuple(sorted({p for path in paths for p in index.producers(path)}))
@@ -272,7 +334,8 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         groups,
         tuple(sorted(sources)),
         pipeline.warnings,
-        deferred,
+        removed=pipeline.removed,
+        deferred=deferred,
     )
 
 

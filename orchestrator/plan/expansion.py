@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.errors import Diagnostic, PipelineError, TemplateError
+from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import (
     NAME_MAX,
     LiteralPath,
@@ -21,6 +21,7 @@ from orchestrator.core.paths import (
     declared,
     escape,
     escapes_through_symlink,
+    is_dir,
     is_glob,
     is_within,
     name_of,
@@ -46,6 +47,7 @@ from orchestrator.language.templating import (
     forbidden_read,
     map_strings,
 )
+from orchestrator.plan.conditions import Conditions, removed_reason
 from orchestrator.plan.foreach import Foreach
 
 
@@ -62,7 +64,7 @@ def expand(
     renderer = Renderer()
     workdir = settings.workdir(file, spec, source)
     env = settings.environment(workdir, spec, source, environ)
-    variables = settings.render_vars(spec, source, renderer, env, overrides)
+    variables = settings.render_vars(spec, source, renderer, env, overrides, workdir)
     base = {**variables, "vars": variables, "env": env}
     providers = settings.render_providers(spec, source, renderer, base)
     default = settings.default_provider(spec, source, renderer, base, providers, provider_override)
@@ -82,6 +84,8 @@ def expand(
         groups,
         globs,
         warnings=tuple(expander.warnings),
+        removed=dict(expander.removed),
+        data_files=tuple(dict.fromkeys(expander.foreach.rows.values())),
     )
 
 
@@ -114,20 +118,27 @@ class _StepExpander:
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
         self.foreach = Foreach(source, renderer, workdir, base)
+        self.conditions = Conditions(source, renderer, base)
+        self.removed: dict[str, str] = {}
+        """Step ids whose `if` was false, with why (see `conditions.removed_reason`)."""
         self.warnings: list[str] = []
         self._names: dict[str, None] | None = None
 
     # ------------------------------------------------------------------ driver
 
     def expand(self) -> dict[str, Step]:
-        diagnostics: list[Diagnostic] = []
+        failures: dict[str, PipelineError] = {}
         for group, step_spec in self.spec.steps.items():
             try:
                 self._add_instances(group, step_spec)
             except PipelineError as exc:
-                diagnostics.extend(exc.diagnostics)
+                failures[group] = exc
+        failures.update(self._generated_rows())
+        diagnostics = [d for exc in failures.values() for d in exc.diagnostics]
         if diagnostics:
             raise PipelineError(diagnostics)
+        if self.removed and not self.instances:
+            self.warnings.append(self._all_removed_warning())
         steps: dict[str, Step] = {}
         for step_id in self.instances:
             try:
@@ -146,20 +157,48 @@ class _StepExpander:
         if not found:
             self.warnings.append(self.foreach.empty_warning(group, step_spec.foreach))
         for step_id, item, key in found:
-            if step_id in self.instances:
+            if step_id in self.instances or step_id in self.removed:
                 raise fail_at(
                     f"step '{group}': foreach gives '{step_id}' twice",
                     self.source,
                     ("steps", group, "foreach"),
                 )
+            if not self.conditions.keeps(step_id, group, step_spec.condition, item, key):
+                self.removed[step_id] = removed_reason(step_spec.condition)
+                continue
             self.instances[step_id] = (group, item, key)
             members.append(step_id)
-        self.groups[group] = members
+        if members or step_spec.foreach is not None:  # a removed single step is no group
+            self.groups[group] = members
+
+    def _all_removed_warning(self) -> str:
+        first = next(iter(self.removed))
+        group = first.partition("@")[0]
+        location = self.source.locate(("steps", group, "if"))
+        return (
+            f"{location}: warning: every step is removed by its condition ('if'),"
+            " so there is nothing to build"
+        )
+
+    def _generated_rows(self) -> dict[str, PipelineError]:
+        """Refuse a `rows` file that another step writes (its rows are not known at plan time)."""
+        return {
+            group: fail_at(
+                f"step '{group}', field 'foreach': rows of another step's output ('{path}')"
+                " are not supported yet",
+                self.source,
+                ("steps", group, "foreach"),
+            )
+            for group, path in self.foreach.rows.items()
+            if self.generated(path)
+        }
 
     # ------------------------------------------------------------------ outputs on demand
 
     def outputs_of(self, name: str) -> list[str]:
         """The rendered outputs of a step id, or of every member of a foreach group."""
+        if name in self.removed:
+            raise TemplateError(f"step '{name}' is removed by its condition ({self.removed[name]})")
         if name not in self.instances:
             return [out for member in self.groups[name] for out in self.outputs_of(member)]
         if name in self.outputs:
@@ -183,7 +222,7 @@ class _StepExpander:
         """Every step id and foreach group name, as ``steps.`` sees them (keys, in order)."""
         if self._names is None:
             groups = (g for g in self.groups if g not in self.instances)
-            self._names = dict.fromkeys([*self.instances, *groups])
+            self._names = dict.fromkeys([*self.instances, *groups, *self.removed])
         return self._names
 
     def _steps_view(self) -> StepsView:
@@ -216,9 +255,15 @@ class _StepExpander:
         self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
     ) -> list[str]:
         """The patterns one entry declares: a lone ``{{ expression }}`` may give a list."""
-        value = self._evaluate(step_id, field, text, context)
-        values = value if isinstance(value, list | tuple) else [value]
+        values = self._values(step_id, field, text, context)
         return [self._pattern(step_id, field, declared(v)) for v in values]
+
+    def _values(
+        self, step_id: str, field: tuple[PathKey, ...], text: str, context: Mapping[str, Any]
+    ) -> list[Any]:
+        """What one entry renders to, a list spliced into its elements."""
+        value = self._evaluate(step_id, field, text, context)
+        return list(value) if isinstance(value, list | tuple) else [value]
 
     def _pattern(self, step_id: str, field: tuple[PathKey, ...], text: str) -> str:
         """A declared path, normalised and checked: a glob, or a name escaped (see `paths`)."""
@@ -315,7 +360,11 @@ class StepPlanning:
         self.inputs: list[str] = []
         self.extra_inputs: list[str] = []
         """Inputs the step does not render with (a fake provider's reply file)."""
+        self.pipeline_env: Mapping[str, str] = expander.spec.env
         self.fields: dict[str, tuple[PathKey, ...]] = {}
+        self.excludes: list[str] = []
+        self.optional: list[str] = []
+        self._exclusion_fields: dict[str, tuple[PathKey, ...]] = {}
         self._path_context = expander._path_context(step_id)
         self._references: list[References] = []
         self._plan_reads: list[str] = []
@@ -323,12 +372,44 @@ class StepPlanning:
     # ------------------------------------------------------------------ structure
 
     def render_inputs(self) -> None:
-        """Render the declared inputs (paths, or lists of paths from one expression)."""
-        for i, text in enumerate(self.spec.inputs):
-            for path in self._expander._paths(
-                self.step_id, ("inputs", i), text, self._path_context
-            ):
-                self.declare_input(path, ("inputs", i))
+        """Render the declared inputs (paths, or lists of paths from one expression), their
+        exclusions and which of them are optional."""
+        expander = self._expander
+        for i, entry in enumerate(self.spec.inputs):
+            text, optional = (
+                (entry, False) if isinstance(entry, str) else (entry.path, entry.optional)
+            )
+            field: tuple[PathKey, ...] = (
+                ("inputs", i) if isinstance(entry, str) else ("inputs", i, "path")
+            )
+            for value in expander._values(self.step_id, field, text, self._path_context):
+                if _is_exclusion(value):
+                    if optional:
+                        raise self.fail(
+                            f"{self.label}: an exclusion ('{value}') cannot be optional", field
+                        )
+                    self._exclude(expander._pattern(self.step_id, field, value[1:]), field)
+                    continue
+                path = expander._pattern(self.step_id, field, declared(value))
+                self.declare_input(path, field)
+                if optional and path not in self.optional:
+                    self.optional.append(path)
+        self._check_exclusions()
+
+    def _exclude(self, pattern: str, field: tuple[PathKey, ...]) -> None:
+        if pattern not in self.excludes:
+            self.excludes.append(pattern)
+            self._exclusion_fields.setdefault(pattern, field)
+
+    def _check_exclusions(self) -> None:
+        """An exclusion needs a glob or folder input to take files out of."""
+        if self.excludes and not any(is_glob(p) or is_dir(p) for p in self.inputs):
+            first = self.excludes[0]
+            raise self.fail(
+                f"{self.label}: the exclusion '!{name_of(first)}' has no glob or folder input to"
+                " exclude from (to name a file starting with '!', write './!name')",
+                self._exclusion_fields[first],
+            )
 
     def declare_input(self, path: str, field: tuple[PathKey, ...]) -> None:
         """Add an input (a pattern, see `paths`) once, remembering where it was declared."""
@@ -388,13 +469,17 @@ class StepPlanning:
 
     # ------------------------------------------------------------------ content
 
-    def content(self, field: tuple[PathKey, ...], value: Any) -> Any:
+    def content(self, field: tuple[PathKey, ...], value: Any, *, pipeline: bool = False) -> Any:
         """A content field, kept as source and rendered when the step runs; its references
-        are checked now and enter the key."""
+        are checked now and enter the key. With `pipeline`, `field` is a top-level field the
+        step takes (the pipeline's `env`), and errors are located there."""
         for text in _strings(value):
             try:
                 self._add_references(self._expander.renderer.references(text))
             except TemplateError as exc:
+                if pipeline:
+                    problem = f"{self.label}, pipeline field '{_field_name(field)}': {exc}"
+                    raise fail_at(problem, self._expander.source, field) from exc
                 raise self.field_error(field, exc) from exc
         return value
 
@@ -424,7 +509,7 @@ class StepPlanning:
 
     def _add_references(self, found: References) -> None:
         self._scope().check_defined(found)
-        reader = Reader(self.inputs, self.workdir)
+        reader = Reader(self.inputs, self.workdir, self.excludes)
         for path in sorted(found.reads):
             reader.check(path)
         self._references.append(found)
@@ -491,11 +576,19 @@ class StepPlanning:
             fields=self.fields,
             scope=scope,
             plan_reads=tuple(self._plan_reads),
+            excludes=tuple(self.excludes),
+            optional=tuple(self.optional),
         )
 
 
 _FILE_NAMES = ("vars", "steps", "item", "key", "inputs", "outputs")
 """What a template file another step writes may use (env is left out of keys)."""
+
+
+def _is_exclusion(value: Any) -> bool:
+    """Whether an input entry's value is an exclusion: text starting with ``!`` that is not a
+    name orch gives (a `LiteralPath` is always a file)."""
+    return isinstance(value, str) and not isinstance(value, LiteralPath) and value.startswith("!")
 
 
 def _strings(value: Any) -> list[str]:

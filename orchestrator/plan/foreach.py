@@ -1,9 +1,11 @@
 """`foreach`: one step per item of a list, a mapping, an expression's value or a glob's
 matches, named `group@item` (`group@key` for a mapping, `group@index` for an item that is not a
-plain value)."""
+plain value); per row of a data file (`group@key` or `group@index`); or per combination of a
+matrix's axes (`group@v1,v2`)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import (
     LiteralPath,
     PathRefused,
+    escapes_through_symlink,
     expand_glob,
     is_glob,
     normalize,
@@ -19,7 +22,9 @@ from orchestrator.core.paths import (
 )
 from orchestrator.language.settings import fail_at
 from orchestrator.language.source import SourceDocument
+from orchestrator.language.spec import MatrixForeach, RowsForeach
 from orchestrator.language.templating import Renderer, forbidden_read
+from orchestrator.plan.rows import read_rows
 
 Instance = tuple[str, Any, Any]
 """A step id, its `item` and its `key` (None outside a mapping)."""
@@ -36,11 +41,17 @@ class Foreach:
         self.workdir = workdir
         self.base = base
         self.globs: dict[str, list[str]] = {}
+        self.rows: dict[str, str] = {}
+        """The data file each `rows` foreach read, by group (read at plan time)."""
 
     def instances(self, group: str, foreach: Any) -> list[Instance]:
         """The steps a step's `foreach` gives (the step itself when it has none)."""
         if foreach is None:
             return [(group, None, None)]
+        if isinstance(foreach, RowsForeach):
+            return self._rows(group, foreach)
+        if isinstance(foreach, MatrixForeach):
+            return self._matrix(group, foreach)
         items = foreach
         if isinstance(items, str):
             items = self._evaluate(group, items)
@@ -61,6 +72,10 @@ class Foreach:
         """A foreach that gives no step is likely a mistake: where its list came from."""
         what = "matched no files" if isinstance(foreach, str) and is_glob(foreach) else "is empty"
         origin = f" ('{foreach}')" if isinstance(foreach, str) else ""
+        if isinstance(foreach, RowsForeach):
+            what, origin = "has no rows", f" ('{self.rows.get(group, foreach.rows)}')"
+        elif isinstance(foreach, MatrixForeach):
+            what = "has no combinations"
         location = self.source.locate(("steps", group, "foreach"))
         return f"{location}: warning: step '{group}': foreach{origin} {what}, so it gives no steps"
 
@@ -83,9 +98,119 @@ class Foreach:
         self.globs[normal] = expand_glob(self.workdir, normal)
         return [LiteralPath(path) for path in self.globs[normal]]
 
+    # ------------------------------------------------------------------ rows
+
+    def _rows(self, group: str, spec: RowsForeach) -> list[Instance]:
+        """One step per row of a data file, named by its `key` field or its index."""
+        path = self._rows_path(group, spec.rows)
+        self.rows[group] = path
+        try:
+            rows = read_rows(self.workdir, path)
+        except PipelineError as exc:
+            (problem,) = exc.diagnostics
+            where = problem.location or problem.file
+            message = f"{where}: {problem.message}" if where else problem.message
+            raise self._fail(group, f"step '{group}', field 'foreach': {message}") from exc
+        found: list[Instance] = []
+        seen: dict[Any, int] = {}
+        for index, (line, row) in enumerate(rows):
+            name = index if spec.key is None else self._row_key(group, spec.key, index, row)
+            if name in seen:
+                raise self._fail(
+                    group,
+                    f"step '{group}', field 'foreach': rows {seen[name]} and {index} of '{path}'"
+                    f" have the same key '{name}'{_at_line(line)}",
+                )
+            seen[name] = index
+            found.append((f"{group}@{name}", row, name))
+        return found
+
+    def _rows_path(self, group: str, text: str) -> str:
+        """The data file a `rows` names: a template seeing vars and env, one file."""
+        context = {**self.base, "read": forbidden_read("foreach")}
+        try:
+            value = self.renderer.evaluate(text, context)
+            normal = normalize(str(value))
+        except (TemplateError, PathRefused) as exc:
+            raise self._fail(group, f"step '{group}', field 'foreach.rows': {exc}") from exc
+        if is_glob(normal):
+            raise self._fail(
+                group, f"step '{group}', field 'foreach.rows': '{normal}' is a glob; name one file"
+            )
+        path = unescape(normal)
+        if escapes_through_symlink(self.workdir, path):
+            raise self._fail(
+                group,
+                f"step '{group}', field 'foreach.rows': '{path}' leads outside the workdir"
+                " through a symlink",
+            )
+        return path
+
+    def _row_key(self, group: str, key: str, index: int, row: Mapping[str, Any]) -> Any:
+        """The value of a row's `key` field: a plain value that names its step."""
+        value = row.get(key)
+        if not _is_scalar(value):
+            what = "has no field" if key not in row else "has no plain value in field"
+            raise self._fail(
+                group,
+                f"step '{group}', field 'foreach': row {index} of '{self.rows[group]}'"
+                f" {what} '{key}' (the rows' key)",
+            )
+        return value
+
+    # ------------------------------------------------------------------ matrix
+
+    def _matrix(self, group: str, spec: MatrixForeach) -> list[Instance]:
+        """One step per combination of the axes' values, minus `exclude`, plus `include`."""
+        axes = {name: self._axis(group, name, values) for name, values in spec.matrix.items()}
+        found = [
+            dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())
+        ]
+        kept = [c for c in found if not any(_matches(c, row) for row in spec.exclude)]
+        instances = [(f"{group}@{_combination_id(axes, c)}", c, None) for c in kept]
+        for index, row in enumerate(spec.include):
+            combination = {name: row[name] for name in axes}
+            step_id = f"{group}@{_combination_id(axes, combination, index)}"
+            instances.append((step_id, combination, None))
+        return instances
+
+    def _axis(self, group: str, name: str, values: list[Any] | str) -> list[Any]:
+        """An axis's values: a list as written, or what its expression or glob gives."""
+        found = self._evaluate(group, values) if isinstance(values, str) else values
+        if not isinstance(found, list | tuple):
+            raise self._fail(
+                group,
+                f"step '{group}', field 'foreach.matrix.{name}': an axis is a list of values,"
+                f" not {type(found).__name__}",
+            )
+        return list(found)
+
     def _fail(self, group: str, message: str) -> PipelineError:
         return fail_at(message, self.source, ("steps", group, "foreach"))
 
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
+
+
+def _at_line(line: int | None) -> str:
+    return f" (line {line})" if line is not None else ""
+
+
+def _matches(combination: Mapping[str, Any], partial: Mapping[str, Any]) -> bool:
+    """Whether a combination has every value a partial one gives."""
+    return all(combination[name] == value for name, value in partial.items())
+
+
+def _combination_id(
+    axes: Mapping[str, list[Any]], combination: Mapping[str, Any], include: int = 0
+) -> str:
+    """The values joined with `,` in axis order. A value that is not plain is named by its index
+    in its axis; one that only `include[n]` gives, by the axis's length plus n."""
+    return ",".join(_value_id(axes[name], value, include) for name, value in combination.items())
+
+
+def _value_id(values: list[Any], value: Any, include: int) -> str:
+    if _is_scalar(value):
+        return str(value)
+    return str(values.index(value) if value in values else len(values) + include)

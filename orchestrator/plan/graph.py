@@ -13,7 +13,15 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import Diagnostic, PipelineError
-from orchestrator.core.paths import exists, is_dir, is_glob, name_of, reads_from, unescape
+from orchestrator.core.paths import (
+    excluded,
+    exists,
+    is_dir,
+    is_glob,
+    name_of,
+    reads_from,
+    unescape,
+)
 from orchestrator.core.suggest import suggest
 
 if TYPE_CHECKING:
@@ -42,8 +50,9 @@ class OutputIndex:
                     self.conflicts.append((step, output, other))
         self.sorted = sorted(self.owner)
 
-    def producers(self, input_path: str) -> set[str]:
-        """The steps whose outputs `input_path` may read."""
+    def producers(self, input_path: str, excludes: Iterable[str] = ()) -> set[str]:
+        """The steps whose outputs `input_path` may read, but for outputs `excludes` take out
+        of a glob or folder input."""
         bare = unescape(input_path).rstrip("/")
         found = set()
         candidates = [bare, *_ancestors(bare)]
@@ -60,7 +69,7 @@ class OutputIndex:
             if owner is None:
                 continue
             output = candidate + "/" if candidate + "/" in self.dirs else candidate
-            if reads_from(input_path, output):
+            if reads_from(input_path, output) and not _taken_out(input_path, excludes, output):
                 found.add(owner)
         return found
 
@@ -81,6 +90,19 @@ class OutputIndex:
             if not path.startswith(prefix):
                 break
             yield path
+
+
+def _taken_out(input_path: str, excludes: Iterable[str], output: str) -> bool:
+    """Whether exclusions take all of `output` out of a glob or folder input: a file they
+    match, or a folder inside one they name (a folder only partly excluded keeps its edge)."""
+    if not excludes or not (is_glob(input_path) or is_dir(input_path)):
+        return False
+    if not is_dir(output):
+        return excluded(excludes, output)
+    return any(
+        is_dir(folder) and not is_glob(folder) and output.startswith(unescape(folder))
+        for folder in excludes
+    )
 
 
 def _ancestors(path: str) -> list[str]:
@@ -129,7 +151,7 @@ def _add_path_edges(
 ) -> list[Diagnostic]:
     problems = []
     for input_path in step.inputs:
-        producers = index.producers(input_path)
+        producers = index.producers(input_path, step.excludes)
         reads_own_output = step.id in producers
         if reads_own_output:
             problems.append(
@@ -144,6 +166,7 @@ def _add_path_edges(
             graph.add_edge(producer, step.id)
         if (
             check
+            and input_path not in step.optional
             and not reads_own_output
             and not producers
             and not exists(pipeline.workdir, input_path)
@@ -164,7 +187,12 @@ def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> l
     for index, need in enumerate(step.needs):
         members = pipeline.members(need)
         problem = None
-        if members is None:
+        if need in pipeline.removed:
+            problem = (
+                f"step '{step.id}' needs step '{need}', which is removed by its condition"
+                f" ({pipeline.removed[need]})"
+            )
+        elif members is None:
             names = pipeline.names()
             problem = f"step '{step.id}' needs unknown step '{need}'{suggest(need, names)}"
         elif step.id in members:

@@ -20,11 +20,12 @@ def load(
     """Read, validate and render a pipeline file; raise PipelineError on any problem."""
     import os
 
-    from orchestrator.language.loader import read_source, validate
+    from orchestrator.language.includes import read_pipeline
+    from orchestrator.language.loader import validate
     from orchestrator.plan.expansion import expand
     from orchestrator.steps import language
 
-    source = read_source(file)
+    source = read_pipeline(file)
     spec = validate(source, language())
     pipeline = expand(
         file,

@@ -3,11 +3,12 @@
 A saved plan is reused only while everything it was compiled from is unchanged:
 
 - the pipeline file's bytes, its absolute path, and orch's own code;
+- the bytes of every file it includes (`include:`), recorded by absolute path;
 - the `--set` values, `--provider`, and the environment (but for `_` and `OLDPWD`, which a
   shell changes all the time);
-- every file read at plan time (dotenv files, template and prompt files the user writes, parsed
-  for what they reach)
-  and what each `foreach` glob matches;
+- every file read at plan time (dotenv files, values files, template and prompt files the user
+  writes, parsed for what they reach, the data files of `foreach: {rows: ...}`) and what each
+  `foreach` glob matches;
 - the existence of every source input (a missing one must be reported where it is declared,
   which takes the full load).
 
@@ -140,6 +141,10 @@ def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     """Every file and glob that rendering the pipeline looked at, with what it saw (a fake
     provider's reply files among them: whether one exists decides the step's inputs)."""
     files = [normalize(name) for name in loaded.spec.dotenv]
+    files.extend(str(path) for path in loaded.source.includes)  # absolute: maybe outside
+    if isinstance(loaded.spec.vars, list):
+        files.extend(normalize(entry) for entry in loaded.spec.vars if isinstance(entry, str))
+    files.extend(loaded.data_files)
     for step in loaded.steps.values():
         files.extend(step.plan_reads)
     workdir = loaded.workdir

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core.errors import StepFailed, TemplateError
+from orchestrator.core.errors import StepFailed, TemplateError, describe_os_error
 from orchestrator.language.templating import Reader, Renderer
 from orchestrator.store.filestore import (
     WriteRefused,
     WriteResult,
     confined,
+    confined_makedirs,
     safe_write,
     safe_write_file,
 )
@@ -83,7 +85,22 @@ class StepContext:
             raise StepFailed("template", f"in {path}: {exc}{hint}") from exc
 
     def _context(self) -> dict[str, Any]:
-        return {**self.step.scope, "read": Reader(self.step.inputs, self.workdir)}
+        read = Reader(self.step.inputs, self.workdir, self.step.excludes)
+        return {**self.step.scope, "read": read}
+
+    def make_output_folders(self) -> None:
+        """Make the folders that hold the step's outputs, inside the workdir only; the folders
+        are not outputs themselves."""
+        folders = {posixpath.dirname(path.rstrip("/")): path for path in self.step.outputs}
+        for folder, output in sorted(folders.items()):
+            if not folder:
+                continue
+            with _refusals_fail():
+                try:
+                    confined_makedirs(self.workdir, folder, output)
+                except OSError as exc:
+                    why = describe_os_error(exc, "make the folder", Path(folder))
+                    raise StepFailed("io", why) from exc
 
     def write(self, path: str, content: bytes | str) -> WriteResult:
         """Write one output through `safe_write` and record `file.written`."""

@@ -56,11 +56,17 @@ class ShellStep(StepBase):
 
 
 def plan(step: Planning) -> tuple[dict[str, Any], None]:
-    """`run` and the `env` values are content; `cwd` is structure."""
+    """`run` and the `env` values are content; `cwd` is structure. The pipeline's `env` is
+    part of every shell step's `env`, the step's own values winning."""
     spec = step.spec
     assert isinstance(spec, ShellStep)
     cwd = step.path(("cwd",), spec.cwd) if spec.cwd is not None else None
-    env = {name: step.content(("env", name), value) for name, value in spec.env.items()}
+    env = {
+        name: step.content(("env", name), value, pipeline=True)
+        for name, value in step.pipeline_env.items()
+        if name not in spec.env
+    }
+    env.update({name: step.content(("env", name), value) for name, value in spec.env.items()})
     return {"run": step.content(("run",), spec.run), "env": env, "cwd": cwd}, None
 
 
@@ -73,6 +79,7 @@ async def execute(ctx: StepContext) -> Outcome:
     env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
     records = StateFolder(ctx.workdir).processes
+    ctx.make_output_folders()
     capture = None
     if spec.stdout is not None:
         ctx.scratch.mkdir(parents=True, exist_ok=True)

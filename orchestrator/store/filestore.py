@@ -262,6 +262,15 @@ def _mode_in(folder: int, name: str) -> int:
 # --------------------------------------------------------------------------- confined removal
 
 
+def confined_makedirs(workdir: Path, folder: str, meant: str | None = None) -> None:
+    """Make the workdir-relative `folder` and its parents, like ``mkdir -p``, never through a
+    symlink leading outside the workdir (WriteRefused naming `meant`, else the folder)."""
+    normal = _normal(folder)
+    fd = _open_folder(workdir, normal, meant or normal, create=True)
+    if fd is not None:
+        os.close(fd)
+
+
 def confined_unlink(workdir: Path, path: str) -> bool:
     """Remove the file (or symlink) at the workdir-relative `path`; whether one was there.
 

@@ -1,0 +1,113 @@
+"""A `foreach` over the rows another step writes: one step per row, planned once that output is
+written, each keyed on its own row; the build plans again in the same run when the output
+changed, and a byte-identical output changes nothing downstream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .buildkit import Build, Project
+
+PIPELINE = """
+version: 1
+steps:
+  architect:
+    inputs: [design.json]
+    output: build/plan.json
+    run: mkdir -p build && cp design.json build/plan.json && echo architect >> runs.log
+  builder:
+    foreach: { rows: "{{ steps.architect.output }}", key: name }
+    output: "out/{{ item.name }}.txt"
+    run: mkdir -p out && echo {{ item.body | quote }} > {{ outputs[0] | quote }} && echo {{ item.name }} >> runs.log
+  collect:
+    needs: [builder]
+    inputs: ["out/"]
+    output: all.txt
+    run: cat out/*.txt > all.txt && echo collect >> runs.log
+"""
+
+
+def design(project: Project, rows: dict[str, str]) -> None:
+    project.write("design.json", json.dumps([{"name": k, "body": v} for k, v in rows.items()]))
+
+
+def ran(project: Project) -> list[str]:
+    return sorted(project.new_runs())
+
+
+@pytest.fixture
+def built(project: Project) -> Project:
+    project.pipeline(PIPELINE)
+    design(project, {"a": "alpha", "b": "beta"})
+    first = project.orch("build")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    assert ran(project) == ["a", "architect", "b", "collect"]
+    return project
+
+
+def replanned(build: Build) -> list[list[str]]:
+    return [event["data"]["selected"] for event in build.events("job.replanned")]
+
+
+def test_a_fresh_build_plans_the_rows_once_their_writer_ran(built: Project) -> None:
+    assert built.read("all.txt") == "alpha\nbeta\n"
+    assert built.read("out/a.txt") == "alpha\n"
+    again = built.orch("build")
+    assert again.stdout.endswith("all 4 steps up to date\n")
+    assert ran(built) == []
+
+
+def test_the_first_round_runs_the_writer_then_plans_the_rest(project: Project) -> None:
+    project.pipeline(PIPELINE)
+    design(project, {"a": "alpha"})
+    status = project.orch("status")
+    assert "expands     builder  (after 'architect')" in status.lines
+    graph = project.orch("graph")
+    assert "builder@*  <- architect (expands after them)" in graph.stdout
+    first = project.orch("build")
+    assert first.exit_code == 0
+    assert replanned(first) == [["builder@a", "collect"]]
+    assert first.statuses() == {"architect": "ran", "builder@a": "ran", "collect": "ran"}
+    assert any("1 more step" in line or "2 more steps" in line for line in first.lines)
+
+
+def test_a_new_row_runs_one_new_step_and_a_removed_row_leaves_the_others(built: Project) -> None:
+    design(built, {"a": "alpha", "b": "beta", "c": "gamma"})
+    grown = built.orch("build")
+    assert grown.exit_code == 0, grown.stdout
+    assert ran(built) == ["architect", "c", "collect"]
+    assert built.read("all.txt") == "alpha\nbeta\ngamma\n"
+    assert replanned(grown) == [["builder@c", "collect"]]
+
+    design(built, {"a": "alpha", "c": "gamma"})
+    shrunk = built.orch("build")
+    assert shrunk.exit_code == 0
+    assert ran(built) == ["architect", "collect"]
+
+
+def test_a_changed_row_reruns_only_its_step(built: Project) -> None:
+    design(built, {"a": "alpha", "b": "BETA"})
+    changed = built.orch("build")
+    assert changed.exit_code == 0
+    assert ran(built) == ["architect", "b", "collect"]
+    assert built.read("all.txt") == "alpha\nBETA\n"
+
+
+def test_a_byte_identical_output_changes_nothing_after_it(built: Project) -> None:
+    built.write("design.json", built.read("design.json"))  # same bytes, new mtime
+    built.pipeline(PIPELINE.replace("echo architect", "echo 'architect'"))  # architect reruns
+    same = built.orch("build")
+    assert same.exit_code == 0
+    assert ran(built) == ["architect"]
+    assert replanned(same) == []
+
+
+def test_the_rows_file_absent_after_a_failed_writer_plans_nothing_more(project: Project) -> None:
+    project.pipeline(PIPELINE.replace("cp design.json", "false && cp design.json"))
+    design(project, {"a": "alpha"})
+    failed = project.orch("build")
+    assert failed.exit_code == 1
+    assert replanned(failed) == []
+    assert not project.exists("out")

@@ -79,12 +79,25 @@ def test_a_new_row_runs_one_new_step_and_a_removed_row_leaves_the_others(built: 
     assert grown.exit_code == 0, grown.stdout
     assert ran(built) == ["architect", "c", "collect"]
     assert built.read("all.txt") == "alpha\nbeta\ngamma\n"
-    assert replanned(grown) == [["builder@c", "collect"]]
+    # a and b were planned from the old rows: they wait for the new plan, which finds them
+    # up to date and adds c
+    assert replanned(grown) == [["builder@a", "builder@b", "builder@c", "collect"]]
+    assert grown.statuses() == {
+        "architect": "ran",
+        "builder@a": "up-to-date",
+        "builder@b": "up-to-date",
+        "builder@c": "ran",
+        "collect": "ran",
+    }
 
     design(built, {"a": "alpha", "c": "gamma"})
     shrunk = built.orch("build")
     assert shrunk.exit_code == 0
     assert ran(built) == ["architect", "collect"]
+    assert not built.exists("out/b.txt"), "a fresh build would not have it"
+    assert built.read("all.txt") == "alpha\ngamma\n"
+    removed = shrunk.events("file.removed", "builder@b")
+    assert [e["data"]["reason"] for e in removed] == ["its step is gone"]
 
 
 def test_a_changed_row_reruns_only_its_step(built: Project) -> None:
@@ -111,3 +124,29 @@ def test_the_rows_file_absent_after_a_failed_writer_plans_nothing_more(project: 
     assert failed.exit_code == 1
     assert replanned(failed) == []
     assert not project.exists("out")
+
+
+def test_files_of_a_deleted_step_go_unless_edited_by_hand(project: Project) -> None:
+    project.pipeline(
+        """
+        version: 1
+        steps:
+          a: { output: a.txt, run: echo a > a.txt }
+          b: { output: b.txt, run: echo b > b.txt }
+          c: { output: c.txt, run: echo c > c.txt }
+        """
+    )
+    assert project.orch("build").exit_code == 0
+    project.write("c.txt", "my notes\n")
+    project.pipeline(
+        """
+        version: 1
+        steps:
+          a: { output: a.txt, run: echo a > a.txt }
+        """
+    )
+    after = project.orch("build")
+    assert after.exit_code == 0
+    assert not project.exists("b.txt")
+    assert project.read("c.txt") == "my notes\n", "a hand edit is never removed"
+    assert project.read("a.txt") == "a\n"

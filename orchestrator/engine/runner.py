@@ -90,6 +90,7 @@ class Runner:
     def run(self) -> JobStatus:
         """Build; the job's final status. The event loop starts only if a step has to run."""
         try:
+            self.files.drop_stale()
             self._assess_ready()
             if self.schedule.has_queued and not self.cancelled:
                 import asyncio

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.errors import StepFailed, describe_os_error
-from orchestrator.core.paths import escapes_through_symlink, is_dir, is_within
+from orchestrator.core.paths import escape, escapes_through_symlink, is_dir, is_within
 from orchestrator.engine.outputs import Keeper, Kept, clear, unrecorded
 from orchestrator.store.filestore import confined_unlink
+from orchestrator.store.hashing import PathEscapes
 
 if TYPE_CHECKING:
     from orchestrator.engine.state import Assessment, Workspace
-    from orchestrator.plan.compiled import PlannedStep
+    from orchestrator.plan.compiled import Plan, PlannedStep
     from orchestrator.record.events import EventLog
 
 
@@ -88,6 +89,25 @@ class StepFiles:
                 raise StepFailed("io", why) from exc
         return outputs
 
+    def drop_stale(self) -> None:
+        """Remove the files the lock file records for steps the plan no longer has (a row
+        gone from a `foreach`, a step deleted), as a fresh build would not have them. A file
+        another step now declares, or whose bytes changed since (a hand edit), stays."""
+        plan = self.workspace.plan
+        for step_id, entry in list(self.workspace.entries.items()):
+            if step_id in plan.steps or step_id.partition("@")[0] in plan.deferred:
+                continue
+            for path, digest in sorted(entry.outputs.items()):
+                if not _declared(plan, path) and self._unchanged(path, digest):
+                    confined_unlink(self.workspace.workdir, path)
+                    self.events.emit("file.removed", step_id, path=path, reason="its step is gone")
+
+    def _unchanged(self, path: str, digest: str) -> bool:
+        try:
+            return self.workspace.hasher.hashes([escape(path)]).get(path) == digest
+        except (OSError, PathEscapes):
+            return False
+
     def _hand_edits(self) -> Keeper:
         """What keeps hand edits in this workdir's cache (created on first use)."""
         if self._keeper is None:
@@ -107,6 +127,11 @@ class StepFiles:
         """One `file.kept` event per hand edit kept."""
         for found in kept:
             self.events.emit("file.kept", step_id, "warning", **found.as_event_data())
+
+
+def _declared(plan: Plan, path: str) -> bool:
+    """Whether a step of the plan declares `path` among its outputs."""
+    return any(is_within(path, output) for step in plan.steps.values() for output in step.outputs)
 
 
 def present(hashes: Mapping[str, str | None]) -> dict[str, str]:

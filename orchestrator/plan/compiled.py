@@ -295,7 +295,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
     from orchestrator.plan import graph as graphs
     from orchestrator.store.hashing import definition_hash
 
-    graph = graphs.build(pipeline, check_inputs=not pipeline.deferred)
+    graph = graphs.build(pipeline)
     index = graphs.OutputIndex(pipeline.steps.values())
     steps = {}
     sources: set[str] = set()

@@ -38,6 +38,7 @@ from orchestrator.language.source import PathKey, SourceDocument
 from orchestrator.language.spec import (
     Pipeline,
     Provider,
+    RowsForeach,
     StepBase,
 )
 from orchestrator.language.templating import (
@@ -86,6 +87,7 @@ def expand(
         warnings=tuple(expander.warnings),
         removed=dict(expander.removed),
         data_files=tuple(dict.fromkeys(expander.foreach.rows.values())),
+        deferred=dict(expander.foreach.deferred),
     )
 
 
@@ -117,7 +119,7 @@ class _StepExpander:
         self.rendering: list[str] = []
         self.fields: dict[tuple[str, str], tuple[PathKey, ...]] = {}
         self.all_outputs: list[str] | None = None
-        self.foreach = Foreach(source, renderer, workdir, base)
+        self.foreach = Foreach(source, renderer, workdir, base, upstream=self)
         self.conditions = Conditions(source, renderer, base)
         self.removed: dict[str, str] = {}
         """Step ids whose `if` was false, with why (see `conditions.removed_reason`)."""
@@ -128,12 +130,12 @@ class _StepExpander:
 
     def expand(self) -> dict[str, Step]:
         failures: dict[str, PipelineError] = {}
-        for group, step_spec in self.spec.steps.items():
+        for group in self._expansion_order():
             try:
-                self._add_instances(group, step_spec)
+                self._add_instances(group, self.spec.steps[group])
             except PipelineError as exc:
                 failures[group] = exc
-        failures.update(self._generated_rows())
+        self._in_declared_order()
         diagnostics = [d for exc in failures.values() for d in exc.diagnostics]
         if diagnostics:
             raise PipelineError(diagnostics)
@@ -154,7 +156,7 @@ class _StepExpander:
     def _add_instances(self, group: str, step_spec: StepBase) -> None:
         members = []
         found = self.foreach.instances(group, step_spec.foreach)
-        if not found:
+        if not found and group not in self.foreach.deferred:
             self.warnings.append(self.foreach.empty_warning(group, step_spec.foreach))
         for step_id, item, key in found:
             if step_id in self.instances or step_id in self.removed:
@@ -180,18 +182,37 @@ class _StepExpander:
             " so there is nothing to build"
         )
 
-    def _generated_rows(self) -> dict[str, PipelineError]:
-        """Refuse a `rows` file that another step writes (its rows are not known at plan time)."""
-        return {
-            group: fail_at(
-                f"step '{group}', field 'foreach': rows of another step's output ('{path}')"
-                " are not supported yet",
-                self.source,
-                ("steps", group, "foreach"),
-            )
-            for group, path in self.foreach.rows.items()
-            if self.generated(path)
-        }
+    def _expansion_order(self) -> list[str]:
+        """The groups, those expanding from rows last: their rows file may be another step's
+        output, which the other steps must be known to name."""
+        groups = list(self.spec.steps)
+        rows = [g for g in groups if isinstance(self.spec.steps[g].foreach, RowsForeach)]
+        return [g for g in groups if g not in rows] + rows
+
+    def _in_declared_order(self) -> None:
+        """Step instances and groups back in the order the pipeline declares them."""
+        rank = {group: i for i, group in enumerate(self.spec.steps)}
+        self.instances = dict(sorted(self.instances.items(), key=lambda kv: rank[kv[1][0]]))
+        self.groups = dict(sorted(self.groups.items(), key=lambda kv: rank[kv[0]]))
+        self._names = None
+
+    def steps(self) -> StepsView:
+        """`steps` as the steps known so far see it (for a rows path)."""
+        return StepsView([*self.instances, *self.groups], self.outputs_of)
+
+    def writes(self, path: str) -> bool:
+        """Whether a step known so far writes `path`."""
+        return any(
+            is_within(path, output)
+            for step_id in list(self.instances)
+            for output in self._outputs_or_none(step_id)
+        )
+
+    def _outputs_or_none(self, step_id: str) -> list[str]:
+        try:
+            return self.outputs_of(step_id)
+        except PipelineError:
+            return []
 
     # ------------------------------------------------------------------ outputs on demand
 
@@ -576,6 +597,7 @@ class StepPlanning:
             fields=self.fields,
             scope=scope,
             plan_reads=tuple(self._plan_reads),
+            expands=self._expander.foreach.expands.get(self.group, ()),
             excludes=tuple(self.excludes),
             optional=tuple(self.optional),
         )

@@ -1,14 +1,19 @@
 """`foreach`: one step per item of a list, a mapping, an expression's value or a glob's
 matches, named `group@item` (`group@key` for a mapping, `group@index` for an item that is not a
 plain value); per row of a data file (`group@key` or `group@index`); or per combination of a
-matrix's axes (`group@v1,v2`)."""
+matrix's axes (`group@v1,v2`).
+
+The rows file of a step may be another step's output (`{rows: "{{ steps.architect.output }}"}`):
+then its steps are planned from the file as it is, and each records the file's sha256, so that
+a build plans them again once that step has written it; a file not written yet defers the
+group."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.core.errors import PipelineError, TemplateError
 from orchestrator.core.paths import (
@@ -23,26 +28,49 @@ from orchestrator.core.paths import (
 from orchestrator.language.settings import fail_at
 from orchestrator.language.source import SourceDocument
 from orchestrator.language.spec import MatrixForeach, RowsForeach
-from orchestrator.language.templating import Renderer, forbidden_read
+from orchestrator.language.templating import Renderer, StepsView, forbidden_read
 from orchestrator.plan.rows import read_rows
+from orchestrator.store.digest import sha256_file
 
 Instance = tuple[str, Any, Any]
 """A step id, its `item` and its `key` (None outside a mapping)."""
+
+
+class Upstream(Protocol):
+    """What a `rows` foreach may know of the other steps: their outputs."""
+
+    def steps(self) -> StepsView:
+        """`steps`, for a rows path such as ``{{ steps.architect.output }}``."""
+        ...
+
+    def writes(self, path: str) -> bool:
+        """Whether another step writes `path`."""
+        ...
 
 
 class Foreach:
     """Expands the `foreach` of each step, remembering what each glob matched."""
 
     def __init__(
-        self, source: SourceDocument, renderer: Renderer, workdir: Path, base: Mapping[str, Any]
+        self,
+        source: SourceDocument,
+        renderer: Renderer,
+        workdir: Path,
+        base: Mapping[str, Any],
+        upstream: Upstream | None = None,
     ) -> None:
         self.source = source
         self.renderer = renderer
         self.workdir = workdir
         self.base = base
+        self.upstream = upstream
         self.globs: dict[str, list[str]] = {}
         self.rows: dict[str, str] = {}
         """The data file each `rows` foreach read, by group (read at plan time)."""
+        self.expands: dict[str, tuple[tuple[str, str | None], ...]] = {}
+        """The groups whose rows file another step writes, with its sha256 when planned."""
+        self.deferred: dict[str, tuple[str, ...]] = {}
+        """The groups whose rows file another step writes and has not written yet."""
 
     def instances(self, group: str, foreach: Any) -> list[Instance]:
         """The steps a step's `foreach` gives (the step itself when it has none)."""
@@ -104,6 +132,11 @@ class Foreach:
         """One step per row of a data file, named by its `key` field or its index."""
         path = self._rows_path(group, spec.rows)
         self.rows[group] = path
+        if self.upstream is not None and self.upstream.writes(path):
+            if not (self.workdir / path).is_file():
+                self.deferred[group] = (path,)
+                return []
+            self.expands[group] = ((path, sha256_file(self.workdir / path)),)
         try:
             rows = read_rows(self.workdir, path)
         except PipelineError as exc:
@@ -128,6 +161,8 @@ class Foreach:
     def _rows_path(self, group: str, text: str) -> str:
         """The data file a `rows` names: a template seeing vars and env, one file."""
         context = {**self.base, "read": forbidden_read("foreach")}
+        if self.upstream is not None:
+            context["steps"] = self.upstream.steps()
         try:
             value = self.renderer.evaluate(text, context)
             normal = normalize(str(value))

@@ -121,8 +121,13 @@ def _fixed_dir(pattern: str) -> str:
 
 
 def build(pipeline: LoadedPipeline, *, check_inputs: bool = True) -> StepGraph:
-    """The DiGraph of a pipeline's steps (node attribute ``step``), or PipelineError."""
+    """The DiGraph of a pipeline's steps (node attribute ``step``), or PipelineError.
+
+    Missing inputs are not checked while a group waits for another step's output: the steps
+    it will add may write them."""
     import networkx as nx
+
+    check_inputs = check_inputs and not pipeline.deferred
 
     graph: StepGraph = nx.DiGraph()
     for step in pipeline.steps.values():

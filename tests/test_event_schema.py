@@ -86,6 +86,13 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
             "outputs": ["gen/"],
         },
         "ask": {"provider": "local", "prompt": "MARK-ask a question", "output": "out/ask.md"},
+        # planned from another step's output, once it is written
+        "plan": {"run": """printf '[{"n": "x"}]' > list.json""", "output": "list.json"},
+        "each": {
+            "foreach": {"rows": "{{ steps.plan.output }}", "key": "n"},
+            "run": "echo {{ item.n }} > each-{{ item.n }}.txt",
+            "output": "each-{{ item.n }}.txt",
+        },
         # the failure targets
         "bad": {"provider": "fragile", "prompt": "MARK-bad", "output": "out/bad.md"},
         "pause": {"run": "true > pause.txt", "output": "pause.txt"},
@@ -138,6 +145,9 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
     project.write("replies/gen.md", files_reply("a.txt"))
     again = ok(project.orch("build", "gen"))
     assert [e["data"]["path"] for e in again.events("file.removed", "gen")] == ["gen/b.txt"]
+
+    planned = ok(project.orch("build", "each"))
+    assert [e["data"]["selected"] for e in planned.events("job.replanned")] == [["each@x"]]
 
     server.script_for("MARK-bad", status(500), status(500))
     failing = project.orch("build", "-k", "-j", "1", *FAILING)

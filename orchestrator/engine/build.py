@@ -153,7 +153,7 @@ def build(
 
         abi_version()
     plan, pipeline = open_plan(request, keep=True)
-    selected = plan.first_round(plan.select(request.targets))
+    selected = plan.first_round(plan.select(request.targets), request.targets)
     if on_plan is not None:
         on_plan(plan)
     with interrupt.deferred():
@@ -245,7 +245,7 @@ def _rounds(runner: Runner, folder: RunFolder, request: Request) -> JobStatus:
         status = runner.run()
         completed = runner.completed() - done
         done |= completed
-        if status != JobStatus.SUCCEEDED or not _waiting(runner):
+        if status != JobStatus.SUCCEEDED or not _waiting(runner, request.targets):
             return status
         following = _next_round(runner, folder, request, done) if completed else None
         if following is None:
@@ -253,9 +253,9 @@ def _rounds(runner: Runner, folder: RunFolder, request: Request) -> JobStatus:
         runner = following
 
 
-def _waiting(runner: Runner) -> bool:
-    """Whether steps of the round wait for a new plan."""
-    return bool(runner.schedule.held or runner.plan.deferred)
+def _waiting(runner: Runner, targets: tuple[str, ...]) -> bool:
+    """Whether steps of the round, or groups the targets ask for, wait for a new plan."""
+    return bool(runner.schedule.held or runner.plan.waiting(targets))
 
 
 def _next_round(
@@ -264,21 +264,23 @@ def _next_round(
     """A runner for the steps a new plan adds, now that the outputs planning waited for are
     written; None when it adds none."""
     plan, pipeline = open_plan(request, keep=True)
-    selected = [s for s in plan.first_round(plan.select(request.targets)) if s not in done]
+    selected = plan.select(request.targets)
+    selected = [s for s in plan.first_round(selected, request.targets) if s not in done]
     if not selected:
         return None
-    runner.events.emit("job.replanned", selected=selected, after=_planned_after(runner, done))
+    after = _planned_after(runner, done, request.targets)
+    runner.events.emit("job.replanned", selected=selected, after=after)
     workspace = runner.workspace.replanned(plan)
     return Runner(workspace, selected, runner.options, runner.events, folder, pipeline, _kinds)
 
 
-def _planned_after(runner: Runner, done: set[str]) -> list[str]:
+def _planned_after(runner: Runner, done: set[str], targets: tuple[str, ...]) -> list[str]:
     """The steps whose outputs the new plan expands from: the writers of what deferred steps
     and groups waited for."""
     schedule, plan = runner.schedule, runner.plan
     deferred = [s for s in schedule.held if schedule.status[s] == Status.DEFERRED]
     writers = {p for s in deferred for p in plan.steps[s].preds if p in done}
-    writers.update(p for producers in plan.deferred.values() for p in producers)
+    writers.update(p for producers in plan.waiting(targets).values() for p in producers)
     return sorted(writers)
 
 

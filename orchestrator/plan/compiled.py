@@ -71,7 +71,9 @@ class Plan:
         yet, the steps it waits for."""
         if name in self.steps:
             return (name,)
-        return self.groups.get(name, self.deferred.get(name))
+        if name in self.deferred:
+            return self.deferred[name]
+        return self.groups.get(name)
 
     def select(self, targets: Iterable[str]) -> list[str]:
         """The named steps (ids, foreach groups or output paths) and all they need, in order;
@@ -88,14 +90,21 @@ class Plan:
                 stack.extend(self.steps[name].preds)
         return [name for name in self.steps if name in chosen]
 
-    def first_round(self, selected: list[str]) -> list[str]:
+    def waiting(self, targets: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The groups not planned yet that the targets ask for (all of them when none are
+        named), each with the steps it waits for."""
+        wanted = set(targets)
+        return {g: after for g, after in self.deferred.items() if not wanted or g in wanted}
+
+    def first_round(self, selected: list[str], targets: Iterable[str]) -> list[str]:
         """The selected steps a build runs before planning the groups that wait for other
-        steps' outputs: the steps that write those outputs, and what they need (all the
-        selected steps when no group waits)."""
-        if not self.deferred:
+        steps' outputs and that the targets ask for: the steps that write those outputs, and
+        what they need (all the selected steps when no such group waits)."""
+        waiting = self.waiting(targets)
+        if not waiting:
             return selected
         needed: set[str] = set()
-        stack = [p for producers in self.deferred.values() for p in producers]
+        stack = [p for producers in waiting.values() for p in producers]
         while stack:
             name = stack.pop()
             if name not in needed:

@@ -20,7 +20,8 @@ steps:
   builder:
     foreach: { rows: "{{ steps.architect.output }}", key: name }
     output: "out/{{ item.name }}.txt"
-    run: mkdir -p out && echo {{ item.body | quote }} > {{ outputs[0] | quote }} && echo {{ item.name }} >> runs.log
+    run: >-
+      echo {{ item.body | quote }} > {{ outputs[0] | quote }} && echo {{ item.name }} >> runs.log
   collect:
     needs: [builder]
     inputs: ["out/"]

@@ -632,7 +632,7 @@ CASES = [
         files=[("data/cases.txt", "id\n")],
     ),
     case(
-        "foreach-rows-of-another-steps-output",
+        "foreach-rows-of-an-unknown-step",
         """\
         version: 1
         steps:
@@ -640,12 +640,12 @@ CASES = [
             run: echo '{}' > cases.jsonl
             output: cases.jsonl
           a:
-            foreach: {rows: cases.jsonl}
+            foreach: {rows: "{{ steps.mkae.output }}"}
             run: echo {{ item.id }}
         """,
         "foreach: {rows",
-        "step 'a', field 'foreach'",
-        "rows of another step's output ('cases.jsonl') are not supported yet",
+        "step 'a', field 'foreach.rows'",
+        "unknown step 'mkae' in steps.mkae; did you mean 'make'?",
     ),
     case(
         "foreach-rows-not-a-string",

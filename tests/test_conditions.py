@@ -358,6 +358,17 @@ def test_a_pipeline_argument_still_comes_first(project: Project) -> None:
     assert project.new_runs() == ["site"]
 
 
+def test_a_pipeline_in_flow_style_or_named_by_its_full_path_is_still_the_pipeline(
+    project: Project,
+) -> None:
+    project.pipeline(PATHS)
+    flow = '{"version": 1, "steps": {"o": {"run": "echo o >> runs.log"}}}\n'
+    project.write("other/p.yaml", flow)
+    assert project.orch("build", "other/p.yaml").exit_code == 0
+    assert project.read("other/runs.log") == "o\n"
+    assert project.orch("status", str(project.root / "orch.yaml")).exit_code == 0
+
+
 def test_an_unknown_target_is_a_usage_error_with_a_suggestion(project: Project) -> None:
     project.pipeline(PATHS)
     result = project.orch("build", "build/reprot.txt")

@@ -207,22 +207,28 @@ def _pipeline_and_targets(args: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]
 
 
 _TOP_KEY = re.compile(rb"^steps[ \t]*:", re.M)
+_FLOW_KEY = re.compile(rb"""[{,]\s*["']?steps["']?\s*:""")
 
 
 def _is_pipeline(word: str) -> bool:
-    """Without ./orch.yaml, a YAML name or any file; with it, a file holding a top-level
-    `steps:` key, so that a declared output (built or not) is a target."""
+    """Without ./orch.yaml, a YAML name or any file; with it, ./orch.yaml itself or a file
+    holding a top-level `steps:` key (block or flow style), so that a declared output (built
+    or not) is a target."""
     path = Path(word)
-    if not Path(DEFAULT_PIPELINE).is_file():
+    default = Path(DEFAULT_PIPELINE)
+    if not default.is_file():
         return word.endswith(PIPELINE_SUFFIXES) or path.is_file()
     if not path.is_file():
         return False
     try:
+        if path.samefile(default):
+            return True
         with path.open("rb") as file:
             head = file.read(1 << 20)
     except OSError:
         return True  # reported as an unreadable pipeline
-    return _TOP_KEY.search(head) is not None
+    flow = head.lstrip().startswith(b"{") and _FLOW_KEY.search(head) is not None
+    return flow or _TOP_KEY.search(head) is not None
 
 
 def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> Any:

@@ -98,7 +98,7 @@ def test_a_new_row_runs_one_new_step_and_a_removed_row_leaves_the_others(built: 
     assert not built.exists("out/b.txt"), "a fresh build would not have it"
     assert built.read("all.txt") == "alpha\ngamma\n"
     removed = shrunk.events("file.removed", "builder@b")
-    assert [e["data"]["reason"] for e in removed] == ["its step is gone"]
+    assert [e["data"]["reason"] for e in removed] == ["no step declares it"]
 
 
 def test_a_changed_row_reruns_only_its_step(built: Project) -> None:
@@ -151,3 +151,13 @@ def test_files_of_a_deleted_step_go_unless_edited_by_hand(project: Project) -> N
     assert not project.exists("b.txt")
     assert project.read("c.txt") == "my notes\n", "a hand edit is never removed"
     assert project.read("a.txt") == "a\n"
+
+
+def test_an_output_renamed_leaves_no_old_file(project: Project) -> None:
+    project.pipeline("version: 1\nsteps:\n  a: { output: old.txt, run: echo a > old.txt }\n")
+    assert project.orch("build").exit_code == 0
+    project.pipeline("version: 1\nsteps:\n  a: { output: new.txt, run: echo a > new.txt }\n")
+    renamed = project.orch("build")
+    assert renamed.exit_code == 0
+    assert not project.exists("old.txt"), "a fresh build would not have it"
+    assert project.read("new.txt") == "a\n"

@@ -90,17 +90,17 @@ class StepFiles:
         return outputs
 
     def drop_stale(self) -> None:
-        """Remove the files the lock file records for steps the plan no longer has (a row
-        gone from a `foreach`, a step deleted), as a fresh build would not have them. A file
-        another step now declares, or whose bytes changed since (a hand edit), stays."""
+        """Remove the files the lock file records that no step of the plan declares any more
+        (a step deleted, a row gone from a `foreach`, an output renamed), as a fresh build
+        would not have them. A file whose bytes changed since (a hand edit) stays."""
         plan = self.workspace.plan
         for step_id, entry in list(self.workspace.entries.items()):
-            if step_id in plan.steps or step_id.partition("@")[0] in plan.deferred:
+            if step_id.partition("@")[0] in plan.deferred:
                 continue
             for path, digest in sorted(entry.outputs.items()):
                 if not _declared(plan, path) and self._unchanged(path, digest):
                     confined_unlink(self.workspace.workdir, path)
-                    self.events.emit("file.removed", step_id, path=path, reason="its step is gone")
+                    self.events.emit("file.removed", step_id, path=path, reason="no step declares it")
 
     def _unchanged(self, path: str, digest: str) -> bool:
         try:

@@ -16,7 +16,15 @@ import pytest
 from .buildkit import ran
 from .conftest import ROOT
 from .llm_server import LlmServer
-from .notes_kit import GOLDEN, PIPELINE, copy_inputs, environment, generated, orch
+from .notes_kit import (
+    GOLDEN,
+    PIPELINE,
+    builders,
+    copy_inputs,
+    environment,
+    generated,
+    orch,
+)
 
 RESPONSES = ROOT / "pipelines" / "notes_app" / "responses"
 
@@ -51,14 +59,14 @@ def test_the_readme_main_job_builds_the_app_in_a_fresh_virtual_environment(
         ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
     )
     assert first.returncode == 0, first.stdout + first.stderr
-    assert sorted(ran(first.stdout)) == ["architect", "builder", "docs", "qa"]
+    assert sorted(ran(first.stdout)) == sorted(["architect", *builders(GOLDEN), "docs", "qa"])
     assert generated(project) == generated(GOLDEN)
 
     again = subprocess.run(
         ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.strip().endswith("all 4 steps up to date")
+    assert again.stdout.strip().endswith("all 11 steps up to date")
 
 
 def _see_installed_packages(venv: Path) -> None:
@@ -92,12 +100,16 @@ def test_editing_only_the_docs_prompt_reruns_docs_alone(project: Path) -> None:
 
 def _recorded_reply(fmt: str, body: dict[str, Any]) -> str:
     """The sample reply of the step whose system prompt this request carries."""
-    system = body["messages"][0]["content"]
+    system, prompt = body["messages"][0]["content"], body["messages"][1]["content"]
     step = {
         "You are a software architect.": "architect",
         "You are a senior Python engineer.": "builder",
         "You are a technical writer.": "docs",
     }[system]
+    if step == "builder":
+        written = re.match(r"Write the file `([^`]+)`", prompt)
+        assert written is not None, prompt
+        step = f"builder@{written[1]}"
     return (RESPONSES / f"{step}.md").read_text(encoding="utf-8")
 
 
@@ -114,7 +126,8 @@ def test_the_openai_provider_builds_the_pipeline_over_http(
         OPENAI_API_KEY="sk-notes-test",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(ran(done.stdout)) == ["architect", "builder", "docs"]  # qa: same files
-    assert sorted(r.path for r in llm_server.requests) == ["/v1/chat/completions"] * 3
+    steps = ["architect", *builders(GOLDEN), "docs"]  # qa: same files
+    assert sorted(ran(done.stdout)) == sorted(steps)
+    assert [r.path for r in llm_server.requests] == ["/v1/chat/completions"] * len(steps)
     assert {r.headers["authorization"] for r in llm_server.requests} == {"Bearer sk-notes-test"}
     assert generated(project) == generated(GOLDEN)

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from .buildkit import ran
+from .buildkit import RUNS, ran, read_events
 from .conftest import ROOT
 from .llm_server import LlmServer
 from .notes_kit import (
+    FILES_LIST,
     GOLDEN,
     PIPELINE,
     builders,
@@ -131,3 +132,60 @@ def test_the_openai_provider_builds_the_pipeline_over_http(
     assert [r.path for r in llm_server.requests] == ["/v1/chat/completions"] * len(steps)
     assert {r.headers["authorization"] for r in llm_server.requests} == {"Bearer sk-notes-test"}
     assert generated(project) == generated(GOLDEN)
+
+
+def _build_started(project: Path) -> tuple[list[str], list[str]]:
+    """Build the pipeline: the steps started (from the run's events) and the events' types."""
+    runs = project / RUNS
+    before = set(runs.iterdir())
+    done = orch(project, "build", PIPELINE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = set(runs.iterdir()) - before
+    events = read_events(run)
+    return [e["step"] for e in events if e["type"] == "step.started"], [e["type"] for e in events]
+
+
+def _edit_design_reply(project: Path, old: str, new: str) -> None:
+    reply = project / "pipelines" / "notes_app" / "responses" / "architect.md"
+    text = reply.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    reply.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_a_changed_purpose_reruns_the_architect_and_that_file_s_builder_alone(
+    project: Path,
+) -> None:
+    _edit_design_reply(
+        project,
+        '"purpose": "The pydantic models `NoteCreate` and `NoteRead`."',
+        '"purpose": "The pydantic models `NoteCreate` and `NoteRead`, validated."',
+    )
+    started, types = _build_started(project)
+    # The builder's reply, and so the file qa reads, is the same: qa stays up to date.
+    assert started == ["architect", "builder@notes_api/schemas.py"]
+    assert "job.replanned" in types
+    assert "validated" in (project / FILES_LIST).read_text(encoding="utf-8")
+    assert _app(project) == _app(GOLDEN)
+    assert _build_started(project)[0] == []
+
+
+def test_a_file_added_to_the_design_runs_one_new_builder_and_qa(project: Path) -> None:
+    _edit_design_reply(
+        project,
+        '  {"path": "tests/test_notes.py"',
+        '  {"path": "notes_api/version.py", "purpose": "The version string."},\n'
+        '  {"path": "tests/test_notes.py"',
+    )
+    reply = RESPONSES.relative_to(ROOT) / "builder@notes_api" / "version.py.md"
+    (project / reply).write_text('```python\nVERSION = "0.1.0"\n```\n', encoding="utf-8")
+
+    started, _ = _build_started(project)
+    assert started == ["architect", "builder@notes_api/version.py", "qa"]
+    version = project / "generated" / "notes_api" / "notes_api" / "version.py"
+    assert version.read_text(encoding="utf-8") == 'VERSION = "0.1.0"\n'
+    assert " passed" in (project / "build" / "notes_api" / "qa.txt").read_text(encoding="utf-8")
+
+
+def _app(root: Path) -> dict[str, bytes]:
+    """The generated app's files (the build's other outputs left out)."""
+    return {path: data for path, data in generated(root).items() if path.startswith("generated/")}

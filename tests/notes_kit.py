@@ -3,6 +3,7 @@ files a build generates."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ SOURCES = ("pipelines", "specs")
 """What the pipeline reads: its file, prompts, sample replies and the spec (not its lock)."""
 OUTPUTS = ("generated", "build")
 GOLDEN = ROOT / "tests" / "golden"
+FILES_LIST = "build/notes_api/design/files.json"
+"""The architect's list of the files to write, one builder step each."""
 _PYTEST_TIMING = re.compile(rb" in \d+\.\d+s")
 
 
@@ -61,3 +64,9 @@ def generated(root: Path) -> dict[str, bytes]:
                     data = _PYTEST_TIMING.sub(b"", data)
                 found[path.relative_to(root).as_posix()] = data
     return found
+
+
+def builders(root: Path) -> list[str]:
+    """The builder steps of the file list the architect wrote under `root`, in its order."""
+    rows = json.loads((root / FILES_LIST).read_text(encoding="utf-8"))
+    return [f"builder@{row['path']}" for row in rows]

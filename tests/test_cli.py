@@ -22,7 +22,7 @@ def test_validate_reports_each_pipeline_and_its_step_count() -> None:
     files = [str(ROOT / "pipelines" / "notes_app.yaml"), str(FIXTURES / "full" / "pipeline.yaml")]
     result = CliRunner().invoke(cli, ["validate", *files])
     assert result.exit_code == 0
-    assert result.output.splitlines() == [f"{files[0]}: ok (4 steps)", f"{files[1]}: ok (8 steps)"]
+    assert result.output.splitlines() == [f"{files[0]}: ok (11 steps)", f"{files[1]}: ok (8 steps)"]
 
 
 def test_validate_defaults_to_orch_yaml_in_the_current_folder(

@@ -53,12 +53,26 @@ def test_full_pipeline_edges_come_from_paths_globs_folders_and_needs() -> None:
     assert edges_of(FULL) == FULL_EDGES
 
 
+NOTES_FILES = (
+    "pyproject.toml",
+    "conftest.py",
+    "notes_api/__init__.py",
+    "notes_api/database.py",
+    "notes_api/models.py",
+    "notes_api/schemas.py",
+    "notes_api/main.py",
+    "tests/test_notes.py",
+)
+"""The files the flagship's architect lists, one builder step each."""
+
+
 def test_notes_app_edges() -> None:
+    builders = [f"builder@{path}" for path in NOTES_FILES]
     assert edges_of(ROOT / "pipelines" / "notes_app.yaml") == {
-        ("architect", "builder"),
         ("architect", "docs"),
-        ("builder", "qa"),
         ("docs", "qa"),
+        *(("architect", builder) for builder in builders),
+        *((builder, "qa") for builder in builders),
     }
 
 

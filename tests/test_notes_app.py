@@ -13,10 +13,19 @@ from typing import Any
 
 import pytest
 
-from .buildkit import ran
+from .buildkit import RUNS, ran, read_events
 from .conftest import ROOT
 from .llm_server import LlmServer
-from .notes_kit import GOLDEN, PIPELINE, copy_inputs, environment, generated, orch
+from .notes_kit import (
+    FILES_LIST,
+    GOLDEN,
+    PIPELINE,
+    builders,
+    copy_inputs,
+    environment,
+    generated,
+    orch,
+)
 
 RESPONSES = ROOT / "pipelines" / "notes_app" / "responses"
 
@@ -51,14 +60,14 @@ def test_the_readme_main_job_builds_the_app_in_a_fresh_virtual_environment(
         ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
     )
     assert first.returncode == 0, first.stdout + first.stderr
-    assert sorted(ran(first.stdout)) == ["architect", "builder", "docs", "qa"]
+    assert sorted(ran(first.stdout)) == sorted(["architect", *builders(GOLDEN), "docs", "qa"])
     assert generated(project) == generated(GOLDEN)
 
     again = subprocess.run(
         ["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, check=False
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.strip().endswith("all 4 steps up to date")
+    assert again.stdout.strip().endswith("all 11 steps up to date")
 
 
 def _see_installed_packages(venv: Path) -> None:
@@ -92,12 +101,16 @@ def test_editing_only_the_docs_prompt_reruns_docs_alone(project: Path) -> None:
 
 def _recorded_reply(fmt: str, body: dict[str, Any]) -> str:
     """The sample reply of the step whose system prompt this request carries."""
-    system = body["messages"][0]["content"]
+    system, prompt = body["messages"][0]["content"], body["messages"][1]["content"]
     step = {
         "You are a software architect.": "architect",
         "You are a senior Python engineer.": "builder",
         "You are a technical writer.": "docs",
     }[system]
+    if step == "builder":
+        written = re.match(r"Write the file `([^`]+)`", prompt)
+        assert written is not None, prompt
+        step = f"builder@{written[1]}"
     return (RESPONSES / f"{step}.md").read_text(encoding="utf-8")
 
 
@@ -114,7 +127,65 @@ def test_the_openai_provider_builds_the_pipeline_over_http(
         OPENAI_API_KEY="sk-notes-test",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(ran(done.stdout)) == ["architect", "builder", "docs"]  # qa: same files
-    assert sorted(r.path for r in llm_server.requests) == ["/v1/chat/completions"] * 3
+    steps = ["architect", *builders(GOLDEN), "docs"]  # qa: same files
+    assert sorted(ran(done.stdout)) == sorted(steps)
+    assert [r.path for r in llm_server.requests] == ["/v1/chat/completions"] * len(steps)
     assert {r.headers["authorization"] for r in llm_server.requests} == {"Bearer sk-notes-test"}
     assert generated(project) == generated(GOLDEN)
+
+
+def _build_started(project: Path) -> tuple[list[str], list[str]]:
+    """Build the pipeline: the steps started (from the run's events) and the events' types."""
+    runs = project / RUNS
+    before = set(runs.iterdir())
+    done = orch(project, "build", PIPELINE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = set(runs.iterdir()) - before
+    events = read_events(run)
+    return [e["step"] for e in events if e["type"] == "step.started"], [e["type"] for e in events]
+
+
+def _edit_design_reply(project: Path, old: str, new: str) -> None:
+    reply = project / "pipelines" / "notes_app" / "responses" / "architect.md"
+    text = reply.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    reply.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_a_changed_purpose_reruns_the_architect_and_that_file_s_builder_alone(
+    project: Path,
+) -> None:
+    _edit_design_reply(
+        project,
+        '"purpose": "The pydantic models `NoteCreate` and `NoteRead`."',
+        '"purpose": "The pydantic models `NoteCreate` and `NoteRead`, validated."',
+    )
+    started, types = _build_started(project)
+    # The builder's reply, and so the file qa reads, is the same: qa stays up to date.
+    assert started == ["architect", "builder@notes_api/schemas.py"]
+    assert "job.replanned" in types
+    assert "validated" in (project / FILES_LIST).read_text(encoding="utf-8")
+    assert _app(project) == _app(GOLDEN)
+    assert _build_started(project)[0] == []
+
+
+def test_a_file_added_to_the_design_runs_one_new_builder_and_qa(project: Path) -> None:
+    _edit_design_reply(
+        project,
+        '  {"path": "tests/test_notes.py"',
+        '  {"path": "notes_api/version.py", "purpose": "The version string."},\n'
+        '  {"path": "tests/test_notes.py"',
+    )
+    reply = RESPONSES.relative_to(ROOT) / "builder@notes_api" / "version.py.md"
+    (project / reply).write_text('```python\nVERSION = "0.1.0"\n```\n', encoding="utf-8")
+
+    started, _ = _build_started(project)
+    assert started == ["architect", "builder@notes_api/version.py", "qa"]
+    version = project / "generated" / "notes_api" / "notes_api" / "version.py"
+    assert version.read_text(encoding="utf-8") == 'VERSION = "0.1.0"\n'
+    assert " passed" in (project / "build" / "notes_api" / "qa.txt").read_text(encoding="utf-8")
+
+
+def _app(root: Path) -> dict[str, bytes]:
+    """The generated app's files (the build's other outputs left out)."""
+    return {path: data for path, data in generated(root).items() if path.startswith("generated/")}

@@ -100,7 +100,9 @@ class StepFiles:
             for path, digest in sorted(entry.outputs.items()):
                 if not _declared(plan, path) and self._unchanged(path, digest):
                     confined_unlink(self.workspace.workdir, path)
-                    self.events.emit("file.removed", step_id, path=path, reason="no step declares it")
+                    self.events.emit(
+                        "file.removed", step_id, path=path, reason="no step declares it"
+                    )
 
     def _unchanged(self, path: str, digest: str) -> bool:
         try:

@@ -65,6 +65,8 @@ def test_the_first_round_runs_the_writer_then_plans_the_rest(project: Project) -
     design(project, {"a": "alpha"})
     status = project.orch("status")
     assert "expands     builder  (after 'architect')" in status.lines
+    dry = project.orch("build", "--dry-run")
+    assert "expands     builder  (after 'architect')" in dry.lines
     graph = project.orch("graph")
     assert "builder@*  <- architect (expands after them)" in graph.stdout
     first = project.orch("build")

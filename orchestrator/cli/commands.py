@@ -282,7 +282,7 @@ def build(
     sets: tuple[str, ...],
 ) -> None:
     """Bring the pipeline's outputs up to date."""
-    from orchestrator.cli.reporter import status_lines, summary
+    from orchestrator.cli.reporter import deferred_lines, status_lines, summary
     from orchestrator.engine import build as builds
     from orchestrator.engine.decide import Action
 
@@ -301,7 +301,8 @@ def build(
         plan, assessments = builds.predict(request)
         _warn(plan.warnings)
         _say_writers(request, plan)
-        for line in status_lines(a for a in assessments if a.decision.action != Action.UP_TO_DATE):
+        changing = (a for a in assessments if a.decision.action != Action.UP_TO_DATE)
+        for line in [*status_lines(changing), *deferred_lines(plan.waiting(request.targets))]:
             click.echo(line)
         waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")

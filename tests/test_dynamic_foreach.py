@@ -163,3 +163,27 @@ def test_an_output_renamed_leaves_no_old_file(project: Project) -> None:
     assert renamed.exit_code == 0
     assert not project.exists("old.txt"), "a fresh build would not have it"
     assert project.read("new.txt") == "a\n"
+
+
+def test_rows_a_step_writes_that_cannot_be_planned_fail_the_build_not_the_pipeline(
+    project: Project,
+) -> None:
+    project.pipeline(
+        PIPELINE.replace("cp design.json build/plan.json", "echo '[1' > build/plan.json")
+    )
+    design(project, {"a": "alpha"})
+    assert project.orch("validate").exit_code == 0
+    failed = project.orch("build")
+    assert failed.exit_code == 1, "the pipeline as written is valid: a failed build, not exit 2"
+    [event] = failed.events("plan.failed")
+    assert "build/plan.json" in event["data"]["message"]
+    assert "invalid JSON" in event["data"]["message"]
+    assert any(line.startswith("ERROR") for line in failed.lines)
+    assert failed.statuses()["architect"] == "ran"
+    # the bad file stays: the pipeline is still valid, and a fixed writer recovers
+    assert project.orch("validate").exit_code == 0
+    assert "expands     builder  (after 'architect')" in project.orch("status").lines
+    project.pipeline(PIPELINE)
+    fixed = project.orch("build")
+    assert fixed.exit_code == 0, fixed.stdout
+    assert project.read("all.txt") == "alpha\n"

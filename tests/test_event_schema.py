@@ -93,6 +93,11 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
             "run": "echo {{ item.n }} > each-{{ item.n }}.txt",
             "output": "each-{{ item.n }}.txt",
         },
+        "badplan": {"run": "echo '[1' > bad.json", "output": "bad.json"},
+        "badeach": {
+            "foreach": {"rows": "{{ steps.badplan.output }}"},
+            "run": "echo {{ item }}",
+        },
         # the failure targets
         "bad": {"provider": "fragile", "prompt": "MARK-bad", "output": "out/bad.md"},
         "pause": {"run": "true > pause.txt", "output": "pause.txt"},
@@ -148,6 +153,10 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
 
     planned = ok(project.orch("build", "each"))
     assert [e["data"]["selected"] for e in planned.events("job.replanned")] == [["each@x"]]
+
+    unplannable = project.orch("build", "badeach")
+    assert unplannable.exit_code == 1, unplannable.stdout + unplannable.stderr
+    assert len(unplannable.events("plan.failed")) == 1
 
     server.script_for("MARK-bad", status(500), status(500))
     failing = project.orch("build", "-k", "-j", "1", *FAILING)

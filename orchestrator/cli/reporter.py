@@ -35,7 +35,7 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
         return Status.RESTORED, step, "; ".join(data.get("reasons", []))
     if kind == "step.failed":
         return "FAILED", step, data.get("message", "")
-    if kind == "lock.failed":
+    if kind in ("lock.failed", "plan.failed"):
         return "ERROR", None, data.get("message", "")
     if kind == "job.replanned":
         return "plan", None, replanned_text(data)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.core import interrupt
-from orchestrator.core.errors import describe_os_error
+from orchestrator.core.errors import PipelineError, describe_os_error
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
@@ -247,7 +247,11 @@ def _rounds(runner: Runner, folder: RunFolder, request: Request) -> JobStatus:
         done |= completed
         if status != JobStatus.SUCCEEDED or not _waiting(runner, request.targets):
             return status
-        following = _next_round(runner, folder, request, done) if completed else None
+        try:
+            following = _next_round(runner, folder, request, done) if completed else None
+        except PipelineError as exc:  # what a step wrote cannot be planned from
+            runner.events.emit("plan.failed", level="error", message=exc.render())
+            return JobStatus.FAILED
         if following is None:
             return JobStatus.FAILED  # planning again would not get further
         runner = following
@@ -264,6 +268,13 @@ def _next_round(
     """A runner for the steps a new plan adds, now that the outputs planning waited for are
     written; None when it adds none."""
     plan, pipeline = open_plan(request, keep=True)
+    stuck = [
+        plan.unplannable[group]
+        for group, after in plan.waiting(request.targets).items()
+        if group in plan.unplannable and set(after) <= done
+    ]
+    if stuck:  # the steps it waits for are done: their output is what it is
+        raise PipelineError.at("\n".join(stuck), None)
     selected = plan.select(request.targets)
     selected = [s for s in plan.first_round(selected, request.targets) if s not in done]
     if not selected:

@@ -68,6 +68,8 @@ class LoadedPipeline:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     globs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The `foreach` globs and what they matched when the pipeline was loaded."""
+    unplannable: Mapping[str, str] = field(default_factory=dict)
+    """Deferred groups whose file exists but cannot be planned from, with why."""
     deferred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The foreach groups that expand from files other steps write, not written yet: each
     group and those files. A build plans them once their writers are done."""

@@ -64,6 +64,8 @@ class Plan:
     deferred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Foreach groups not planned yet, each with the steps whose outputs it expands from."""
     removed: Mapping[str, str] = field(default_factory=dict)
+    unplannable: Mapping[str, str] = field(default_factory=dict)
+    """Deferred groups whose file cannot be planned from as it is, with why."""
     """Step ids their `if` removed, with why (`if: … is false`)."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
@@ -164,6 +166,7 @@ class Plan:
             "warnings": list(self.warnings),
             "deferred": {name: list(ids) for name, ids in self.deferred.items()},
             "removed": dict(self.removed),
+            "unplannable": dict(self.unplannable),
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -190,7 +193,23 @@ class Plan:
         deferred = {}
         for group, ids in _typed(data, "deferred", dict, {}).items():
             deferred[_str(group)] = tuple(_known(i, steps) for i in _strings(ids, group))
-        return cls(pipeline, name, workdir, steps, groups, sources, warnings, deferred, removed)
+        unplannable = {}
+        for group, why in _typed(data, "unplannable", dict, {}).items():
+            if group not in deferred:
+                raise ValueError(f"'{group}' cannot be planned but is not deferred")
+            unplannable[_str(group)] = _str(why)
+        return cls(
+            pipeline,
+            name,
+            workdir,
+            steps,
+            groups,
+            sources,
+            warnings,
+            deferred,
+            removed,
+            unplannable,
+        )
 
 
 def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep:
@@ -345,6 +364,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         pipeline.warnings,
         removed=pipeline.removed,
         deferred=deferred,
+        unplannable=pipeline.unplannable,
     )
 
 

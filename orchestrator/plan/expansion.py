@@ -88,6 +88,7 @@ def expand(
         removed=dict(expander.removed),
         data_files=tuple(dict.fromkeys(expander.foreach.rows.values())),
         deferred=dict(expander.foreach.deferred),
+        unplannable=dict(expander.foreach.problems),
     )
 
 

@@ -70,7 +70,10 @@ class Foreach:
         self.expands: dict[str, tuple[tuple[str, str | None], ...]] = {}
         """The groups whose rows file another step writes, with its sha256 when planned."""
         self.deferred: dict[str, tuple[str, ...]] = {}
-        """The groups whose rows file another step writes and has not written yet."""
+        """The groups whose rows file another step writes and has not written yet (or wrote
+        in a form that cannot be planned from: see `problems`)."""
+        self.problems: dict[str, str] = {}
+        """Why a deferred group's rows file, as another step left it, cannot be planned from."""
 
     def instances(self, group: str, foreach: Any) -> list[Instance]:
         """The steps a step's `foreach` gives (the step itself when it has none)."""
@@ -133,10 +136,26 @@ class Foreach:
         path = self._rows_path(group, spec.rows)
         self.rows[group] = path
         if self.upstream is not None and self.upstream.writes(path):
-            if not (self.workdir / path).is_file():
-                self.deferred[group] = (path,)
-                return []
-            self.expands[group] = ((path, sha256_file(self.workdir / path)),)
+            return self._upstream_rows(group, spec, path)
+        return self._file_rows(group, spec, path)
+
+    def _upstream_rows(self, group: str, spec: RowsForeach, path: str) -> list[Instance]:
+        """The steps of a rows file another step writes: planned from it as it is, deferred
+        while it is missing or cannot be planned from (what it holds is that step's doing, not
+        the pipeline's: the build says so once the step has run)."""
+        if not (self.workdir / path).is_file():
+            self.deferred[group] = (path,)
+            return []
+        try:
+            found = self._file_rows(group, spec, path)
+        except PipelineError as exc:
+            self.deferred[group] = (path,)
+            self.problems[group] = exc.render()
+            return []
+        self.expands[group] = ((path, sha256_file(self.workdir / path)),)
+        return found
+
+    def _file_rows(self, group: str, spec: RowsForeach, path: str) -> list[Instance]:
         try:
             rows = read_rows(self.workdir, path)
         except PipelineError as exc:

@@ -93,6 +93,13 @@ class JobFinishedData(_Data):
     pending_steps: list[str] = Field(description="Selected steps not completed, in plan order.")
 
 
+class PlanFailedData(_Data):
+    """Planning again from what steps wrote (the rows of a `foreach`) found a problem; the
+    build fails (the pipeline as written was valid)."""
+
+    message: str = Field(description="The problem, at its file:line:col.")
+
+
 class LockFailedData(_Data):
     """The lock file could not be written; the build fails."""
 
@@ -341,6 +348,11 @@ class JobFinishedEvent(_JobEnvelope):
     data: JobFinishedData
 
 
+class PlanFailedEvent(_JobEnvelope):
+    type: Literal["plan.failed"]
+    data: PlanFailedData
+
+
 class LockFailedEvent(_JobEnvelope):
     type: Literal["lock.failed"]
     data: LockFailedData
@@ -430,6 +442,7 @@ AnyEvent = Annotated[
     JobStartedEvent
     | JobReplannedEvent
     | JobFinishedEvent
+    | PlanFailedEvent
     | LockFailedEvent
     | StepStartedEvent
     | StepSucceededEvent

@@ -126,6 +126,26 @@ def test_a_mapping_with_other_keys_than_the_forms_is_a_plain_mapping(project: Pr
     )
     assert sorted(build(project)) == ["cols=4", "rows=3", "rows=5"]
     assert sorted(project.lock()) == ["also@rows", "size@cols", "size@rows"]
+    assert "warning" not in project.orch("validate").stderr
+
+
+def test_a_mistyped_rows_form_is_read_as_a_mapping_with_a_warning(project: Project) -> None:
+    project.write("cases.json", '[{"id": "a"}]')
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          s:
+            foreach: {rows: cases.json, kye: id}
+            run: echo "{{ key }}" >> runs.log
+        """
+    )
+    checked = project.orch("validate")
+    assert checked.exit_code == 0
+    assert (
+        "orch.yaml:4:14: warning: step 's': foreach has 'rows' and 'kye', so it is read as a"
+        " plain mapping (one step per key); the 'rows' form takes only 'rows' and 'key'"
+    ) in checked.stderr
 
 
 # --------------------------------------------------------------------------- matrix

@@ -137,6 +137,7 @@ class _StepExpander:
             except PipelineError as exc:
                 failures[group] = exc
         self._in_declared_order()
+        self.warnings.extend(self.foreach.warnings)
         diagnostics = [d for exc in failures.values() for d in exc.diagnostics]
         if diagnostics:
             raise PipelineError(diagnostics)

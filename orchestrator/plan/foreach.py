@@ -72,6 +72,8 @@ class Foreach:
         self.deferred: dict[str, tuple[str, ...]] = {}
         """The groups whose rows file another step writes and has not written yet (or wrote
         in a form that cannot be planned from: see `problems`)."""
+        self.warnings: list[str] = []
+        """Mappings that look like the `rows` or `matrix` form but are read as plain ones."""
         self.problems: dict[str, str] = {}
         """Why a deferred group's rows file, as another step left it, cannot be planned from."""
 
@@ -84,6 +86,8 @@ class Foreach:
         if isinstance(foreach, MatrixForeach):
             return self._matrix(group, foreach)
         items = foreach
+        if isinstance(items, dict):
+            self._warn_near_form(group, items)
         if isinstance(items, str):
             items = self._evaluate(group, items)
         if isinstance(items, dict):
@@ -98,6 +102,21 @@ class Foreach:
             f"step '{group}': foreach must be a list, a mapping or a glob,"
             f" not {type(items).__name__}",
         )
+
+    def _warn_near_form(self, group: str, mapping: Mapping[str, Any]) -> None:
+        """A plain mapping holding `rows` or `matrix` beside other keys is most likely a
+        mistyped form (`kye:` for `key:`): say how it is read."""
+        forms = {"rows": (str, ("key",)), "matrix": (dict, ("exclude", "include"))}
+        for form, (shape, extra) in forms.items():
+            if isinstance(mapping.get(form), shape):
+                others = [str(k) for k in mapping if k != form and k not in extra]
+                location = self.source.locate(("steps", group, "foreach"))
+                self.warnings.append(
+                    f"{location}: warning: step '{group}': foreach has '{form}' and"
+                    f" {', '.join(repr(k) for k in others)}, so it is read as a plain mapping"
+                    f" (one step per key); the '{form}' form takes only"
+                    f" {' and '.join(repr(k) for k in (form, *extra))}"
+                )
 
     def empty_warning(self, group: str, foreach: Any) -> str:
         """A foreach that gives no step is likely a mistake: where its list came from."""

@@ -4,9 +4,22 @@ changed, and a byte-identical output changes nothing downstream."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+)
 
 from .buildkit import Build, Project
 
@@ -187,3 +200,98 @@ def test_rows_a_step_writes_that_cannot_be_planned_fail_the_build_not_the_pipeli
     fixed = project.orch("build")
     assert fixed.exit_code == 0, fixed.stdout
     assert project.read("all.txt") == "alpha\n"
+
+
+# ---------------------------------------------------------------------------- model-based
+
+ROWS = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["x", "y", "z"]), min_size=1, max_size=4
+)
+
+
+class DynamicRows(RuleBasedStateMachine):
+    """Random edits of the rows an upstream step writes. After every build: the workdir holds
+    what a fresh build of the same design gives (no file of a row gone), and only the steps of
+    new or changed rows ran, with the writer when the design changed and `collect` when the
+    files it reads changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="orch-rows-"))
+        self.project = Project(self.folder)
+        self.rows: dict[str, str] = {}
+        self.built: dict[str, str] = {}
+        self.design_built = ""
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @initialize(rows=ROWS)
+    def start(self, rows: dict[str, str]) -> None:
+        self.project.pipeline(PIPELINE)
+        self.rows = rows
+        self._build()
+
+    @rule(rows=ROWS)
+    def edit(self, rows: dict[str, str]) -> None:
+        self.rows = rows
+
+    @rule()
+    def rewrite_the_same_bytes(self) -> None:
+        design(self.project, self.rows)
+
+    @rule()
+    def build(self) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        design(self.project, self.rows)
+        with _inside(self.folder):
+            done = self.project.orch("build")
+        assert done.exit_code == 0, done.stdout + done.stderr
+        expected = {name for name, body in self.rows.items() if self.built.get(name) != body}
+        started = {s.removeprefix("builder@") for s in done.started() if s.startswith("builder@")}
+        assert started == expected, (started, expected)
+        assert _files(self.folder) == _fresh(self.rows)
+        self.built = dict(self.rows)
+
+
+def _files(root: Path) -> dict[str, str]:
+    """The files a build leaves: its outputs and sources (not orch's own state)."""
+    return {
+        str(path.relative_to(root)): path.read_text()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+        and path.name not in ("runs.log", "orch.lock")
+        and ".orch" not in path.relative_to(root).parts
+    }
+
+
+def _fresh(rows: dict[str, str]) -> dict[str, str]:
+    """What a build of `rows` in a new empty folder leaves."""
+    with tempfile.TemporaryDirectory(prefix="orch-fresh-") as tmp:
+        project = Project(Path(tmp))
+        project.pipeline(PIPELINE)
+        design(project, rows)
+        with _inside(Path(tmp)):
+            assert project.orch("build").exit_code == 0
+        return _files(Path(tmp))
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+DynamicRows.TestCase.settings = settings(
+    max_examples=int(os.environ.get("ORCH_MODEL_EXAMPLES", "15")),
+    stateful_step_count=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestDynamicRows = pytest.mark.slow(DynamicRows.TestCase)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_invalid_pipelines import Case, _assert_refused, _invoke, _line_of, _snapshot, _write
+from .test_invalid_pipelines import Case, assert_command_refuses
 from .test_invalid_pipelines import case as row
 
 CASES = [
@@ -126,14 +126,5 @@ CASES = [
 
 
 @pytest.mark.parametrize("bad", CASES)
-def test_validate_refuses(tmp_path: Path, bad: Case) -> None:
-    for rel, content in bad.files:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(content, encoding="utf-8")
-    pipeline, text = _write(tmp_path, bad.text)
-    line = 1 if bad.marker is None else _line_of(text, bad.marker)
-    before = _snapshot(tmp_path)
-
-    result = _invoke(["build", str(pipeline)], tmp_path)
-
-    _assert_refused(result, pipeline, line, bad.fragments, before, tmp_path, bad.absent)
+def test_build_refuses(tmp_path: Path, bad: Case) -> None:
+    assert_command_refuses(tmp_path, bad, "build")

@@ -1165,8 +1165,9 @@ CASES = [
 # --------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("bad", CASES)
-def test_validate_refuses(tmp_path: Path, bad: Case) -> None:
+def assert_command_refuses(tmp_path: Path, bad: Case, command: str) -> None:
+    """`orch COMMAND` on the case's pipeline (and files) exits 2 at the marked line, writing
+    nothing."""
     for rel, content in bad.files:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(content, encoding="utf-8")
@@ -1174,9 +1175,14 @@ def test_validate_refuses(tmp_path: Path, bad: Case) -> None:
     line = 1 if bad.marker is None else _line_of(text, bad.marker)
     before = _snapshot(tmp_path)
 
-    result = _invoke(["validate", str(pipeline)], tmp_path)
+    result = _invoke([command, str(pipeline)], tmp_path)
 
     _assert_refused(result, pipeline, line, bad.fragments, before, tmp_path, bad.absent)
+
+
+@pytest.mark.parametrize("bad", CASES)
+def test_validate_refuses(tmp_path: Path, bad: Case) -> None:
+    assert_command_refuses(tmp_path, bad, "validate")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ before a run as in a fresh build, hashed and stored in the cache after it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from orchestrator.store.hashing import PathEscapes
 
 if TYPE_CHECKING:
     from orchestrator.engine.state import Assessment, Workspace
-    from orchestrator.plan.compiled import Plan, PlannedStep
+    from orchestrator.plan.compiled import PlannedStep
     from orchestrator.record.events import EventLog
 
 
@@ -94,11 +94,12 @@ class StepFiles:
         (a step deleted, a row gone from a `foreach`, an output renamed), as a fresh build
         would not have them. A file whose bytes changed since (a hand edit) stays."""
         plan = self.workspace.plan
+        declared = {output for step in plan.steps.values() for output in step.outputs}
         for step_id, entry in list(self.workspace.entries.items()):
             if step_id.partition("@")[0] in plan.deferred:
                 continue
             for path, digest in sorted(entry.outputs.items()):
-                if not _declared(plan, path) and self._unchanged(path, digest):
+                if not _declared(declared, path) and self._unchanged(path, digest):
                     confined_unlink(self.workspace.workdir, path)
                     self.events.emit(
                         "file.removed", step_id, path=path, reason="no step declares it"
@@ -131,9 +132,13 @@ class StepFiles:
             self.events.emit("file.kept", step_id, "warning", **found.as_event_data())
 
 
-def _declared(plan: Plan, path: str) -> bool:
-    """Whether a step of the plan declares `path` among its outputs."""
-    return any(is_within(path, output) for step in plan.steps.values() for output in step.outputs)
+def _declared(outputs: Set[str], path: str) -> bool:
+    """Whether `path` is one of the declared `outputs`, or inside a declared output folder
+    (one lookup per folder on its way, however many outputs there are)."""
+    if path in outputs:
+        return True
+    parts = path.split("/")
+    return any("/".join(parts[:depth]) + "/" in outputs for depth in range(1, len(parts)))
 
 
 def present(hashes: Mapping[str, str | None]) -> dict[str, str]:

@@ -201,6 +201,11 @@ FIELD_DAMAGE: dict[str, Callable[[dict[str, Any]], None]] = {
     "an input that is not a string": lambda step: step.update(inputs=[7]),
     "a step id that is not a string": lambda step: step.update(id=["shout"]),
     "a missing kind": lambda step: step.pop("kind"),
+    "expands that are not pairs": lambda step: step.update(expands=["data.txt"]),
+    "an expands digest that is not a sha256": lambda step: step.update(
+        expands=[["data.txt", "abc"]]
+    ),
+    "an expands path outside the workdir": lambda step: step.update(expands=[["../x", None]]),
 }
 
 
@@ -231,6 +236,33 @@ def test_a_sealed_plan_with_wrong_removed_steps_is_compiled_afresh(
     data = plan.read_bytes()
     record = json.loads(unseal(data) or b"")
     record["plan"]["removed"] = removed
+    plan.write_bytes(seal(json.dumps(record).encode()))
+    assert build().output == "all 3 steps up to date\n"
+    assert plan.read_bytes() == data, "the full load saved the plan again"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("deferred", {"later": ["nowhere"]}),
+        ("deferred", {"later": "shout"}),
+        ("unplannable", {"later": "a group that is not deferred"}),
+        ("unplannable", {"later": 5}),
+    ],
+    ids=[
+        "a deferred group waiting for an unknown step",
+        "a deferred group's steps not a list",
+        "an unplannable group that is not deferred",
+        "an unplannable reason that is not text",
+    ],
+)
+def test_a_sealed_plan_with_wrong_deferred_groups_is_compiled_afresh(
+    workdir: Path, field: str, value: Any
+) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    record = json.loads(unseal(data) or b"")
+    record["plan"][field] = value
     plan.write_bytes(seal(json.dumps(record).encode()))
     assert build().output == "all 3 steps up to date\n"
     assert plan.read_bytes() == data, "the full load saved the plan again"

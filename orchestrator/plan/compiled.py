@@ -84,13 +84,19 @@ class Plan:
         stack = [step.id for step in self.steps.values() if step.default] if not wanted else []
         for target in wanted:
             stack.extend(self.resolve(target))
-        chosen: set[str] = set()
+        chosen = self._with_needs(stack)
+        return [name for name in self.steps if name in chosen]
+
+    def _with_needs(self, steps: Iterable[str]) -> set[str]:
+        """The steps and every step they wait for, directly or not."""
+        found: set[str] = set()
+        stack = list(steps)
         while stack:
             name = stack.pop()
-            if name not in chosen:
-                chosen.add(name)
+            if name not in found:
+                found.add(name)
                 stack.extend(self.steps[name].preds)
-        return [name for name in self.steps if name in chosen]
+        return found
 
     def waiting(self, targets: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """The groups not planned yet that the targets ask for (all of them when none are
@@ -105,13 +111,7 @@ class Plan:
         waiting = self.waiting(targets)
         if not waiting:
             return selected
-        needed: set[str] = set()
-        stack = [p for producers in waiting.values() for p in producers]
-        while stack:
-            name = stack.pop()
-            if name not in needed:
-                needed.add(name)
-                stack.extend(self.steps[name].preds)
+        needed = self._with_needs(p for producers in waiting.values() for p in producers)
         return [name for name in selected if name in needed]
 
     def resolve(self, target: str) -> tuple[str, ...]:

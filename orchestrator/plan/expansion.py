@@ -354,12 +354,7 @@ class _StepExpander:
     def generated(self, path: str) -> bool:
         """Whether another step writes the file (so it cannot be read at plan time)."""
         if self.all_outputs is None:
-            self.all_outputs = []
-            for step_id in self.instances:
-                try:
-                    self.all_outputs.extend(self.outputs_of(step_id))
-                except PipelineError:
-                    continue
+            self.all_outputs = [o for s in self.instances for o in self._outputs_or_none(s)]
         return any(is_within(path, output) for output in self.all_outputs)
 
 

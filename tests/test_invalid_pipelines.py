@@ -734,6 +734,78 @@ CASES = [
         "step 'a': foreach gives 'a@mac' twice",
     ),
     case(
+        "foreach-matrix-values-of-unequal-types",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {n: [1, "1"], os: [linux]}}
+            run: echo {{ item.n }}
+        """,
+        "foreach:",
+        "step 'a': foreach gives 'a@1,linux' twice",
+    ),
+    case(
+        "foreach-matrix-mapping-and-plain-value",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {matrix: {cfg: [1, {lr: 1}]}}
+            run: echo {{ item.cfg }}
+        """,
+        "foreach:",
+        "step 'a': foreach gives 'a@1' twice",
+    ),
+    case(
+        "foreach-files-empty",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {files: []}
+            run: echo {{ item }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach': files: list should have at least 1 item",
+    ),
+    case(
+        "foreach-files-empty-exclusion",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {files: ["*.md", "!"]}
+            run: echo {{ item }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach': files: entry 1 is empty ('!')",
+    ),
+    case(
+        "foreach-files-exclusion-escapes",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {files: ["*.md", "!../*.md"]}
+            run: echo {{ item }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach.files': path '../*.md' escapes the workdir",
+    ),
+    case(
+        "foreach-files-not-text",
+        """\
+        version: 1
+        steps:
+          a:
+            foreach: {files: [{path: a.md}]}
+            run: echo {{ item }}
+        """,
+        "foreach:",
+        "step 'a', field 'foreach': files.0: input should be a valid string",
+    ),
+    case(
         "empty-file",
         "",
         None,

@@ -1,5 +1,5 @@
-"""Paths in real builds: glob exclusions, optional inputs, output folders made by orch, and the
-pipeline-level `env`."""
+"""Paths in real builds: glob exclusions (in inputs and in a `files` foreach), optional inputs,
+output folders made by orch, and the pipeline-level `env`."""
 
 from __future__ import annotations
 
@@ -202,6 +202,57 @@ def test_a_file_named_with_a_leading_bang_is_written_with_dot_slash(project: Pro
     assert project.orch("build").exit_code == 0
     assert project.read("copy.txt") == "bang\n"
     assert list(project.lock()["copy"].inputs) == ["!notes.txt"]
+
+
+# --------------------------------------------------------------------------- foreach files
+
+FILES = """\
+    version: 1
+    vars:
+      skip: draft
+    steps:
+      upper:
+        foreach: {files: ["docs/**/*.md", "!docs/{{ skip }}*.md", "!docs/old/"]}
+        inputs: ["{{ item }}"]
+        run: tr a-z A-Z < {{ item }} > out/{{ item | stem }}.txt; echo {{ item | stem }} >> runs.log
+        output: out/{{ item | stem }}.txt
+    """
+
+
+def test_a_files_foreach_gives_a_step_per_match_less_the_exclusions(project: Project) -> None:
+    for name in ("a", "b", "draft1", "old/c", "sub/d"):
+        project.write(f"docs/{name}.md", f"{name}\n")
+    project.pipeline(FILES)
+    assert project.orch("build").exit_code == 0
+    assert sorted(project.new_runs()) == ["a", "b", "d"]
+    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["a.txt", "b.txt", "d.txt"]
+    project.write("docs/draft2.md", "x\n")
+    project.write("docs/old/e.md", "x\n")
+    assert project.orch("build").stdout == "all 3 steps up to date\n", "new files are excluded"
+    project.write("docs/new.md", "new\n")
+    assert project.orch("build").exit_code == 0
+    assert project.new_runs() == ["new"], "one new file matched: one new step"
+    assert project.orch("build", "--set", "skip=b").exit_code == 0
+    assert sorted(project.new_runs()) == ["draft1", "draft2"]
+    assert not project.exists("out/b.txt"), "the step no longer there takes its output along"
+
+
+def test_a_files_foreach_that_matches_nothing_warns(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          each:
+            foreach: {files: [data/*.csv, "!data/x.csv"]}
+            run: echo
+        """
+    )
+    result = project.orch("validate")
+    assert result.exit_code == 0
+    assert (
+        "orch.yaml:4:14: warning: step 'each': foreach ('data/*.csv', '!data/x.csv') matched no"
+        " files, so it gives no steps" in result.stderr
+    )
 
 
 # --------------------------------------------------------------------------- optional inputs

@@ -123,6 +123,29 @@ class RowsForeach(_Model):
     )
 
 
+class FilesForeach(_Model):
+    """One step per file matched, with exclusions: `{files: [docs/*.md, "!docs/draft*.md"]}`."""
+
+    files: list[str] = Field(
+        min_length=1,
+        description="Globs or files, each a template seeing vars and env; an entry starting"
+        " with '!' takes the files it matches out.",
+    )
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _one_pattern(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("files")
+    @classmethod
+    def _no_empty_pattern(cls, value: list[str]) -> list[str]:
+        for index, entry in enumerate(value):
+            if entry in ("", "!"):
+                raise ValueError(f"entry {index} is empty ({entry!r})")
+        return value
+
+
 Combination = dict[str, Any]
 
 
@@ -164,13 +187,15 @@ class MatrixForeach(_Model):
 
 FOREACH_FORMS: dict[str, tuple[type[_Model], frozenset[str]]] = {
     "rows": (RowsForeach, frozenset({"rows", "key"})),
+    "files": (FilesForeach, frozenset({"files"})),
     "matrix": (MatrixForeach, frozenset({"matrix", "exclude", "include"})),
 }
 """A mapping is one of these forms when it holds the form's key and only keys the form knows."""
 
 
 def foreach_form(value: Any) -> type[_Model] | None:
-    """The model of a `foreach` mapping written as `{rows: ...}` or `{matrix: ...}`, else None
+    """The model of a `foreach` mapping written as `{rows: ...}`, `{files: ...}` or
+    `{matrix: ...}`, else None
     (a list, a string, or a plain mapping of key → value)."""
     if not isinstance(value, dict):
         return None
@@ -188,7 +213,7 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-ForeachSpec = list[Any] | str | RowsForeach | MatrixForeach | dict[str, Any] | None
+ForeachSpec = list[Any] | str | RowsForeach | FilesForeach | MatrixForeach | dict[str, Any] | None
 
 
 # --------------------------------------------------------------------------- steps
@@ -232,7 +257,7 @@ class StepBase(_Model):
     foreach: ForeachSpec = Field(
         None,
         description="Expand into name@item steps: a list, a mapping, a glob or an expression,"
-        " {rows: file} or {matrix: {axis: values}}.",
+        " {rows: file}, {files: [globs, '!exclusions']} or {matrix: {axis: values}}.",
     )
     timeout_s: PositiveSeconds | None = None
     always_run: bool = Field(False, description="Never up to date.")

@@ -1,7 +1,7 @@
 """`foreach`: one step per item of a list, a mapping, an expression's value or a glob's
 matches, named `group@item` (`group@key` for a mapping, `group@index` for an item that is not a
-plain value); per row of a data file (`group@key` or `group@index`); or per combination of a
-matrix's axes (`group@v1,v2`).
+plain value); per file that globs match less exclusions (`group@path`); per row of a data file
+(`group@key` or `group@index`); or per combination of a matrix's axes (`group@v1,v2`).
 
 The rows file of a step may be another step's output (`{rows: "{{ steps.architect.output }}"}`):
 then its steps are planned from the file as it is, and each records the file's sha256, so that
@@ -20,6 +20,7 @@ from orchestrator.core.paths import (
     LiteralPath,
     PathRefused,
     escapes_through_symlink,
+    excluded,
     expand_glob,
     is_glob,
     normalize,
@@ -27,7 +28,7 @@ from orchestrator.core.paths import (
 )
 from orchestrator.language.settings import fail_at
 from orchestrator.language.source import SourceDocument
-from orchestrator.language.spec import MatrixForeach, RowsForeach
+from orchestrator.language.spec import FilesForeach, MatrixForeach, RowsForeach
 from orchestrator.language.templating import Renderer, StepsView, forbidden_read
 from orchestrator.plan.rows import read_rows
 from orchestrator.store.digest import sha256_file
@@ -85,6 +86,8 @@ class Foreach:
             return self._rows(group, foreach)
         if isinstance(foreach, MatrixForeach):
             return self._matrix(group, foreach)
+        if isinstance(foreach, FilesForeach):
+            return [(f"{group}@{path}", path, None) for path in self._files(group, foreach)]
         items = foreach
         if isinstance(items, dict):
             self._warn_near_form(group, items)
@@ -106,7 +109,11 @@ class Foreach:
     def _warn_near_form(self, group: str, mapping: Mapping[str, Any]) -> None:
         """A plain mapping holding `rows` or `matrix` beside other keys is most likely a
         mistyped form (`kye:` for `key:`): say how it is read."""
-        forms = {"rows": (str, ("key",)), "matrix": (dict, ("exclude", "include"))}
+        forms = {
+            "rows": (str, ("key",)),
+            "files": (list, ()),
+            "matrix": (dict, ("exclude", "include")),
+        }
         for form, (shape, extra) in forms.items():
             if isinstance(mapping.get(form), shape):
                 others = [str(k) for k in mapping if k != form and k not in extra]
@@ -120,10 +127,13 @@ class Foreach:
 
     def empty_warning(self, group: str, foreach: Any) -> str:
         """A foreach that gives no step is likely a mistake: where its list came from."""
-        what = "matched no files" if isinstance(foreach, str) and is_glob(foreach) else "is empty"
+        glob = isinstance(foreach, str) and is_glob(foreach)
+        what = "matched no files" if glob or isinstance(foreach, FilesForeach) else "is empty"
         origin = f" ('{foreach}')" if isinstance(foreach, str) else ""
         if isinstance(foreach, RowsForeach):
             what, origin = "has no rows", f" ('{self.rows.get(group, foreach.rows)}')"
+        elif isinstance(foreach, FilesForeach):
+            origin = f" ({', '.join(repr(entry) for entry in foreach.files)})"
         elif isinstance(foreach, MatrixForeach):
             what = "has no combinations"
         location = self.source.locate(("steps", group, "foreach"))
@@ -139,14 +149,40 @@ class Foreach:
         return self._glob(group, value) if isinstance(value, str) else value
 
     def _glob(self, group: str, pattern: str) -> list[LiteralPath]:
-        try:
-            normal = normalize(pattern)
-        except PathRefused as exc:
-            raise self._fail(group, f"step '{group}', field 'foreach': {exc}") from exc
+        normal = self._pattern(group, pattern, "foreach")
         if not is_glob(normal):
             return [LiteralPath(unescape(normal))]
         self.globs[normal] = expand_glob(self.workdir, normal)
         return [LiteralPath(path) for path in self.globs[normal]]
+
+    def _files(self, group: str, spec: FilesForeach) -> list[Any]:
+        """The files the entries match, in order, less those an `!` entry matches."""
+        found: dict[str, Any] = {}
+        excludes: list[str] = []
+        field = "foreach.files"
+        for entry in spec.files:
+            if entry.startswith("!"):
+                excludes.append(self._pattern(group, self._render(group, entry[1:]), field))
+                continue
+            items = self._evaluate(group, entry)
+            if not isinstance(items, list | tuple):
+                items = [items]
+            for item in items:
+                found.setdefault(str(item), item)
+        return [item for path, item in found.items() if not excluded(excludes, path)]
+
+    def _render(self, group: str, text: str) -> str:
+        context = {**self.base, "read": forbidden_read("foreach")}
+        try:
+            return str(self.renderer.evaluate(text, context))
+        except TemplateError as exc:
+            raise self._fail(group, f"step '{group}', field 'foreach.files': {exc}") from exc
+
+    def _pattern(self, group: str, pattern: str, field: str) -> str:
+        try:
+            return normalize(pattern)
+        except PathRefused as exc:
+            raise self._fail(group, f"step '{group}', field '{field}': {exc}") from exc
 
     # ------------------------------------------------------------------ rows
 

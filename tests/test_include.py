@@ -245,3 +245,57 @@ def test_a_provider_problem_in_a_fragment_is_located_in_the_fragment(project: Pr
     result = _refused(project)
     assert result.stderr.startswith("parts/llm.yaml:3:5: provider 'local': ")
     assert "undefined variable 'nope'" in result.stderr
+
+
+VALUES_PIPELINE = """\
+    version: 1
+    include: [parts/train.yaml]
+    vars:
+      - params.yaml
+      - {lr: "{{ train.lr }}"}
+    steps:
+      fit:
+        run: echo "{{ lr }} {{ train.n }}" > fit.txt; echo fit >> runs.log
+        output: fit.txt
+"""
+
+TRAIN = """\
+vars:
+  - defaults.json
+  - {label: "n={{ train.n }}"}
+steps:
+  describe:
+    run: echo "{{ label }} {{ train.lr }}" > describe.txt; echo describe >> runs.log
+    output: describe.txt
+"""
+
+
+def _values_project(project: Project) -> Project:
+    project.write("defaults.json", '{"train": {"n": 1, "lr": 0.5}}')
+    project.write("params.yaml", "train:\n  n: 7\n")
+    project.write("parts/train.yaml", TRAIN)
+    project.pipeline(VALUES_PIPELINE)
+    return project
+
+
+def test_values_files_in_fragments_merge_in_include_order(project: Project) -> None:
+    _values_project(project)
+    assert project.orch("build").exit_code == 0
+    assert project.read("describe.txt") == "n=1 0.5\n", "the fragment's vars come first"
+    assert project.read("fit.txt") == "0.5 7\n", "the pipeline's own values file merges last"
+    project.new_runs()
+    project.write("defaults.json", '{"train": {"n": 1, "lr": 0.25}}')
+    assert project.orch("build").exit_code == 0
+    assert sorted(project.new_runs()) == ["describe", "fit"], "both read train.lr"
+    project.write("params.yaml", "train:\n  n: 8\n")
+    assert project.orch("build").exit_code == 0
+    assert project.new_runs() == ["fit"], "describe's label saw n before params.yaml"
+
+
+def test_a_missing_values_file_in_a_fragment_is_located_in_the_fragment(
+    project: Project,
+) -> None:
+    _values_project(project)
+    project.write("parts/train.yaml", TRAIN.replace("defaults.json", "missing.json"))
+    result = _refused(project)
+    assert result.stderr.startswith("parts/train.yaml:2:5: values file 'missing.json' not found\n")

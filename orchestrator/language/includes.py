@@ -6,6 +6,10 @@ depth first, then its own entries. A file's vars and providers replace those of 
 includes, in place (as `--set` does); the same var or provider in two included files, or the
 same step in any two files, is an error naming both places. A file included twice is merged
 once; an include cycle is an error naming the chain.
+
+When any of the files gives `vars` as a list (values files), the merged `vars` is one list:
+every file's entries in merge order (a mapping `vars` is one entry), later entries winning as
+in a single `vars` list; a var two files declare in a mapping is still checked as above.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from orchestrator.core.errors import Diagnostic, PipelineError
 from orchestrator.core.suggest import suggest
 from orchestrator.language.loader import read_source
-from orchestrator.language.source import SourceDocument
+from orchestrator.language.source import Origin, PathKey, SourceDocument
 
 SECTIONS = ("vars", "providers", "steps")
 FRAGMENT_KEYS = ("version", "description", "include", *SECTIONS)
@@ -40,12 +44,16 @@ def read_pipeline(file: Path) -> SourceDocument:
     for section, entries in sections.items():
         if entries or section in data:
             data[section] = {name: value for name, (value, _) in entries.items()}
-    origins = {
-        (section, name): origin
+    origins: dict[tuple[str, Any], Origin] = {
+        (section, name): (origin, (section, name))
         for section, entries in sections.items()
         for name, (_, origin) in entries.items()
         if origin is not source
     }
+    if merger.listed:
+        data["vars"] = [value for value, _, _ in merger.var_entries]
+        for index, (_, origin, path) in enumerate(merger.var_entries):
+            origins[("vars", index)] = (origin, path)
     return SourceDocument(file, source.text, data, origins, tuple(merger.files))
 
 
@@ -55,6 +63,10 @@ class _Merger:
 
     seen: set[Path]
     files: list[Path] = field(default_factory=list)
+    var_entries: list[tuple[Any, SourceDocument, tuple[PathKey, ...]]] = field(default_factory=list)
+    """Every file's `vars` entries in merge order, each with where it was written."""
+    listed: bool = False
+    """Whether a file gives `vars` as a list: then the merged vars are `var_entries`."""
 
     def merge(self, source: SourceDocument, chain: tuple[Path, ...]) -> Entries:
         """The entries of `source` and of the files it includes (`chain`: how it was reached)."""
@@ -65,13 +77,22 @@ class _Merger:
             if fragment is not None:
                 _add(merged, self.merge(fragment, (*chain, path)), own=False)
         own = {
-            section: {
-                name: (value, source) for name, value in (source.data.get(section) or {}).items()
-            }
+            section: {name: (value, source) for name, value in _mapping(source, section).items()}
             for section in SECTIONS
         }
+        self._add_vars(source)
         _add(merged, own, own=True)
         return merged
+
+    def _add_vars(self, source: SourceDocument) -> None:
+        """Keep the `vars` entries of `source` in order, for the list form."""
+        variables = source.data.get("vars")
+        if isinstance(variables, list):
+            self.listed = True
+            for index, entry in enumerate(variables):
+                self.var_entries.append((entry, source, ("vars", index)))
+        elif variables:
+            self.var_entries.append((variables, source, ("vars",)))
 
     def _read(
         self, source: SourceDocument, index: int, path: Path, chain: tuple[Path, ...]
@@ -133,16 +154,19 @@ def _include_paths(source: SourceDocument) -> list[Path]:
     return [source.file.parent / entry for entry in entries]
 
 
+def _mapping(source: SourceDocument, section: str) -> dict[Any, Any]:
+    """A section's named entries (none for `vars` written as a list)."""
+    value = source.data.get(section)
+    return value if isinstance(value, dict) else {}
+
+
 def _check_sections(source: SourceDocument) -> None:
-    """Each of `vars`, `providers` and `steps` a file gives is a mapping."""
+    """Each of `vars`, `providers` and `steps` a file gives is a mapping (`vars` may be a
+    list of values files and mappings)."""
     for name in SECTIONS:
         value = source.data.get(name, {})
         if isinstance(value, list) and name == "vars":
-            raise PipelineError.at(
-                "a pipeline that includes files, and the files it includes, give 'vars' as a"
-                " mapping: values files cannot be combined with 'include' yet",
-                source.locate((name,)),
-            )
+            continue
         if not isinstance(value, dict):
             raise PipelineError.at(
                 f"'{name}' must be a mapping of names to entries", source.locate((name,))

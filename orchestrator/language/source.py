@@ -16,21 +16,24 @@ from typing import Any
 from orchestrator.core.errors import Location, PipelineError
 
 PathKey = str | int
+Origin = tuple["SourceDocument", tuple[PathKey, ...]]
+"""A merged entry's document and its path there."""
 
 
 @dataclass(frozen=True)
 class SourceDocument:
     """The parsed YAML of a pipeline file; the positions of its nodes on demand.
 
-    For a pipeline with `include:`, `data` holds the merged entries and `origins` the document
-    each entry from an included file was declared in, keyed by ``(section, name)``, so that
-    `locate` points into that file; `includes` lists the included files.
+    For a pipeline with `include:`, `data` holds the merged entries and `origins` where each
+    entry from an included file was declared, keyed by ``(section, name)``: the document and
+    the entry's path in it, so that `locate` points into that file; `includes` lists the
+    included files.
     """
 
     file: Path
     text: str
     data: Any
-    origins: Mapping[tuple[str, Any], SourceDocument] = field(default_factory=dict)
+    origins: Mapping[tuple[str, Any], Origin] = field(default_factory=dict)
     includes: tuple[Path, ...] = ()
 
     @functools.cached_property
@@ -52,7 +55,8 @@ class SourceDocument:
         """
         origin = self.origins.get((str(path[0]), path[1])) if path[1:] else None
         if origin is not None:
-            return origin.locate(path, key=key)
+            document, entry = origin
+            return document.locate((*entry, *path[2:]), key=key)
         node = self.root
         line, col = _start_of(node)
         for depth, part in enumerate(path):

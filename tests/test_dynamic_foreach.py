@@ -89,6 +89,33 @@ def test_the_first_round_runs_the_writer_then_plans_the_rest(project: Project) -
     assert any("1 more step" in line or "2 more steps" in line for line in first.lines)
 
 
+def test_naming_the_group_builds_its_writer_then_its_steps(project: Project) -> None:
+    project.pipeline(PIPELINE)
+    design(project, {"a": "alpha", "b": "beta"})
+    result = project.orch("build", "builder")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert ran(project) == ["a", "architect", "b"], "collect is after the group, not in it"
+    assert not project.exists("all.txt")
+
+
+def test_a_step_that_needs_the_group_waits_for_it_to_be_planned(project: Project) -> None:
+    project.pipeline(PIPELINE)
+    design(project, {"a": "alpha", "b": "beta"})
+    result = project.orch("build", "collect")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert ran(project) == ["a", "architect", "b", "collect"]
+    assert project.read("all.txt") == "alpha\nbeta\n", "as a full build leaves it"
+
+
+def test_a_target_before_the_group_does_not_plan_it(project: Project) -> None:
+    project.pipeline(PIPELINE)
+    design(project, {"a": "alpha"})
+    result = project.orch("build", "architect")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert ran(project) == ["architect"]
+    assert replanned(result) == []
+
+
 def test_a_new_row_runs_one_new_step_and_a_removed_row_leaves_the_others(built: Project) -> None:
     design(built, {"a": "alpha", "b": "beta", "c": "gamma"})
     grown = built.orch("build")

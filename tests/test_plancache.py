@@ -248,12 +248,14 @@ def test_a_sealed_plan_with_wrong_removed_steps_is_compiled_afresh(
         ("deferred", {"later": "shout"}),
         ("unplannable", {"later": "a group that is not deferred"}),
         ("unplannable", {"later": 5}),
+        ("waiters", {"later": ["shout"]}),
     ],
     ids=[
         "a deferred group waiting for an unknown step",
         "a deferred group's steps not a list",
         "an unplannable group that is not deferred",
         "an unplannable reason that is not text",
+        "steps waiting for a group that is not deferred",
     ],
 )
 def test_a_sealed_plan_with_wrong_deferred_groups_is_compiled_afresh(

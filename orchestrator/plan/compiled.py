@@ -67,6 +67,8 @@ class Plan:
     unplannable: Mapping[str, str] = field(default_factory=dict)
     """Deferred groups whose file cannot be planned from as it is, with why."""
     """Step ids their `if` removed, with why (`if: … is false`)."""
+    waiters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Deferred groups with the steps whose `needs` name them."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown; for a group not planned
@@ -100,19 +102,27 @@ class Plan:
 
     def waiting(self, targets: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """The groups not planned yet that the targets ask for (all of them when none are
-        named), each with the steps it waits for."""
+        named), each with the steps it waits for: those named, and those a chosen step
+        `needs`."""
         wanted = set(targets)
-        return {g: after for g, after in self.deferred.items() if not wanted or g in wanted}
+        if not wanted or not self.deferred:
+            return dict(self.deferred)
+        chosen = set(self.select(wanted)) if self.waiters else set()
+        return {
+            group: after
+            for group, after in self.deferred.items()
+            if group in wanted or chosen.intersection(self.waiters.get(group, ()))
+        }
 
     def first_round(self, selected: list[str], targets: Iterable[str]) -> list[str]:
-        """The selected steps a build runs before planning the groups that wait for other
-        steps' outputs and that the targets ask for: the steps that write those outputs, and
-        what they need (all the selected steps when no such group waits)."""
+        """The steps a build runs before planning the groups that wait for other steps'
+        outputs and that the targets ask for: the steps that write those outputs, and what
+        they need (all the selected steps when no such group waits)."""
         waiting = self.waiting(targets)
         if not waiting:
             return selected
         needed = self._with_needs(p for producers in waiting.values() for p in producers)
-        return [name for name in selected if name in needed]
+        return [name for name in self.steps if name in needed]
 
     def resolve(self, target: str) -> tuple[str, ...]:
         """The step ids a target stands for: a step, a foreach group, or the step that writes
@@ -167,6 +177,7 @@ class Plan:
             "deferred": {name: list(ids) for name, ids in self.deferred.items()},
             "removed": dict(self.removed),
             "unplannable": dict(self.unplannable),
+            "waiters": {name: list(ids) for name, ids in self.waiters.items()},
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -198,6 +209,11 @@ class Plan:
             if group not in deferred:
                 raise ValueError(f"'{group}' cannot be planned but is not deferred")
             unplannable[_str(group)] = _str(why)
+        waiters = {}
+        for group, ids in _typed(data, "waiters", dict, {}).items():
+            if group not in deferred:
+                raise ValueError(f"steps wait for '{group}', which is not deferred")
+            waiters[_str(group)] = tuple(_known(i, steps) for i in _strings(ids, group))
         return cls(
             pipeline,
             name,
@@ -209,6 +225,7 @@ class Plan:
             deferred,
             removed,
             unplannable,
+            waiters,
         )
 
 
@@ -365,7 +382,18 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         removed=pipeline.removed,
         deferred=deferred,
         unplannable=pipeline.unplannable,
+        waiters=_waiters(pipeline),
     )
+
+
+def _waiters(pipeline: LoadedPipeline) -> dict[str, tuple[str, ...]]:
+    """Each deferred group that steps `need`, with those steps."""
+    found: dict[str, list[str]] = {}
+    for step in pipeline.steps.values():
+        for need in step.needs:
+            if need in pipeline.deferred:
+                found.setdefault(need, []).append(step.id)
+    return {group: tuple(ids) for group, ids in found.items()}
 
 
 def key_definition(step: Step) -> dict[str, Any]:

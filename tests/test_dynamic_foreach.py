@@ -116,6 +116,24 @@ def test_a_target_before_the_group_does_not_plan_it(project: Project) -> None:
     assert replanned(result) == []
 
 
+def test_no_rows_fail_a_step_reading_the_group_unless_its_input_is_optional(
+    project: Project,
+) -> None:
+    project.pipeline(PIPELINE)
+    project.write("design.json", "[]")
+    failed = project.orch("build")
+    assert failed.exit_code == 1
+    assert (
+        "step 'collect': input 'out/' does not exist and no step produces it (the group 'builder'"
+        " it needs gives no steps; mark the input `optional: true` if that can happen)"
+        in failed.stdout
+    )
+    optional = PIPELINE.replace('inputs: ["out/"]', 'inputs: [{path: "out/", optional: true}]')
+    project.pipeline(optional.replace("cat out/*.txt", "cat out/*.txt 2>/dev/null || true"))
+    assert project.orch("build").exit_code == 0
+    assert project.read("all.txt") == ""
+
+
 def test_a_new_row_runs_one_new_step_and_a_removed_row_leaves_the_others(built: Project) -> None:
     design(built, {"a": "alpha", "b": "beta", "c": "gamma"})
     grown = built.orch("build")

@@ -180,11 +180,23 @@ def _add_path_edges(
                 Diagnostic(
                     f"step '{step.id}': input '{name_of(input_path)}' "
                     + ("matches no file" if is_glob(input_path) else "does not exist")
-                    + " and no step produces it",
+                    + " and no step produces it"
+                    + _empty_needs(pipeline, step),
                     pipeline.source.locate(step.field_of(input_path)),
                 )
             )
     return problems
+
+
+def _empty_needs(pipeline: LoadedPipeline, step: Step) -> str:
+    """Why an input may have no producer: a group the step needs gives no steps."""
+    empty = [need for need in step.needs if pipeline.members(need) == ()]
+    if not empty:
+        return ""
+    return (
+        f" (the group '{empty[0]}' it needs gives no steps; mark the input `optional: true`"
+        " if that can happen)"
+    )
 
 
 def _add_need_edges(pipeline: LoadedPipeline, graph: StepGraph, step: Step) -> list[Diagnostic]:

@@ -1,8 +1,10 @@
 """Mutated pipelines for the fuzz soak: a corpus of valid pipelines and a seeded mutator.
 
 The corpus is the repository's example pipelines and fixtures, plus small pipelines that use
-every feature (foreach over a list, a mapping and a glob, `needs`, `template` and
-`template_file`, llm steps on the fake provider, `stdout`, vars, env, `read()`, `steps.X`).
+every feature (foreach over a list, a mapping, a glob, files, rows, a matrix and another step's
+output, `needs`, `if`, `default`, `template` and `template_file`, llm steps on the fake provider,
+`stdout`, vars and values files, env, `include`, exclusions and optional inputs, `read()`,
+`steps.X`).
 A mutant is one of them with one to three mutations: structural ones on the parsed YAML (drop,
 duplicate, retype or swap values, hostile strings, deep nesting, cycles in `needs`, escaping
 paths, Jinja fragments) or textual ones on the bytes (flips, cuts, indentation, tabs, anchors,
@@ -158,6 +160,60 @@ SMALL: dict[str, tuple[str, dict[str, str]]] = {
             "ask.j2": "Write the files of {{ env.NAME }}.\n",
             "replies/code.md": "Here:\n\n```python\nprint('hi')\n```\n",
             "replies/files.md": "```text a.txt\nA\n```\n\n```text sub/b.txt\nB\n```\n",
+        },
+    ),
+    "data": (
+        """\
+        version: 1
+        include: [parts/extra.yaml]
+        vars:
+          - params.yaml
+          - {label: "n={{ train.n }}"}
+        env: {LEVEL: "{{ train.n }}"}
+        steps:
+          fit:
+            if: "{{ train.n > 0 }}"
+            inputs: [params.yaml, "data/*.txt", "!data/skip.txt", {path: extra.txt, optional: true}]
+            run: echo "$LEVEL {{ label }}" > fit.txt
+            output: fit.txt
+          case:
+            foreach: {rows: data/cases.jsonl, key: id}
+            template: "{{ item.q }}"
+            output: "cases/{{ key }}.txt"
+          grid:
+            foreach:
+              matrix: {size: [1, 2], lang: [en, fr]}
+              exclude: [{size: 2, lang: fr}]
+              include: [{size: 3, lang: de}]
+            run: echo {{ item.size }} {{ item.lang }}
+            stdout: "grid/{{ item.size }}-{{ item.lang }}.txt"
+          each:
+            foreach: {files: ["data/*.txt", "!data/skip.txt"]}
+            inputs: ["{{ item }}"]
+            run: cat {{ item | quote }}
+            stdout: "each/{{ item | stem }}.txt"
+          plan:
+            run: >-
+              echo '[{"m": "a"}, {"m": "b"}]' > plan.json
+            output: plan.json
+          module:
+            foreach: {rows: "{{ steps.plan.output }}", key: m}
+            run: echo {{ item.m }}
+            stdout: "modules/{{ key }}.txt"
+          report:
+            default: false
+            needs: [module]
+            inputs: [modules/]
+            run: ls modules
+            stdout: report.txt
+        """,
+        {
+            "params.yaml": "train:\n  n: 3\n",
+            "data/a.txt": "a\n",
+            "data/skip.txt": "s\n",
+            "data/cases.jsonl": '{"id": "x", "q": "one"}\n{"id": "y", "q": "two"}\n',
+            "parts/extra.yaml": "vars:\n  extra: 1\nsteps:\n  side:\n    run: echo {{ extra }}\n"
+            "    stdout: side.txt\n",
         },
     ),
 }

@@ -1,10 +1,11 @@
 """Soak: `kill -9` of `orch build` at a random moment, over and over.
 
-Each try changes the project at random (nothing, outputs removed, the lock file removed, or all
-of orch's state removed), starts `orch build`, kills it with SIGKILL after a random delay (most of
-the time, once a step has started) — orch alone, its process group, or the whole tree of orch
-and its steps — and builds again: that build completes with the outputs of
-a reference build, leaves no temp file and no step process alive, and the build after it runs
+The pipeline has a group planned from another step's output, so kills also land between a
+build's rounds. Each try changes the project at random (nothing, outputs removed, the lock file
+removed, or all of orch's state removed), starts `orch build`, kills it with SIGKILL after a
+random delay (most of the time, once a step has started) — orch alone, its process group, or the
+whole tree of orch and its steps — and builds again: that build completes with the outputs of a
+reference build, leaves no temp file and no step process alive, and the build after it runs
 nothing.
 
 ORCH_SOAK_KILLS sets the number of tries (10 by default) and ORCH_SOAK_SEED the seed.
@@ -49,12 +50,22 @@ steps:
     inputs: [src.txt]
     run: "echo $$ >> pids.log; mkdir -p gen/sub; sleep 0.3 & wait; cp src.txt gen/sub/a.txt"
     output: gen/
+  plan:
+    inputs: [src.txt]
+    run: >-
+      echo $$ >> pids.log; mkdir -p build; sleep 0.1 & wait;
+      echo '[{"n": "x"}, {"n": "y"}]' > build/rows.json
+    output: build/rows.json
+  part:
+    foreach: {rows: "{{ steps.plan.output }}", key: n}
+    run: "echo $$ >> pids.log; sleep 0.1 & wait; echo {{ item.n }} > out/r{{ item.n }}.txt"
+    output: "out/r{{ item.n }}.txt"
 """
 
 
 def outputs(root: Path) -> dict[str, str]:
     """The content of every output file."""
-    files = [*root.glob("out/*"), *root.glob("gen/**/*")]
+    files = [*root.glob("out/*"), *root.glob("gen/**/*"), *root.glob("build/*")]
     return {p.relative_to(root).as_posix(): p.read_text() for p in files if p.is_file()}
 
 
@@ -78,6 +89,7 @@ def prepare(project: Project, rng: random.Random) -> str:
     if change in ("outputs", "state"):
         shutil.rmtree(project.root / "out", ignore_errors=True)
         shutil.rmtree(project.root / "gen", ignore_errors=True)
+        shutil.rmtree(project.root / "build", ignore_errors=True)
     if change in ("lock", "state"):
         (project.root / "orch.lock").unlink(missing_ok=True)
     if change == "state":
@@ -140,7 +152,7 @@ def test_a_kill_at_any_moment_is_cleared_by_the_next_build(
     first = reference_project.spawn("build")
     assert first.wait() == 0, first.communicate()
     reference = outputs(reference_project.root)
-    assert len(reference) == 13
+    assert len(reference) == 16
     rng = random.Random(SEED)
     try:
         outcomes = Counter(kill_a_build(project, rng, reference) for _ in range(TRIES))

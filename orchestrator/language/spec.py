@@ -195,8 +195,7 @@ FOREACH_FORMS: dict[str, tuple[type[_Model], frozenset[str]]] = {
 
 def foreach_form(value: Any) -> type[_Model] | None:
     """The model of a `foreach` mapping written as `{rows: ...}`, `{files: ...}` or
-    `{matrix: ...}`, else None
-    (a list, a string, or a plain mapping of key → value)."""
+    `{matrix: ...}`, else None (a list, a string, or a plain mapping of key → value)."""
     if not isinstance(value, dict):
         return None
     for name, (model, keys) in FOREACH_FORMS.items():

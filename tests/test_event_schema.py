@@ -28,7 +28,7 @@ from orchestrator.record.eventtypes import (
 
 from .buildkit import RUNS, Build, Project, read_events
 from .conftest import ROOT
-from .llm_server import LlmServer, status
+from .llm_server import LlmServer, echo_reply, status
 
 SCHEMA_FILE = ROOT / "schemas" / "event.schema.json"
 NOT_EXERCISED = {"job.cancelled": "needs a signal (see test_build and test_providers)"}
@@ -86,6 +86,13 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
             "outputs": ["gen/"],
         },
         "ask": {"provider": "local", "prompt": "MARK-ask a question", "output": "out/ask.md"},
+        # its first reply is not JSON: one repair call follows
+        "fix": {
+            "provider": "local",
+            "prompt": "MARK-fix give JSON",
+            "extract": "json",
+            "output": "out/fix.json",
+        },
         # planned from another step's output, once it is written
         "plan": {"run": """printf '[{"n": "x"}]' > list.json""", "output": "list.json"},
         "each": {
@@ -120,7 +127,7 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
     return {"version": 1, "providers": providers, "steps": steps}
 
 
-MAIN = ("data", "page", "summary", "gen", "ask")
+MAIN = ("data", "page", "summary", "gen", "ask", "fix")
 FAILING = ("bad", "pause", "good", "boom", "after", "clobber")
 
 
@@ -129,16 +136,24 @@ def ok(build: Build) -> Build:
     return build
 
 
+def repaired_json(fmt: str, body: dict[str, Any]) -> str:
+    """Not JSON, unless the request asks for a repair."""
+    asked = str(body["messages"][-1]["content"])
+    return '{"fixed": true}' if "could not be used" in asked else echo_reply(fmt, body)
+
+
 def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
     """Builds whose events cover every type but `job.cancelled`."""
     project.pipeline(json.dumps(pipeline(server), indent=2))
     project.write("replies/summary.md", "A summary.\n")
     project.write("replies/gen.md", files_reply("a.txt", "b.txt"))
     server.script_for("MARK-ask", status(503, {"retry-after-ms": "1"}))
+    server.reply = repaired_json
 
     first = ok(project.orch("build", *MAIN))
     assert first.statuses() == dict.fromkeys(MAIN, "ran")
     assert [e["data"]["kind"] for e in first.events("llm.retry", "ask")] == ["server"]
+    assert [e["data"]["reason"] for e in first.events("llm.followup", "fix")] == ["repair"]
 
     assert set(ok(project.orch("build", *MAIN)).statuses().values()) == {"up-to-date"}
 

@@ -781,7 +781,15 @@ def test_extract_json_fails_a_reply_that_breaks_the_schema(
     build = failed(project.orch("build"))
     assert failure(build, "d")["kind"] == "extract"
     assert not project.exists("out/d.json")
-    assert llm_server.count == 1  # a reply that cannot be used is not asked for again
+    assert llm_server.count == 2, "one repair by default, then the step fails"
+    first, repair = llm_server.requests
+    assert repair.body is not None and first.body is not None
+    assert repair.body["messages"][:-2] == first.body["messages"]
+    assert repair.body["messages"][-2] == {"role": "assistant", "content": reply}
+    assert "could not be used: the reply" in repair.body["messages"][-1]["content"]
+    assert not project.exists(".orch/cache/actions") or not any(
+        (project.root / ".orch/cache/actions").iterdir()
+    ), "nothing of it is cached"
 
 
 # --------------------------------------------------------------------------- addresses and keys
@@ -1096,7 +1104,8 @@ def test_the_usage_of_a_step_that_failed_after_its_call_is_still_counted(
     project: Project, llm_server: LlmServer
 ) -> None:
     llm_server.reply = "not json at all"  # 4 output tokens
-    step = {"prompt": "describe this", "extract": "json", "output": "out/d.json"}
+    step: dict[str, Any] = {"prompt": "describe this", "extract": "json", "output": "out/d.json"}
+    step["repair"] = 0
     price = {"input": 1.0, "output": 2.0}
     write_orch(project, {"d": step}, {"p": provider(llm_server, price=price)})
     build = failed(project.orch("build"))

@@ -40,18 +40,35 @@ class AnthropicWire:
             for b in blocks
             if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
         ]
-        if not texts:
-            raise invalid("the reply has no text content")
+        reason = payload.get("stop_reason")
+        ending = ENDINGS.get(reason, "complete")
+        if not texts and ending == "complete":
+            tools = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks)
+            if not tools:
+                raise invalid("the reply has no text content")
+            ending = "tool_use"
         usage = payload.get("usage")
         cached = number(usage, "cache_read_input_tokens")
         written = number(usage, "cache_creation_input_tokens")
         return Reply(
             text="".join(texts),
-            finish_reason=payload.get("stop_reason"),
+            finish_reason=reason,
             usage=Usage(
                 input=number(usage, "input_tokens") + cached + written,
                 output=number(usage, "output_tokens"),
                 cached=cached,
             ),
             raw=payload,
+            ending=ending,
+            refusal=("".join(texts) or None) if ending == "refusal" else None,
         )
+
+
+ENDINGS = {
+    "max_tokens": "truncated",
+    "model_context_window_exceeded": "truncated",
+    "pause_turn": "truncated",
+    "refusal": "refusal",
+    "tool_use": "tool_use",
+}
+"""`stop_reason` values that are not a complete reply, as `Reply.ending` names them."""

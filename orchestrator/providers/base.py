@@ -26,6 +26,9 @@ KINDS = (
     "invalid_response",
     "circuit_breaker",
     "offline",
+    "refusal",
+    "truncated",
+    "unexpected_reply",
 )
 RETRYABLE = frozenset({"timeout", "rate_limit", "server", "connection", "invalid_response"})
 
@@ -96,6 +99,11 @@ class Usage:
         return {"input": self.input, "output": self.output, "cached": self.cached}
 
 
+ENDINGS = ("complete", "truncated", "refusal", "tool_use")
+"""How a reply ended, whatever the kind calls it: done; cut off (a token limit, a paused
+turn); refused (the model's refusal, a content filter); only tool calls, no text."""
+
+
 @dataclass(frozen=True)
 class Reply:
     """A model's answer."""
@@ -106,6 +114,10 @@ class Reply:
     raw: Any = None
     """The decoded response payload, as the server sent it."""
     attempts: int = 1
+    ending: str = "complete"
+    """One of ENDINGS."""
+    refusal: str | None = None
+    """What the model said when it refused, when it said something."""
 
 
 class Emit(Protocol):

@@ -195,6 +195,13 @@ class HttpProvider:
             raise ProviderError("connection", self._connection_message(exc)) from exc
         if response.status_code >= 400:
             raise self._status_error(response)
+        if _is_stream(response):
+            raise ProviderError(
+                "unexpected_reply",
+                "the server sent a stream of events (text/event-stream), not one JSON reply;"
+                " remove the 'stream' option",
+                retry=False,
+            )
         try:
             payload = response.json()
         except ValueError as exc:
@@ -285,6 +292,13 @@ def retry_after(headers: httpx.Headers) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    """Whether a reply is server-sent events, which a request for one reply never expects."""
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        return True
+    return response.content.lstrip().startswith((b"data:", b"event:"))
 
 
 def _final(error: Exception) -> bool:

@@ -39,13 +39,18 @@ class OllamaWire:
             raise ProviderError("server", f"the server replied with an error: {payload['error']}")
         message = field(payload, "message", dict)
         content = message.get("content")
-        if not isinstance(content, str):
-            raise invalid("the reply's message has no text content")
+        reason = payload.get("done_reason")
+        ending = "truncated" if reason == "length" else "complete"
+        if not isinstance(content, str) or (not content and message.get("tool_calls")):
+            if not message.get("tool_calls"):
+                raise invalid("the reply's message has no text content")
+            content, ending = "", "tool_use"
         return Reply(
             text=content,
-            finish_reason=payload.get("done_reason"),
+            finish_reason=reason,
             usage=Usage(
                 input=number(payload, "prompt_eval_count"), output=number(payload, "eval_count")
             ),
             raw=payload,
+            ending=ending,
         )

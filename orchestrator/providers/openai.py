@@ -29,18 +29,32 @@ class OpenAIWire:
             raise invalid("the reply has no choices")
         choice = choices[0]
         message = field(choice, "message", dict)
+        reason = choice.get("finish_reason")
         content = message.get("content")
-        if not isinstance(content, str):
-            raise invalid("the reply's message has no text content")
+        refusal = message.get("refusal")
+        ending = ENDINGS.get(reason, "complete")
+        if isinstance(refusal, str) and refusal:
+            ending = "refusal"
+        elif not isinstance(content, str):
+            if message.get("tool_calls"):
+                ending = "tool_use"
+            elif ending == "complete":
+                raise invalid("the reply's message has no text content")
         usage = payload.get("usage")
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         return Reply(
-            text=content,
-            finish_reason=choice.get("finish_reason"),
+            text=content if isinstance(content, str) else "",
+            finish_reason=reason,
             usage=Usage(
                 input=number(usage, "prompt_tokens"),
                 output=number(usage, "completion_tokens"),
                 cached=number(details, "cached_tokens"),
             ),
             raw=payload,
+            ending=ending,
+            refusal=refusal if isinstance(refusal, str) and refusal else None,
         )
+
+
+ENDINGS = {"length": "truncated", "content_filter": "refusal", "tool_calls": "tool_use"}
+"""`finish_reason` values that are not a complete reply, as `Reply.ending` names them."""

@@ -37,6 +37,9 @@ FailureKind = Literal[
     "invalid_response",
     "circuit_breaker",
     "offline",
+    "refusal",
+    "truncated",
+    "unexpected_reply",
 ]
 """Why a step failed; `timeout` is both a step's and a provider call's."""
 RetryKind = Literal["timeout", "rate_limit", "server", "connection", "invalid_response"]
@@ -248,6 +251,17 @@ class LlmRetryData(_Data):
     wait_s: Seconds
 
 
+class LlmFollowupData(_Data):
+    """The reply could not be used as it was; another call asks the model to go on (a reply
+    cut off, with `on_truncated: continue`) or to correct it (`repair`)."""
+
+    provider: str
+    model: str | None
+    reason: Literal["truncated", "repair"]
+    message: str = Field(description="What was wrong with the reply.")
+    followup: Attempt = Field(description="1 for the first follow-up call of the step.")
+
+
 class CircuitClosedData(_Data):
     """A probe call succeeded; calls to this endpoint and model go out again."""
 
@@ -408,6 +422,11 @@ class LlmRetryEvent(_StepEnvelope):
     data: LlmRetryData
 
 
+class LlmFollowupEvent(_StepEnvelope):
+    type: Literal["llm.followup"]
+    data: LlmFollowupData
+
+
 class CircuitOpenedEvent(_StepEnvelope):
     type: Literal["circuit.opened"]
     data: CircuitOpenedData
@@ -454,6 +473,7 @@ AnyEvent = Annotated[
     | LlmRequestEvent
     | LlmResponseEvent
     | LlmRetryEvent
+    | LlmFollowupEvent
     | CircuitOpenedEvent
     | CircuitClosedEvent
     | FileWrittenEvent

@@ -15,6 +15,7 @@ from orchestrator.core.paths import is_within
 from orchestrator.language.spec import StepBase, require_one_key
 from orchestrator.steps import Kind, Planning, extract
 from orchestrator.steps.base import Outcome, StepContext
+from orchestrator.steps.conversation import Conversation, repaired
 from orchestrator.store.filestore import confined_tree, confined_unlink
 
 if TYPE_CHECKING:
@@ -57,6 +58,18 @@ class LlmStep(StepBase):
     json_schema: dict[str, Any] | None = Field(
         None, alias="schema", description="JSON Schema the reply must satisfy (extract: json)."
     )
+    on_truncated: Literal["fail", "continue"] = Field(
+        "fail",
+        description="A reply cut off by a token limit fails the step, or is continued by up to"
+        " 4 more calls whose parts are joined.",
+    )
+    repair: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="More calls that show the model why its reply gave no outputs (extract"
+        " failed) and ask for a corrected one.",
+    )
 
     @model_validator(mode="after")
     def _one_prompt_and_schema_with_json(self) -> LlmStep:
@@ -79,6 +92,8 @@ def plan(step: Planning) -> tuple[dict[str, Any], str]:
         "schema": spec.json_schema,
         "system": step.content(("system",), spec.system),
     }
+    if spec.on_truncated != "fail":  # joined parts are another output than one reply
+        definition["on_truncated"] = spec.on_truncated
     if spec.prompt_file is not None:
         path = step.input_file(("prompt_file",), spec.prompt_file)
         step.content_file(("prompt_file",), path)
@@ -173,11 +188,13 @@ def _provider_of(step: Planning, spec: LlmStep) -> str:
 
 
 async def execute(ctx: StepContext) -> Outcome:
-    """Call the model once (retries aside) and write what the extract mode takes from it."""
+    """Call the model (retries aside, and follow-ups for a reply cut off or unusable) and write
+    what the extract mode takes from the reply."""
     from orchestrator.providers import Call
 
     assert ctx.providers is not None and ctx.step.provider is not None
-    providers = ctx.providers()
+    spec = ctx.step.spec
+    assert isinstance(spec, LlmStep)
     request = _request(ctx)
     log = _Log(ctx.log)
     await log.request(ctx.step.provider, request)
@@ -185,26 +202,38 @@ async def execute(ctx: StepContext) -> Outcome:
     def emit(type: str, level: str = "info", **data: Any) -> None:
         if type == "llm.retry":
             log.note(f"attempt {data['attempt']} failed ({data['kind']}): {data['message']}")
+        elif type == "llm.followup":
+            log.note(f"{data['reason']}: {data['message']}; asking again")
         ctx.emit(type, level, **data)
 
+    provider = ctx.providers().get(ctx.step.provider)
+    talk = Conversation(provider, Call(ctx.step.id, ctx.step.group, emit), log.reply)
     try:
-        provider = providers.get(ctx.step.provider)
-        reply = await provider.complete(request, Call(ctx.step.id, ctx.step.group, emit))
-    except StepFailed as failure:
-        log.note(f"failed ({failure.kind}): {failure.message}")
-        failure.meta.update({"provider": ctx.step.provider, "model": request.model})
-        raise
-    await log.reply(reply)
-    meta = _usage(ctx, request, reply)
-    try:
-        contents = _contents(ctx, reply.text)
+        contents = await _usable_contents(ctx, talk, request, spec)
         written = await ctx.write_all(contents)
     except StepFailed as failure:
-        failure.meta.update(meta)  # the reply was paid for all the same
+        log.note(f"failed ({failure.kind}): {failure.message}")
+        failure.meta.update(_usage(ctx, request, talk))  # what was answered is paid all the same
         raise
     if ctx.step.definition["extract"] == "files":
         _remove_stale(ctx, set(contents))
-    return Outcome(written=written, meta=meta)
+    return Outcome(written=written, meta=_usage(ctx, request, talk))
+
+
+async def _usable_contents(
+    ctx: StepContext, talk: Conversation, request: ChatRequest, spec: LlmStep
+) -> dict[str, str]:
+    """The outputs the reply gives; up to `repair` more calls show the model why its reply
+    did not give them."""
+    text = await talk.text(request, spec.on_truncated)
+    while True:
+        try:
+            return _contents(ctx, text)
+        except StepFailed as failure:
+            if failure.kind != "extract" or talk.followups.get("repair", 0) >= spec.repair:
+                raise
+            talk.follow_up("repair", failure.message, request.model)
+            text = await talk.text(repaired(request, text, failure.message), spec.on_truncated)
 
 
 def _request(ctx: StepContext) -> ChatRequest:
@@ -255,19 +284,18 @@ def _remove_stale(ctx: StepContext, written: set[str]) -> None:
                 ctx.emit("file.removed", path=relative, reason="not in the reply")
 
 
-def _usage(ctx: StepContext, request: ChatRequest, reply: Reply) -> dict[str, Any]:
-    """What the manifest and the cache keep about the call."""
+def _usage(ctx: StepContext, request: ChatRequest, talk: Conversation) -> dict[str, Any]:
+    """What the manifest and the cache keep about the calls."""
     assert ctx.providers is not None and ctx.step.provider is not None
     settings = ctx.providers().settings(ctx.step.provider)
-    meta: dict[str, Any] = {
-        "provider": ctx.step.provider,
-        "model": request.model,
-        "calls": reply.attempts,
-        "finish_reason": reply.finish_reason,
-        "tokens": reply.usage.as_dict(),
-    }
-    if settings.price is not None:
-        meta["cost"] = reply.usage.cost(settings.price)
+    meta: dict[str, Any] = {"provider": ctx.step.provider, "model": request.model}
+    meta["calls"] = talk.calls
+    if talk.last is not None:
+        meta["finish_reason"] = talk.last.finish_reason
+    if talk.usage is not None:
+        meta["tokens"] = talk.usage.as_dict()
+        if settings.price is not None:
+            meta["cost"] = talk.usage.cost(settings.price)
     return meta
 
 

@@ -159,10 +159,11 @@ def _payload(
     i += len(_text(body.get("system")).split())
     o = len(text.split())
     if fmt == "anthropic":
+        content, stop = _anthropic_content(body, text, n)
         return {
             "id": f"msg_{n}", "type": "message", "role": "assistant", "model": model,
-            "content": [] if empty else [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": [] if empty else content,
+            "stop_reason": stop,
             "usage": {"input_tokens": i, "output_tokens": o, "cache_read_input_tokens": cached},
         }  # fmt: skip
     message = {"role": "assistant", "content": text}
@@ -180,6 +181,20 @@ def _payload(
         "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
         "model": model, "choices": [] if empty else [choice], "usage": usage,
     }  # fmt: skip
+
+
+def _anthropic_content(body: dict[str, Any], text: str, n: int) -> tuple[list[Any], str]:
+    """A text block; or, when the request forces a tool, a call of it whose input is the reply
+    text parsed as JSON (as a model answering through a tool does)."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        try:
+            given = json.loads(text)
+        except ValueError:
+            given = {"text": text}
+        call = {"type": "tool_use", "id": f"toolu_{n}", "name": choice.get("name"), "input": given}
+        return [call], "tool_use"
+    return [{"type": "text", "text": text}], "end_turn"
 
 
 class _Handler(BaseHTTPRequestHandler):

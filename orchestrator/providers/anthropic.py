@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.providers.base import ChatRequest, Reply, Usage
 from orchestrator.providers.wire import field, invalid, number
 
 API_VERSION = "2023-06-01"
+OUTPUT_TOOL = "orch_output"
+"""The tool whose input is a structured reply."""
+WRAPPED_OUTPUT_TOOL = "orch_output_value"
+"""The same, for a schema whose root is not an object: the reply is the input's `value`."""
 
 
 class AnthropicWire:
@@ -33,8 +39,21 @@ class AnthropicWire:
         body["messages"] = [dict(m) for m in request.messages if m["role"] != "system"]
         return body
 
+    def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """A tool whose input is the reply, and the model made to call it; a schema whose root
+        is not an object is wrapped in one (`{"value": ...}`), unwrapped again in `parse`."""
+        if schema.get("type") == "object":
+            name, input_schema = OUTPUT_TOOL, dict(schema)
+        else:
+            name = WRAPPED_OUTPUT_TOOL
+            wrapped = {"value": dict(schema)}
+            input_schema = {"type": "object", "properties": wrapped, "required": ["value"]}
+        tool = {"name": name, "description": "Give the reply.", "input_schema": input_schema}
+        return {"tools": [tool], "tool_choice": {"type": "tool", "name": name}}
+
     def parse(self, payload: Any) -> Reply:
         blocks = field(payload, "content", list)
+        output = _tool_output(blocks)
         texts = [
             b["text"]
             for b in blocks
@@ -42,6 +61,8 @@ class AnthropicWire:
         ]
         reason = payload.get("stop_reason")
         ending = ENDINGS.get(reason, "complete")
+        if output is not None and ending in ("complete", "tool_use"):
+            texts, ending = [output], "complete"
         if not texts and ending == "complete":
             tools = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks)
             if not tools:
@@ -72,3 +93,16 @@ ENDINGS = {
     "tool_use": "tool_use",
 }
 """`stop_reason` values that are not a complete reply, as `Reply.ending` names them."""
+
+
+def _tool_output(blocks: list[Any]) -> str | None:
+    """A structured reply given as the input of orch's output tool, as JSON text."""
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") != "tool_use":
+            continue
+        value = block.get("input")
+        if block.get("name") == OUTPUT_TOOL:
+            return json.dumps(value, ensure_ascii=False)
+        if block.get("name") == WRAPPED_OUTPUT_TOOL and isinstance(value, dict):
+            return json.dumps(value.get("value"), ensure_ascii=False)
+    return None

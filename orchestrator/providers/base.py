@@ -60,6 +60,8 @@ class ChatRequest:
     system: str | None = None
     timeout_s: float | None = None
     """The step's own per-request timeout, instead of the provider's."""
+    schema: Mapping[str, Any] | None = None
+    """The JSON Schema the reply must satisfy, sent the way the kind supports it."""
 
     def system_text(self) -> str | None:
         """The step's `system` and any system messages, joined."""

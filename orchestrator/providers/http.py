@@ -183,7 +183,7 @@ class HttpProvider:
         try:
             response = await self.client().post(
                 self.wire.url(self.settings.base_url),
-                json=self.wire.body(request),
+                json=self._body(request),
                 headers=self.wire.headers(self.settings.api_key),
                 timeout=timeout,
             )
@@ -213,6 +213,13 @@ class HttpProvider:
             raise ProviderError(
                 "invalid_response", f"the reply has an unexpected shape ({type(exc).__name__})"
             ) from exc
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        """The request body; a schema asked for the kind's way, unless options say otherwise."""
+        body = self.wire.body(request)
+        if request.schema is None:
+            return body
+        return {**self.wire.structured(request.schema), **body}
 
     def _connection_message(self, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.ConnectError):

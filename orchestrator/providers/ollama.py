@@ -7,6 +7,7 @@ at the top; every other option goes under `options` (temperature, num_ctx, seed,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.providers.base import ChatRequest, ProviderError, Reply, Usage
@@ -33,6 +34,10 @@ class OllamaWire:
         if options:
             body["options"] = options
         return body
+
+    def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """Ollama's `format` takes a JSON Schema."""
+        return {"format": dict(schema)}
 
     def parse(self, payload: Any) -> Reply:
         if isinstance(payload, dict) and payload.get("error"):

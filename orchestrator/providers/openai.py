@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.providers.base import ChatRequest, Reply, Usage
@@ -22,6 +23,14 @@ class OpenAIWire:
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         return {**request.options, "model": request.model, "messages": request.chat()}
+
+    def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """`response_format: json_schema`, strict when the schema allows it; the format takes
+        only an object at the root, so another schema is left to the prompt and the check."""
+        if schema.get("type") != "object":
+            return {}
+        spec = {"name": "output", "schema": dict(schema), "strict": strict_ready(schema)}
+        return {"response_format": {"type": "json_schema", "json_schema": spec}}
 
     def parse(self, payload: Any) -> Reply:
         choices = field(payload, "choices", list)
@@ -58,3 +67,21 @@ class OpenAIWire:
 
 ENDINGS = {"length": "truncated", "content_filter": "refusal", "tool_calls": "tool_use"}
 """`finish_reason` values that are not a complete reply, as `Reply.ending` names them."""
+
+
+def strict_ready(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes `schema` as it is: every object closed
+    (`additionalProperties: false`) with every property required."""
+    if isinstance(schema, list):
+        return all(strict_ready(item) for item in schema)
+    if not isinstance(schema, Mapping):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if not isinstance(properties, Mapping) or set(schema.get("required", [])) != set(
+            properties
+        ):
+            return False
+    return all(strict_ready(value) for value in schema.values())

@@ -3,6 +3,7 @@ the small helpers the kinds share to read a decoded JSON reply defensively."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from orchestrator.providers.base import ChatRequest, ProviderError, Reply
@@ -27,6 +28,10 @@ class WireFormat(Protocol):
 
     def parse(self, payload: Any) -> Reply:
         """The reply in a decoded 2xx response; ProviderError when it holds none."""
+        ...
+
+    def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """Request fields that ask for a reply satisfying `schema` (none if the kind cannot)."""
         ...
 
 

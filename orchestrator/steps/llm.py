@@ -253,8 +253,14 @@ def _request(ctx: StepContext) -> ChatRequest:
         messages = ({"role": "user", "content": str(prompt)},)
     system = ctx.render(definition["system"])
     provider = definition["provider"]
+    schema = spec.json_schema if spec.extract == "json" else None
     return ChatRequest(
-        messages, provider["model"], provider["options"], system, timeout_s=spec.timeout_s
+        messages,
+        provider["model"],
+        provider["options"],
+        system,
+        timeout_s=spec.timeout_s,
+        schema=schema,
     )
 
 

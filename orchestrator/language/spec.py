@@ -50,6 +50,12 @@ class Price(_Model):
     cached: float | None = Field(
         None, ge=0, description="Price of cached input tokens; default: the input price."
     )
+    cache_write: float | None = Field(
+        None,
+        ge=0,
+        description="Price of input tokens written to the prompt cache; default: 1.25 times"
+        " the input price (Anthropic's 5-minute cache).",
+    )
 
 
 class _ProviderBase(_Model):

@@ -34,9 +34,18 @@ class AnthropicWire:
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {**request.options, "model": request.model}
         system = request.system_text()
+        cached_system = request.cache_system or any(
+            request.messages[i]["role"] == "system" for i in request.cache_points
+        )
         if system:
-            body["system"] = system
-        body["messages"] = [dict(m) for m in request.messages if m["role"] != "system"]
+            body["system"] = _cached(system) if cached_system else system
+        body["messages"] = [
+            {"role": m["role"], "content": _cached(m["content"])}
+            if i in request.cache_points
+            else dict(m)
+            for i, m in enumerate(request.messages)
+            if m["role"] != "system"
+        ]
         return body
 
     def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +87,7 @@ class AnthropicWire:
                 input=number(usage, "input_tokens") + cached + written,
                 output=number(usage, "output_tokens"),
                 cached=cached,
+                written=written,
             ),
             raw=payload,
             ending=ending,
@@ -93,6 +103,11 @@ ENDINGS = {
     "tool_use": "tool_use",
 }
 """`stop_reason` values that are not a complete reply, as `Reply.ending` names them."""
+
+
+def _cached(text: str) -> list[dict[str, Any]]:
+    """Text as one block the prompt cache may end at."""
+    return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
 
 
 def _tool_output(blocks: list[Any]) -> str | None:

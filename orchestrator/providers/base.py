@@ -62,6 +62,10 @@ class ChatRequest:
     """The step's own per-request timeout, instead of the provider's."""
     schema: Mapping[str, Any] | None = None
     """The JSON Schema the reply must satisfy, sent the way the kind supports it."""
+    cache_points: frozenset[int] = frozenset()
+    """Indexes of `messages` the prompt cache may end at (kinds that take hints)."""
+    cache_system: bool = False
+    """Whether the system text may be cached (kinds that take hints)."""
 
     def system_text(self) -> str | None:
         """The step's `system` and any system messages, joined."""
@@ -76,29 +80,50 @@ class ChatRequest:
         return [{"role": "system", "content": system}, *rest] if system else rest
 
 
+CACHE_WRITE_RATE = 1.25
+"""Cache writes cost this times the input price unless the price says otherwise (Anthropic's
+5-minute cache)."""
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one or more calls: input (cached ones included), output, and cached input."""
+    """Tokens of one or more calls: input (cached and cache-written ones included), output,
+    input read from the prompt cache, and input written to it."""
 
     input: int = 0
     output: int = 0
     cached: int = 0
+    written: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input + other.input, self.output + other.output, self.cached + other.cached
+            self.input + other.input,
+            self.output + other.output,
+            self.cached + other.cached,
+            self.written + other.written,
         )
 
     def cost(self, price: Price) -> float:
-        """The price of these tokens; cached input at its own price, else at the input price."""
+        """The price of these tokens; cached and cache-written input at their own prices."""
         cached_price = price.input if price.cached is None else price.cached
-        fresh = self.input - self.cached
-        total = fresh * price.input + self.cached * cached_price + self.output * price.output
+        written_price = price.cache_write
+        if written_price is None:
+            written_price = price.input * CACHE_WRITE_RATE
+        fresh = self.input - self.cached - self.written
+        total = (
+            fresh * price.input
+            + self.cached * cached_price
+            + self.written * written_price
+            + self.output * price.output
+        )
         return round(total / 1_000_000, 10)
 
     def as_dict(self) -> dict[str, int]:
-        """For events and the manifest."""
-        return {"input": self.input, "output": self.output, "cached": self.cached}
+        """For events and the manifest (`cache_write` only when there was any)."""
+        counts = {"input": self.input, "output": self.output, "cached": self.cached}
+        if self.written:
+            counts["cache_write"] = self.written
+        return counts
 
 
 ENDINGS = ("complete", "truncated", "refusal", "tool_use")

@@ -119,11 +119,13 @@ class StepStartedData(_Data):
 
 
 class Tokens(_Data):
-    """Token counts; `input` includes the `cached` input tokens."""
+    """Token counts; `input` includes the `cached` input tokens and those written to the
+    prompt cache (`cache_write`, present when there were any)."""
 
     input: Count
     output: Count
     cached: Count
+    cache_write: Count = 0
 
 
 Outputs = Annotated[

@@ -30,6 +30,11 @@ class Message(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str
+    cache: bool = Field(
+        False,
+        description="Anthropic: cache the prompt up to and including this message"
+        " (cache_control); not part of the key.",
+    )
 
 
 class LlmStep(StepBase):
@@ -51,6 +56,9 @@ class LlmStep(StepBase):
     prompt_file: str | None = Field(None, description="A Jinja template file for the prompt.")
     messages: list[Message] | None = None
     system: str | None = None
+    cache_system: bool = Field(
+        False, description="Anthropic: cache the system prompt (cache_control); not in the key."
+    )
     provider: str | None = None
     model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -99,7 +107,7 @@ def plan(step: Planning) -> tuple[dict[str, Any], str]:
         step.content_file(("prompt_file",), path)
         definition["prompt_file"] = path
     elif spec.messages is not None:
-        messages = [m.model_dump() for m in spec.messages]
+        messages = [m.model_dump(exclude={"cache"}) for m in spec.messages]
         definition["messages"] = step.content(("messages",), messages)
     else:
         definition["prompt"] = step.content(("prompt",), spec.prompt)
@@ -254,6 +262,7 @@ def _request(ctx: StepContext) -> ChatRequest:
     system = ctx.render(definition["system"])
     provider = definition["provider"]
     schema = spec.json_schema if spec.extract == "json" else None
+    marked = [i for i, message in enumerate(spec.messages or ()) if message.cache]
     return ChatRequest(
         messages,
         provider["model"],
@@ -261,6 +270,8 @@ def _request(ctx: StepContext) -> ChatRequest:
         system,
         timeout_s=spec.timeout_s,
         schema=schema,
+        cache_points=frozenset(marked),
+        cache_system=spec.cache_system,
     )
 
 

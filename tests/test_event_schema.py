@@ -63,6 +63,7 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
     providers = {
         "offline": {"kind": "fake", "responses": "replies"},
         "local": {**http, "model": "m1", "max_retries": 2, "price": {"input": 1, "output": 2}},
+        "down": {**http, "base_url": "http://127.0.0.1:9", "model": "m0", "max_retries": 0},
         "fragile": {
             **http,
             "model": "m-cb",
@@ -86,6 +87,8 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
             "outputs": ["gen/"],
         },
         "ask": {"provider": "local", "prompt": "MARK-ask a question", "output": "out/ask.md"},
+        # its first provider cannot be reached: the second answers
+        "spare": {"provider": ["down", "local"], "prompt": "MARK-spare", "output": "out/spare.md"},
         # its first reply is not JSON: one repair call follows
         "fix": {
             "provider": "local",
@@ -127,7 +130,7 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
     return {"version": 1, "providers": providers, "steps": steps}
 
 
-MAIN = ("data", "page", "summary", "gen", "ask", "fix")
+MAIN = ("data", "page", "summary", "gen", "ask", "fix", "spare")
 FAILING = ("bad", "pause", "good", "boom", "after", "clobber")
 
 
@@ -154,6 +157,7 @@ def run_every_kind_of_event(project: Project, server: LlmServer) -> None:
     assert first.statuses() == dict.fromkeys(MAIN, "ran")
     assert [e["data"]["kind"] for e in first.events("llm.retry", "ask")] == ["server"]
     assert [e["data"]["reason"] for e in first.events("llm.followup", "fix")] == ["repair"]
+    assert [e["data"]["to"] for e in first.events("llm.fallback", "spare")] == ["local"]
 
     assert set(ok(project.orch("build", *MAIN)).statuses().values()) == {"up-to-date"}
 

@@ -34,6 +34,8 @@ class Step:
     item: Any = None
     item_key: Any = None
     provider: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    """Providers an llm step tries, in order, when `provider` is unavailable."""
     fields: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
     scope: Mapping[str, Any] = field(default_factory=dict)
     expands: tuple[tuple[str, str | None], ...] = ()

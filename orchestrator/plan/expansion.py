@@ -377,6 +377,7 @@ class StepPlanning:
         self.outputs = expander.outputs_of(step_id)
         self.inputs: list[str] = []
         self.extra_inputs: list[str] = []
+        self.fallbacks: list[str] = []
         """Inputs the step does not render with (a fake provider's reply file)."""
         self.pipeline_env: Mapping[str, str] = expander.spec.env
         self.fields: dict[str, tuple[PathKey, ...]] = {}
@@ -591,6 +592,7 @@ class StepPlanning:
             item=self.item,
             item_key=self.item_key,
             provider=provider,
+            fallbacks=tuple(self.fallbacks),
             fields=self.fields,
             scope=scope,
             plan_reads=tuple(self._plan_reads),

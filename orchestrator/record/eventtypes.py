@@ -264,6 +264,17 @@ class LlmFollowupData(_Data):
     followup: Attempt = Field(description="1 for the first follow-up call of the step.")
 
 
+class LlmFallbackData(_Data):
+    """The step's provider is unavailable after its retries; the next of its providers is asked
+    instead, for this call and the step's later ones."""
+
+    provider: str = Field(description="The provider that is unavailable.")
+    model: str | None
+    to: str = Field(description="The provider asked next.")
+    kind: FailureKind = Field(description="How the unavailable one failed.")
+    message: str
+
+
 class CircuitClosedData(_Data):
     """A probe call succeeded; calls to this endpoint and model go out again."""
 
@@ -429,6 +440,11 @@ class LlmFollowupEvent(_StepEnvelope):
     data: LlmFollowupData
 
 
+class LlmFallbackEvent(_StepEnvelope):
+    type: Literal["llm.fallback"]
+    data: LlmFallbackData
+
+
 class CircuitOpenedEvent(_StepEnvelope):
     type: Literal["circuit.opened"]
     data: CircuitOpenedData
@@ -476,6 +492,7 @@ AnyEvent = Annotated[
     | LlmResponseEvent
     | LlmRetryEvent
     | LlmFollowupEvent
+    | LlmFallbackEvent
     | CircuitOpenedEvent
     | CircuitClosedEvent
     | FileWrittenEvent

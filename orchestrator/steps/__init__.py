@@ -40,6 +40,8 @@ class Planning(Protocol):
     label: str
     outputs: list[str]
     extra_inputs: list[str]
+    fallbacks: list[str]
+    """Providers to try, in order, when the step's own is unavailable (llm steps)."""
     """Inputs the step does not render with (a fake provider's reply file)."""
     pipeline_env: Mapping[str, str]
     """The pipeline's top-level `env`, as written."""

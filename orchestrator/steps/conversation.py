@@ -1,6 +1,7 @@
-"""The calls behind one llm step: the request, then follow-ups when the reply cannot be used as
-it came: cut off (`on_truncated: continue` asks the model to go on, and the parts are joined) or
-not giving the outputs (`repair` shows the model what was wrong and asks again).
+"""The calls behind one llm step: the request (to the step's provider, or to its fallbacks in
+turn while it is unavailable), then follow-ups when the reply cannot be used as it came: cut
+off (`on_truncated: continue` asks the model to go on, and the parts are joined) or not giving
+the outputs (`repair` shows the model what was wrong and asks again).
 
 A reply that is refused, holds only tool calls, or is cut off without `continue` fails the
 step at once: another identical request would most likely fail the same way, and be paid again.
@@ -9,13 +10,14 @@ Nothing of such a reply is written or cached.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.errors import StepFailed
 
 if TYPE_CHECKING:
+    from orchestrator.language.spec import Price
     from orchestrator.providers import Call, ChatRequest, Reply, Usage
     from orchestrator.providers.base import ProviderClient
 
@@ -29,37 +31,79 @@ REPAIR = (
     "Your reply could not be used: {problem}. Reply again in full, with this corrected,"
     " in the same form as asked."
 )
+UNAVAILABLE = frozenset({"circuit_breaker", "server", "rate_limit", "connection", "timeout"})
+"""Failures that say the provider is not there now, after its retries: a fallback may answer."""
 LIMITS = ("max_tokens", "max_completion_tokens", "num_predict")
 """Options that bound a reply's length, named in the message of a cut-off reply."""
 _EXCERPT = 200
 
 
+@dataclass(frozen=True)
+class Route:
+    """A provider a step may ask, with the model and options it asks it with."""
+
+    name: str
+    client: ProviderClient
+    model: str | None
+    options: Mapping[str, Any]
+    price: Price | None = None
+
+
 @dataclass
 class Conversation:
-    """One step's calls to its provider, with what they cost together."""
+    """One step's calls to its providers, with what they cost together. The first route is
+    the step's provider; the others are asked in turn once it is unavailable."""
 
-    provider: ProviderClient
+    routes: Sequence[Route]
     call: Call
     on_reply: Callable[[Reply], Awaitable[None]]
     """Called with each reply as it comes (the step's log keeps them)."""
     usage: Usage | None = None
+    cost: float | None = None
+    """The price of every reply, for routes that have one."""
     calls: int = 0
     followups: dict[str, int] = field(default_factory=dict)
     """Follow-up calls so far, by reason."""
     last: Reply | None = None
+    current: int = 0
+    """The route asked now: a fallback stays in use for the step's later calls."""
+
+    @property
+    def route(self) -> Route:
+        return self.routes[self.current]
 
     async def ask(self, request: ChatRequest) -> Reply:
-        """One call (retries aside), counted."""
-        try:
-            reply = await self.provider.complete(request, self.call)
-        except StepFailed as failure:
-            self.calls += int(failure.meta.get("calls", 0))
-            raise
+        """One call (retries aside), counted; the next route when this one is unavailable."""
+        while True:
+            route = self.route
+            try:
+                reply = await route.client.complete(_via(request, route), self.call)
+                break
+            except StepFailed as failure:
+                self.calls += int(failure.meta.get("calls", 0))
+                if failure.kind not in UNAVAILABLE or self.current + 1 >= len(self.routes):
+                    raise
+                self._fall_back(failure)
         self.calls += reply.attempts
         self.usage = reply.usage if self.usage is None else self.usage + reply.usage
+        if route.price is not None:
+            self.cost = (self.cost or 0.0) + reply.usage.cost(route.price)
         self.last = reply
         await self.on_reply(reply)
         return reply
+
+    def _fall_back(self, failure: StepFailed) -> None:
+        before = self.route
+        self.current += 1
+        self.call.emit(
+            "llm.fallback",
+            "warning",
+            provider=before.name,
+            model=before.model,
+            to=self.route.name,
+            kind=failure.kind,
+            message=failure.message,
+        )
 
     async def text(self, request: ChatRequest, on_truncated: str) -> str:
         """The whole text of the reply to `request`: continued while it is cut off and the step
@@ -69,7 +113,7 @@ class Conversation:
         while reply.ending == "truncated" and on_truncated == "continue":
             if self.followups.get("truncated", 0) >= MAX_CONTINUATIONS:
                 break
-            self.follow_up("truncated", truncated_message(reply, request), request.model)
+            self.follow_up("truncated", truncated_message(reply, request))
             reply = await self.ask(continued(request, text))
             text += reply.text
         problem = reply_problem(reply, request)
@@ -77,18 +121,25 @@ class Conversation:
             raise problem
         return text
 
-    def follow_up(self, reason: str, message: str, model: str | None) -> None:
+    def follow_up(self, reason: str, message: str) -> None:
         """Record that another call follows, and why."""
         self.followups[reason] = self.followups.get(reason, 0) + 1
         self.call.emit(
             "llm.followup",
             "warning",
-            provider=self.provider.name,
-            model=model,
+            provider=self.route.name,
+            model=self.route.model,
             reason=reason,
             message=message,
             followup=sum(self.followups.values()),
         )
+
+
+def _via(request: ChatRequest, route: Route) -> ChatRequest:
+    """The request as it goes to `route`: with its model and options."""
+    if request.model == route.model and request.options == route.options:
+        return request
+    return replace(request, model=route.model, options=route.options)
 
 
 def reply_problem(reply: Reply, request: ChatRequest) -> StepFailed | None:

@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import is_within
+from orchestrator.language.source import PathKey
 from orchestrator.language.spec import StepBase, require_one_key
 from orchestrator.steps import Kind, Planning, extract
 from orchestrator.steps.base import Outcome, StepContext
-from orchestrator.steps.conversation import Conversation, repaired
+from orchestrator.steps.conversation import Conversation, Route, repaired
 from orchestrator.store.filestore import confined_tree, confined_unlink
 
 if TYPE_CHECKING:
@@ -59,7 +60,12 @@ class LlmStep(StepBase):
     cache_system: bool = Field(
         False, description="Anthropic: cache the system prompt (cache_control); not in the key."
     )
-    provider: str | None = None
+    provider: str | list[str] | None = Field(
+        None,
+        description="A provider's name, or several: the first, then the others in order when"
+        " it is unavailable (breaker open, server errors or rate limits after retries, no"
+        " connection).",
+    )
     model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     extract: Literal["text", "code", "files", "json"] = "text"
@@ -84,6 +90,8 @@ class LlmStep(StepBase):
         require_one_key(self)
         if self.json_schema is not None and self.extract != "json":
             raise ValueError("'schema' is only used with 'extract: json'")
+        if self.provider == []:
+            raise ValueError("'provider' lists no provider")
         return self
 
 
@@ -113,14 +121,23 @@ def plan(step: Planning) -> tuple[dict[str, Any], str]:
         definition["prompt"] = step.content(("prompt",), spec.prompt)
     if spec.json_schema is not None:
         _check_schema(step, spec.json_schema)
-    provider = _provider_of(step, spec)
-    _check_model(step, provider, definition["model"])
-    definition["provider"] = _identity(step.providers[provider], definition)
-    step.extra_inputs.extend(_recorded_reply(step, provider))
+    provider, *fallbacks = _providers_of(step, spec)
+    model, options = definition.pop("model"), definition.pop("options")
+    _check_model(step, provider, model)
+    definition["provider"] = _identity(step.providers[provider], model, options)
+    if fallbacks:  # each with its own model; the step's options apply to all
+        for name in fallbacks:
+            _check_model(step, name, None)
+        definition["fallbacks"] = [
+            _identity(step.providers[name], None, options) for name in fallbacks
+        ]
+    step.fallbacks.extend(fallbacks)
+    for name in (provider, *fallbacks):
+        step.extra_inputs.extend(_recorded_reply(step, name))
     return definition, provider
 
 
-def _identity(provider: Provider, definition: dict[str, Any]) -> dict[str, Any]:
+def _identity(provider: Provider, model: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """What of the provider enters the key and the request: its kind, the model, and the options
     (the kind's defaults, then the provider's, then the step's); never its name, address, key,
     timeouts or retry settings."""
@@ -128,12 +145,8 @@ def _identity(provider: Provider, definition: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "kind": provider.kind,
-        "model": definition.pop("model") or provider.model,
-        "options": {
-            **DEFAULT_OPTIONS.get(provider.kind, {}),
-            **provider.options,
-            **definition.pop("options"),
-        },
+        "model": model or provider.model,
+        "options": {**DEFAULT_OPTIONS.get(provider.kind, {}), **provider.options, **options},
     }
 
 
@@ -177,22 +190,31 @@ def _recorded_reply(step: Planning, provider: str) -> list[str]:
     return []
 
 
-def _provider_of(step: Planning, spec: LlmStep) -> str:
+def _providers_of(step: Planning, spec: LlmStep) -> list[str]:
+    """The step's provider, then its fallbacks (`provider: [primary, secondary]`)."""
     from orchestrator.core.suggest import suggest
 
     if spec.provider is None:
         if step.default_provider is not None:
-            return step.default_provider
+            return [step.default_provider]
         reason = (
             "no providers are declared"
             if not step.providers
             else "several providers are declared and no 'default_provider' chooses one"
         )
         raise step.fail(f"{step.label} needs a provider: {reason}")
-    name = str(step.structure(("provider",), spec.provider))
-    if name not in step.providers:
-        raise step.fail(f"unknown provider '{name}'{suggest(name, step.providers)}", ("provider",))
-    return name
+    listed = isinstance(spec.provider, list)
+    written = spec.provider if isinstance(spec.provider, list) else [spec.provider]
+    names: list[str] = []
+    for index, text in enumerate(written):
+        field: tuple[PathKey, ...] = ("provider", index) if listed else ("provider",)
+        name = str(step.structure(field, text))
+        if name not in step.providers:
+            raise step.fail(f"unknown provider '{name}'{suggest(name, step.providers)}", field)
+        if name in names:
+            raise step.fail(f"{step.label}: provider '{name}' is listed twice", field)
+        names.append(name)
+    return names
 
 
 async def execute(ctx: StepContext) -> Outcome:
@@ -212,20 +234,21 @@ async def execute(ctx: StepContext) -> Outcome:
             log.note(f"attempt {data['attempt']} failed ({data['kind']}): {data['message']}")
         elif type == "llm.followup":
             log.note(f"{data['reason']}: {data['message']}; asking again")
+        elif type == "llm.fallback":
+            log.note(f"{data['provider']} unavailable ({data['message']}); asking {data['to']}")
         ctx.emit(type, level, **data)
 
-    provider = ctx.providers().get(ctx.step.provider)
-    talk = Conversation(provider, Call(ctx.step.id, ctx.step.group, emit), log.reply)
+    talk = Conversation(_routes(ctx), Call(ctx.step.id, ctx.step.group, emit), log.reply)
     try:
         contents = await _usable_contents(ctx, talk, request, spec)
         written = await ctx.write_all(contents)
     except StepFailed as failure:
         log.note(f"failed ({failure.kind}): {failure.message}")
-        failure.meta.update(_usage(ctx, request, talk))  # what was answered is paid all the same
+        failure.meta.update(_usage(talk))  # what was answered is paid all the same
         raise
     if ctx.step.definition["extract"] == "files":
         _remove_stale(ctx, set(contents))
-    return Outcome(written=written, meta=_usage(ctx, request, talk))
+    return Outcome(written=written, meta=_usage(talk))
 
 
 async def _usable_contents(
@@ -240,7 +263,7 @@ async def _usable_contents(
         except StepFailed as failure:
             if failure.kind != "extract" or talk.followups.get("repair", 0) >= spec.repair:
                 raise
-            talk.follow_up("repair", failure.message, request.model)
+            talk.follow_up("repair", failure.message)
             text = await talk.text(repaired(request, text, failure.message), spec.on_truncated)
 
 
@@ -301,18 +324,34 @@ def _remove_stale(ctx: StepContext, written: set[str]) -> None:
                 ctx.emit("file.removed", path=relative, reason="not in the reply")
 
 
-def _usage(ctx: StepContext, request: ChatRequest, talk: Conversation) -> dict[str, Any]:
-    """What the manifest and the cache keep about the calls."""
+def _routes(ctx: StepContext) -> list[Route]:
+    """The step's provider, then its fallbacks, each with the model and options planned."""
     assert ctx.providers is not None and ctx.step.provider is not None
-    settings = ctx.providers().settings(ctx.step.provider)
-    meta: dict[str, Any] = {"provider": ctx.step.provider, "model": request.model}
-    meta["calls"] = talk.calls
+    providers = ctx.providers()
+    names = (ctx.step.provider, *ctx.step.fallbacks)
+    identities = (ctx.step.definition["provider"], *ctx.step.definition.get("fallbacks", ()))
+    return [
+        Route(
+            name,
+            providers.get(name),
+            identity["model"],
+            identity["options"],
+            providers.settings(name).price,
+        )
+        for name, identity in zip(names, identities, strict=True)
+    ]
+
+
+def _usage(talk: Conversation) -> dict[str, Any]:
+    """What the manifest and the cache keep about the calls: who answered, and what they cost."""
+    route = talk.route
+    meta: dict[str, Any] = {"provider": route.name, "model": route.model, "calls": talk.calls}
     if talk.last is not None:
         meta["finish_reason"] = talk.last.finish_reason
     if talk.usage is not None:
         meta["tokens"] = talk.usage.as_dict()
-        if settings.price is not None:
-            meta["cost"] = talk.usage.cost(settings.price)
+    if talk.cost is not None:
+        meta["cost"] = round(talk.cost, 10)
     return meta
 
 

@@ -266,6 +266,13 @@ _provider_option = click.option(
     envvar="ORCH_SANDBOX",
     help="Let shell steps write only where their outputs go (Linux Landlock) [ORCH_SANDBOX].",
 )
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    envvar="ORCH_MAX_COST",
+    metavar="AMOUNT",
+    help="Start no paid call that could take the build's cost past AMOUNT [ORCH_MAX_COST].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -278,6 +285,7 @@ def build(
     no_cache: bool,
     offline: bool,
     sandbox: bool,
+    max_cost: float | None,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -296,6 +304,7 @@ def build(
         use_cache=not no_cache,
         offline=offline,
         sandbox=sandbox,
+        max_cost=max_cost,
     )
     if dry_run:
         plan, assessments = builds.predict(request)

@@ -31,6 +31,7 @@ from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
+    from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
 
 
@@ -48,6 +49,7 @@ class Request:
     use_cache: bool = True
     offline: bool = False
     sandbox: bool = False
+    max_cost: float | None = None
 
     @property
     def options(self) -> Options:
@@ -187,7 +189,12 @@ def _build(
     events.listeners.append(manifest.apply)  # the manifest is the fold of the events
     events.listeners.extend(listeners)
     run_options = RunOptions(
-        request.job_count, request.keep_going, request.use_cache, request.offline, request.sandbox
+        request.job_count,
+        request.keep_going,
+        request.use_cache,
+        request.offline,
+        request.sandbox,
+        budget=_budget(request.max_cost),
     )
     runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds)
     warnings = plan.warnings
@@ -213,6 +220,15 @@ def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
     return ()
 
 
+def _budget(max_cost: float | None) -> Budget | None:
+    """The build's spending limit, when it has one."""
+    if max_cost is None:
+        return None
+    from orchestrator.providers.budget import Budget
+
+    return Budget(max_cost)
+
+
 def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request) -> JobStatus:
     """Open the run, build, and close the run with the job's status whatever happened."""
     started = time.monotonic()
@@ -227,6 +243,7 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
             workdir=plan.workdir,
             targets=list(request.targets),
             selected=list(runner.selected),
+            max_cost=request.max_cost,
         )
         folder.write_manifest(manifest)
         status = _rounds(runner, folder, request)

@@ -10,6 +10,7 @@ from orchestrator.core.errors import StepFailed
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline, Step
     from orchestrator.providers import Providers
+    from orchestrator.providers.budget import Budget
     from orchestrator.record.events import EventLog
     from orchestrator.record.runs import RunFolder
     from orchestrator.steps import Kind, Outcome
@@ -28,8 +29,10 @@ class Execution:
         *,
         offline: bool = False,
         sandboxed: bool = False,
+        budget: Budget | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.budget = budget
         self.kinds = kinds
         self.events = events
         self.folder = folder
@@ -83,7 +86,11 @@ class Execution:
 
             pipeline = self.pipeline()
             self._providers = Providers(
-                pipeline.providers, pipeline.env, pipeline.workdir, offline=self.offline
+                pipeline.providers,
+                pipeline.env,
+                pipeline.workdir,
+                offline=self.offline,
+                budget=self.budget,
             )
             for name in pipeline.providers:
                 self.events.masker.add(self._providers.settings(name).secrets())

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from orchestrator.language.pipeline import LoadedPipeline
+    from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
 
 
@@ -52,6 +53,8 @@ class RunOptions:
     store: bool = True
     offline: bool = False
     sandbox: bool = False
+    budget: Budget | None = None
+    """The build's spending limit, shared by its rounds."""
 
 
 class Runner:
@@ -73,7 +76,13 @@ class Runner:
         self.options = options
         self.events = events
         self.execution = Execution(
-            pipeline, kinds, events, folder, offline=options.offline, sandboxed=options.sandbox
+            pipeline,
+            kinds,
+            events,
+            folder,
+            offline=options.offline,
+            sandboxed=options.sandbox,
+            budget=options.budget,
         )
         self.files = StepFiles(workspace, events, store=options.store)
         self.lock = LockWriter(workspace)

@@ -29,6 +29,7 @@ KINDS = (
     "refusal",
     "truncated",
     "unexpected_reply",
+    "budget",
 )
 RETRYABLE = frozenset({"timeout", "rate_limit", "server", "connection", "invalid_response"})
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import httpx
 
     from orchestrator.language.spec import Provider as ProviderSpec
+    from orchestrator.providers.budget import Budget
     from orchestrator.providers.wire import WireFormat
 
 
@@ -35,11 +36,14 @@ class Providers:
         workdir: Path,
         *,
         offline: bool = False,
+        budget: Budget | None = None,
     ) -> None:
         self.specs = specs
         self.env = env
         self.workdir = workdir
         self.offline = offline
+        self.budget = budget
+        """The build's spending limit (`--max-cost`), shared by every call."""
         self._settings: dict[str, Settings] = {}
         self._providers: dict[str, ProviderClient] = {}
         self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}

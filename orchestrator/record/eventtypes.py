@@ -40,6 +40,7 @@ FailureKind = Literal[
     "refusal",
     "truncated",
     "unexpected_reply",
+    "budget",
 ]
 """Why a step failed; `timeout` is both a step's and a provider call's."""
 RetryKind = Literal["timeout", "rate_limit", "server", "connection", "invalid_response"]
@@ -78,6 +79,9 @@ class JobStartedData(_Data):
     workdir: str = Field(description="The workdir the build runs in.")
     targets: list[str] = Field(description="The targets asked for; empty for all.")
     selected: list[str] = Field(description="The steps the build selected, in plan order.")
+    max_cost: float | None = Field(
+        None, ge=0, description="The build's spending limit (--max-cost), if any."
+    )
 
 
 class JobReplannedData(_Data):

@@ -50,6 +50,7 @@ class Manifest:
     duration_s: float | None = None
     steps: dict[str, StepRecord] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    max_cost: float | None = None
 
     def apply(self, event: Event) -> None:
         """Bring the manifest up to date with one event."""
@@ -76,6 +77,7 @@ class Manifest:
         self.workdir = records.text(data.get("workdir")) or self.workdir
         if isinstance(data.get("targets"), list):
             self.targets = records.texts(data["targets"])
+        self.max_cost = records.number(data.get("max_cost"))
         for step_id in records.texts(data.get("selected")):
             self.steps.setdefault(step_id, StepRecord())
 
@@ -99,6 +101,8 @@ class Manifest:
         ]
         data["counts"] = _counts(r.status for r in self.steps.values())
         data["usage"] = _usage(r.meta for r in self.steps.values())
+        if self.max_cost is not None:
+            data["usage"]["max_cost"] = self.max_cost
         data["files"] = dict(sorted(self.files.items()))
         return data
 
@@ -207,6 +211,8 @@ def load(job_id: str, data: Any) -> Manifest:
         finished=records.text(data.get("finished")) or None,
         duration_s=records.number(data.get("duration_s")),
     )
+    usage = data.get("usage")
+    found.max_cost = records.number(usage.get("max_cost")) if isinstance(usage, dict) else None
     steps = data.get("steps")
     for step_id, raw in steps.items() if isinstance(steps, dict) else ():
         found.steps[step_id] = step_record(raw)

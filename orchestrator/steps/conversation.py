@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from orchestrator.language.spec import Price
     from orchestrator.providers import Call, ChatRequest, Reply, Usage
     from orchestrator.providers.base import ProviderClient
+    from orchestrator.providers.budget import Budget
 
 MAX_CONTINUATIONS = 4
 """Follow-up calls one reply may take with `on_truncated: continue`."""
@@ -67,6 +68,8 @@ class Conversation:
     last: Reply | None = None
     current: int = 0
     """The route asked now: a fallback stays in use for the step's later calls."""
+    budget: Budget | None = None
+    """The build's spending limit, if it has one."""
 
     @property
     def route(self) -> Route:
@@ -77,7 +80,7 @@ class Conversation:
         while True:
             route = self.route
             try:
-                reply = await route.client.complete(_via(request, route), self.call)
+                reply = await self._priced(route, _via(request, route))
                 break
             except StepFailed as failure:
                 self.calls += int(failure.meta.get("calls", 0))
@@ -91,6 +94,23 @@ class Conversation:
         self.last = reply
         await self.on_reply(reply)
         return reply
+
+    async def _priced(self, route: Route, request: ChatRequest) -> Reply:
+        """The call, within the build's budget: the most it may cost is held while it is in
+        flight, and what it cost is counted when it ends."""
+        if self.budget is None or route.price is None:
+            return await route.client.complete(request, self.call)
+        from orchestrator.providers.budget import most_cost
+
+        most = most_cost(request, route.client.kind, route.price)
+        self.budget.reserve(most)
+        cost = 0.0
+        try:
+            reply = await route.client.complete(request, self.call)
+            cost = reply.usage.cost(route.price)
+            return reply
+        finally:
+            self.budget.settle(most, cost)
 
     def _fall_back(self, failure: StepFailed) -> None:
         before = self.route

@@ -239,6 +239,7 @@ async def execute(ctx: StepContext) -> Outcome:
         ctx.emit(type, level, **data)
 
     talk = Conversation(_routes(ctx), Call(ctx.step.id, ctx.step.group, emit), log.reply)
+    talk.budget = ctx.providers().budget
     try:
         contents = await _usable_contents(ctx, talk, request, spec)
         written = await ctx.write_all(contents)

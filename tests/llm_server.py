@@ -6,6 +6,7 @@ Tests and benchmarks point LLM provider clients at it over real sockets on 127.0
         server.script(rate_limited(seconds=1), status(500))  # next two requests fail
         server.script_for("step-b", DROP)  # first request whose body mentions "step-b"
         server.always(slow(5))  # every request after the scripted ones hangs
+        server.fail_fraction(0.3, status(500), seed=7)  # or: 30 % of them fail, reproducibly
         server.reply = lambda fmt, body: "hello"
         ...  # use server.openai_url / server.anthropic_url / server.ollama_url
         server.wait_for_count(3)
@@ -14,7 +15,8 @@ Tests and benchmarks point LLM provider clients at it over real sockets on 127.0
 Routes (POST, JSON bodies): ``/v1/chat/completions`` and ``/chat/completions`` (OpenAI),
 ``/v1/messages`` (Anthropic), ``/api/chat`` (Ollama); any other path gets a 404.
 Each request takes a fault from the first matching ``script_for`` queue, else from the
-``script`` queue, else the ``always`` fault; with none it gets a normal reply after ``latency``.
+``script`` queue, else the ``fail_fraction`` fault when its draw says so, else the ``always``
+fault; with none it gets a normal reply after ``latency``.
 
 Benchmarks: ``python tests/llm_server.py --latency 0.1 [--port 0]`` prints the base URL as one
 line on stdout, then serves until SIGTERM/SIGINT.
@@ -25,8 +27,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import email.utils
+import hashlib
 import itertools
 import json
+import random
 import signal
 import socket
 import socketserver
@@ -133,6 +137,27 @@ def echo_reply(fmt: str, body: dict[str, Any]) -> str:
     """Default reply: ``"echo: "`` + the content of the last user message."""
     users = [m for m in _messages(body) if m.get("role") == "user"]
     return "echo: " + (_text(users[-1].get("content")) if users else "")
+
+
+@dataclass(frozen=True)
+class Fraction:
+    """A fault for a share of the requests, drawn from ``seed``, the body and its repeat count."""
+
+    share: float
+    fault: Fault
+    seed: int
+    streak: int | None = None  # at most this many faults in a row for one body
+
+    def hits(self, raw: bytes, seen: int) -> bool:
+        """Whether the body seen ``seen`` times before gets the fault: the same answer in any
+        order of arrival, so concurrent clients see the same faults run after run."""
+        digest = hashlib.sha256(raw).hexdigest()
+        run, hit = 0, False
+        for n in range(seen + 1):
+            drawn = random.Random(f"{self.seed}:{digest}:{n}").random() < self.share
+            hit = drawn and (self.streak is None or run < self.streak)
+            run = run + 1 if hit else 0
+        return hit
 
 
 def _mentions(raw: bytes, body: dict[str, Any] | None, marker: str) -> bool:
@@ -326,6 +351,7 @@ class LlmServer:
         self._queue: deque[Fault] = deque()
         self._targeted: dict[str, deque[Fault]] = {}
         self._always: Fault | None = None
+        self._fraction: Fraction | None = None
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
@@ -361,6 +387,15 @@ class LlmServer:
         with self._cond:
             self._always = fault
 
+    def fail_fraction(
+        self, share: float, fault: Fault, seed: int = 0, streak: int | None = None
+    ) -> None:
+        """Apply ``fault`` to about ``share`` of the requests the queues leave, picked by a seeded
+        draw per request body and repeat (``Fraction.hits``), never more than ``streak`` times in
+        a row for one body when given; a share of 0 clears it."""
+        with self._cond:
+            self._fraction = Fraction(share, fault, seed, streak) if share > 0 else None
+
     def reset(self) -> None:
         """Forget requests and faults; restore the default reply, latency and cached tokens."""
         with self._cond:
@@ -368,6 +403,7 @@ class LlmServer:
             self._queue.clear()
             self._targeted.clear()
             self._always = None
+            self._fraction = None
             self.reply, self.latency, self.cached_tokens = echo_reply, self._default_latency, 0
 
     def wait_for_count(self, n: int, timeout: float = 10.0) -> list[Recorded]:
@@ -387,11 +423,20 @@ class LlmServer:
                         fault = queue.popleft()
                         break
                 else:
-                    fault = self._queue.popleft() if self._queue else self._always
+                    fault = self._queue.popleft() if self._queue else self._drawn(record.raw)
             record.fault, record.at = (fault.name if fault else None), time.monotonic()
             self.requests.append(record)
             self._cond.notify_all()
             return fault
+
+    def _drawn(self, raw: bytes) -> Fault | None:
+        """The ``fail_fraction`` fault if this request's draw hits, else the ``always`` fault."""
+        fraction = self._fraction
+        if fraction is not None:
+            seen = sum(r.raw == raw for r in self.requests)
+            if fraction.hits(raw, seen):
+                return fraction.fault
+        return self._always
 
     def close(self) -> None:
         """End pending waits, stop serving and close every socket; idempotent."""

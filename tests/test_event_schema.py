@@ -68,7 +68,7 @@ def pipeline(server: LlmServer) -> dict[str, Any]:
             **http,
             "model": "m-cb",
             "max_retries": 0,
-            "cb_threshold": 1,
+            "cb_min_calls": 1,
             "cb_cooldown_s": 0.001,
         },
     }

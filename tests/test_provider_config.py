@@ -25,7 +25,7 @@ def test_orch_provider_variables_override_the_pipeline() -> None:
     env = {"ORCH_PROVIDER_TIMEOUT_S": "7.5", "ORCH_PROVIDER_MAX_RETRIES": "0"}
     settings = resolve("p", provider, env)
     assert (settings.timeout_s, settings.max_retries) == (7.5, 0)
-    assert settings.cb_threshold == 5 and settings.cb_cooldown_s == 30
+    assert settings.cb_min_calls == 20 and settings.cb_cooldown_s == 30
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_orch_provider_variables_override_the_pipeline() -> None:
         ("ORCH_PROVIDER_TIMEOUT_S", "abc", "expected a number above 0"),
         ("ORCH_PROVIDER_TIMEOUT_S", "0", "expected a number above 0"),
         ("ORCH_PROVIDER_MAX_RETRIES", "-1", "expected a whole number at least 0"),
-        ("ORCH_PROVIDER_CB_THRESHOLD", "1.5", "expected a whole number at least 1"),
+        ("ORCH_PROVIDER_CB_MIN_CALLS", "1.5", "expected a whole number at least 1"),
     ],
 )
 def test_invalid_overrides_are_refused(variable: str, value: str, expected: str) -> None:

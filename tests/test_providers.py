@@ -526,7 +526,7 @@ def test_a_retry_after_above_the_cap_fails_at_once_saying_until_when(
 
 
 def breaker_provider(server: LlmServer, **settings: Any) -> dict[str, dict[str, Any]]:
-    return {"p": provider(server, max_retries=0, cb_threshold=2, **settings)}
+    return {"p": provider(server, max_retries=0, cb_min_calls=2, **settings)}
 
 
 def test_the_circuit_opens_after_threshold_failures_and_later_steps_fail_fast(

@@ -42,7 +42,9 @@ HINTS = {
     "model": "set 'model' under each provider instead",
     "retries": "set 'max_retries' under each provider instead",
     "max_retries": "set 'max_retries' under each provider instead",
-    "circuit_breaker": "set 'cb_threshold' and 'cb_cooldown_s' under each provider instead",
+    "circuit_breaker": (
+        "set 'cb_failure_rate', 'cb_min_calls' and 'cb_cooldown_s' under each provider instead"
+    ),
 }
 """What to do instead, for v2-era keys that have no direct counterpart."""
 

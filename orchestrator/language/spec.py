@@ -63,15 +63,24 @@ class _ProviderBase(_Model):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Request options (temperature, max_tokens, ...)."
     )
-    timeout_s: PositiveSeconds = Field(120.0, description="Per-request timeout.")
+    timeout_s: PositiveSeconds | None = Field(
+        None,
+        description="Read timeout of one request; default 120 s, or longer for an anthropic"
+        " call with a large max_tokens.",
+    )
+    connect_timeout_s: PositiveSeconds = Field(5.0, description="Connect timeout of a request.")
     total_timeout_s: PositiveSeconds = Field(
         600.0, description="Time budget for one call, retries and waits included."
     )
-    max_retries: int = Field(3, ge=0, description="Retries after the first attempt.")
+    max_retries: int = Field(2, ge=0, description="Retries after the first attempt.")
     retry_after_cap_s: PositiveSeconds = Field(
         60.0, description="Longest retry-after honoured; above it the step fails."
     )
-    cb_threshold: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
+    cb_failure_rate: float = Field(
+        0.8, gt=0, description="Share of failed recent attempts that opens the breaker."
+    )
+    cb_min_calls: int = Field(20, ge=1, description="Attempts seen before the breaker may open.")
+    cb_window: int = Field(40, ge=1, description="Recent attempts the failure rate looks at.")
     cb_cooldown_s: PositiveSeconds = Field(30.0, description="How long an open breaker stays open.")
     max_concurrency: int | None = Field(None, ge=1, description="Parallel calls, on top of -j.")
     price: Price | None = None

@@ -18,10 +18,13 @@ from orchestrator.language.spec import DEFAULT_OPTIONS, FakeProvider, Price, Pro
 
 ENV_OVERRIDES: dict[str, tuple[str, type, float]] = {
     "ORCH_PROVIDER_TIMEOUT_S": ("timeout_s", float, 0),
+    "ORCH_PROVIDER_CONNECT_TIMEOUT_S": ("connect_timeout_s", float, 0),
     "ORCH_PROVIDER_TOTAL_TIMEOUT_S": ("total_timeout_s", float, 0),
     "ORCH_PROVIDER_MAX_RETRIES": ("max_retries", int, -1),
     "ORCH_PROVIDER_RETRY_AFTER_CAP_S": ("retry_after_cap_s", float, 0),
-    "ORCH_PROVIDER_CB_THRESHOLD": ("cb_threshold", int, 0),
+    "ORCH_PROVIDER_CB_FAILURE_RATE": ("cb_failure_rate", float, 0),
+    "ORCH_PROVIDER_CB_MIN_CALLS": ("cb_min_calls", int, 0),
+    "ORCH_PROVIDER_CB_WINDOW": ("cb_window", int, 0),
     "ORCH_PROVIDER_CB_COOLDOWN_S": ("cb_cooldown_s", float, 0),
 }
 """Variable → (setting, type, a bound the value must exceed)."""
@@ -51,11 +54,14 @@ class Settings:
     kind: str
     model: str | None
     options: Mapping[str, Any]
-    timeout_s: float
+    timeout_s: float | None
+    connect_timeout_s: float
     total_timeout_s: float
     max_retries: int
     retry_after_cap_s: float
-    cb_threshold: int
+    cb_failure_rate: float
+    cb_min_calls: int
+    cb_window: int
     cb_cooldown_s: float
     max_concurrency: int | None
     price: Price | None

@@ -2,21 +2,19 @@
 
 An attempt checks the circuit breaker, takes a concurrency slot, sends one request on the shared
 httpx client and classifies what came back. `backoff` retries the attempts that may succeed
-later: connect errors, timeouts, 408, 409, 429, 5xx (529 included) and unreadable replies; never
-any other 4xx. Waits grow exponentially from 0.5 s to 8 s with jitter, or follow the server's
-`retry-after-ms` / `retry-after` (seconds or an HTTP date) up to `retry_after_cap_s`; a longer
-wait fails the call saying until when. `max_retries` and `total_timeout_s` bound the loop.
+later, by the SDKs' rules (`retry`): connect errors, timeouts, unreadable replies, and the
+statuses the server or `x-should-retry` says are worth another try. A server's wait above
+`retry_after_cap_s` fails the call saying until when. `max_retries` and `total_timeout_s` bound
+the loop; an attempt the open breaker refuses is not sent and not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import backoff
@@ -25,21 +23,21 @@ import httpx
 from orchestrator.providers.base import RETRYABLE, Call, ChatRequest, ProviderError, Reply
 from orchestrator.providers.breaker import CircuitBreaker
 from orchestrator.providers.config import display_url
+from orchestrator.providers.retry import (
+    delays,
+    jitter,
+    read_timeout,
+    retry_after,
+    server_says,
+    status_retried,
+)
 from orchestrator.providers.wire import WireFormat, error_message
 
 if TYPE_CHECKING:
     from orchestrator.providers.config import Settings
 
-FIRST_WAIT_S = 0.5
-LONGEST_WAIT_S = 8.0
-RETRIED_STATUSES = frozenset({408, 409, 429})
+__all__ = ["HttpProvider", "retry_after"]
 _MESSAGE_LIMIT = 300
-
-
-class Delay(float):
-    """Seconds to wait before the next attempt; `asked` when the server said how long."""
-
-    asked: bool = False
 
 
 class HttpProvider:
@@ -77,9 +75,13 @@ class HttpProvider:
                     f"the call's time budget (total_timeout_s {budget:g} s) is spent",
                     retry=False,
                 )
+            breaker = self.breaker(request.model)
+            if not breaker.allow():
+                raise self._breaker_open(breaker, request)
             attempts += 1
-            timeout = min(request.timeout_s or self.settings.timeout_s, remaining)
-            return await self._attempt(request, call, attempts, timeout)
+            return await self._slotted(
+                request, call, attempts, breaker, self._timeout(request, remaining)
+            )
 
         def retrying(details: Mapping[str, Any]) -> None:
             error: ProviderError = details["exception"]
@@ -95,12 +97,12 @@ class HttpProvider:
             )
 
         with_retries = backoff.on_exception(
-            cast("Callable[..., Generator[float, None, None]]", _delays),
+            cast("Callable[..., Generator[float, None, None]]", delays),
             ProviderError,
             max_tries=self.settings.max_retries + 1,
             max_time=budget,
             giveup=lambda error: _final(error) or time.monotonic() >= deadline,
-            jitter=lambda delay: min(_jitter(delay), max(0.0, deadline - time.monotonic())),
+            jitter=lambda delay: min(jitter(delay), max(0.0, deadline - time.monotonic())),
             on_backoff=retrying,
             raise_on_giveup=True,
             logger=None,
@@ -112,12 +114,21 @@ class HttpProvider:
             raise
         return replace(reply, attempts=attempts)
 
-    async def _attempt(
-        self, request: ChatRequest, call: Call, number: int, timeout: float
+    def _timeout(self, request: ChatRequest, remaining: float) -> httpx.Timeout:
+        """Connect and read timeouts of one attempt, within what is left of the call's budget."""
+        configured = request.timeout_s or self.settings.timeout_s
+        read = min(read_timeout(self.kind, request.options, configured), remaining)
+        connect = min(self.settings.connect_timeout_s, read)
+        return httpx.Timeout(read, connect=connect)
+
+    async def _slotted(
+        self,
+        request: ChatRequest,
+        call: Call,
+        number: int,
+        breaker: CircuitBreaker,
+        timeout: httpx.Timeout,
     ) -> Reply:
-        breaker = self.breaker(request.model)
-        if not breaker.allow():
-            raise self._breaker_open(breaker, request)
         if self.slots is None:
             return await self._observed(request, call, number, breaker, timeout)
         async with self.slots:
@@ -129,7 +140,7 @@ class HttpProvider:
         call: Call,
         number: int,
         breaker: CircuitBreaker,
-        timeout: float,
+        timeout: httpx.Timeout,
     ) -> Reply:
         """One request, with its events and its effect on the breaker."""
         identity: dict[str, Any] = {"provider": self.name, "model": request.model}
@@ -146,7 +157,9 @@ class HttpProvider:
                         **identity,
                         kind=self.kind,
                         base_url=self.where,
-                        failures=breaker.failures,
+                        failures=breaker.trip.failures,
+                        calls=breaker.trip.calls,
+                        rate=breaker.trip.rate,
                         cooldown_s=breaker.cooldown_s,
                     )
             else:
@@ -167,7 +180,7 @@ class HttpProvider:
         if breaker.succeeded():
             call.emit("circuit.closed", **identity, kind=self.kind, base_url=self.where)
 
-    async def _send(self, request: ChatRequest, timeout: float) -> Reply:
+    async def _send(self, request: ChatRequest, timeout: httpx.Timeout) -> Reply:
         """One HTTP request and its classified outcome, with the API key out of any message."""
         try:
             return await self._exchange(request, timeout)
@@ -179,7 +192,7 @@ class HttpProvider:
                 error.kind, redacted, retry=error.retry, retry_after=error.retry_after
             ) from None
 
-    async def _exchange(self, request: ChatRequest, timeout: float) -> Reply:
+    async def _exchange(self, request: ChatRequest, timeout: httpx.Timeout) -> Reply:
         try:
             response = await self.client().post(
                 self.wire.url(self.settings.base_url),
@@ -187,9 +200,14 @@ class HttpProvider:
                 headers=self.wire.headers(self.settings.api_key),
                 timeout=timeout,
             )
+        except httpx.ConnectTimeout as exc:
+            raise ProviderError(
+                "connection",
+                f"cannot connect to {self.where} within {timeout.connect:g} s (connect_timeout_s)",
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ProviderError(
-                "timeout", f"no reply from {self.where} within {timeout:g} s"
+                "timeout", f"no reply from {self.where} within {timeout.read:g} s"
             ) from exc
         except httpx.HTTPError as exc:
             raise ProviderError("connection", self._connection_message(exc)) from exc
@@ -235,11 +253,14 @@ class HttpProvider:
             said = response.text.strip()[:_MESSAGE_LIMIT] or None
         message = f"HTTP {status} {response.reason_phrase}" + (f": {said}" if said else "")
         message = self._redact(message)[:_MESSAGE_LIMIT]
+        kind = _status_kind(status)
         if status in (401, 403):
-            return ProviderError("client", message + self._key_hint())
-        if status not in RETRIED_STATUSES and status < 500:
-            return ProviderError("client", message)
-        kind = {408: "timeout", 429: "rate_limit"}.get(status, "server")
+            message += self._key_hint()
+        verdict = server_says(response.headers)
+        if verdict is not None:
+            message += f" (x-should-retry: {str(verdict).lower()})"
+        if not (status_retried(status) if verdict is None else verdict):
+            return ProviderError(kind, message, retry=False)
         wait = retry_after(response.headers)
         if wait is not None and wait > self.settings.retry_after_cap_s:
             until = datetime.now(UTC) + timedelta(seconds=wait)
@@ -250,7 +271,7 @@ class HttpProvider:
                 " (retry_after_cap_s)",
                 retry=False,
             )
-        return ProviderError(kind, message, retry_after=wait)
+        return ProviderError(kind, message, retry=True, retry_after=wait)
 
     def _key_hint(self) -> str:
         variable = self.settings.api_key_env
@@ -265,8 +286,8 @@ class HttpProvider:
         when = f"calls resume in {remaining:.1f} s" if remaining else "a probe call is under way"
         return ProviderError(
             "circuit_breaker",
-            f"the circuit breaker for {self.kind} {self.where} {request.model} is open after"
-            f" {breaker.failures} consecutive failures; {when}",
+            f"the circuit breaker for {self.kind} {self.where} {request.model} is open:"
+            f" {breaker.trip.failures} of the last {breaker.trip.calls} attempts failed; {when}",
             retry=False,
         )
 
@@ -275,30 +296,6 @@ class HttpProvider:
         for secret in self.settings.secrets():
             text = text.replace(secret, "***")
         return text
-
-
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds the server asks to wait: `retry-after-ms`, else `retry-after` (seconds or date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _is_stream(response: httpx.Response) -> bool:
@@ -312,22 +309,7 @@ def _final(error: Exception) -> bool:
     return not (isinstance(error, ProviderError) and error.retry)
 
 
-def _delays() -> Generator[Delay, ProviderError, None]:
-    """backoff's wait generator: the server's wait when it gave one, else exponential."""
-    error = yield  # type: ignore[misc]  # backoff primes the generator with None
-    exponent = 0
-    while True:
-        if error.retry_after is not None:
-            delay = Delay(error.retry_after)
-            delay.asked = True
-        else:
-            delay = Delay(min(LONGEST_WAIT_S, FIRST_WAIT_S * 2**exponent))
-            exponent += 1
-        error = yield delay
-
-
-def _jitter(delay: float) -> float:
-    """Between half and all of our own wait; a little on top of a wait the server asked for."""
-    if getattr(delay, "asked", False):
-        return delay + random.uniform(0, min(1.0, 0.1 * delay))
-    return random.uniform(delay / 2, delay)
+def _status_kind(status: int) -> str:
+    """The failure kind of an HTTP error status."""
+    fallback = "server" if status >= 500 or status == 409 else "client"
+    return {408: "timeout", 429: "rate_limit"}.get(status, fallback)

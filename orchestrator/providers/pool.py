@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.providers.base import ProviderClient, ProviderError
-from orchestrator.providers.breaker import CircuitBreaker
+from orchestrator.providers.breaker import CircuitBreaker, Policy
 from orchestrator.providers.config import Settings, display_url, resolve
 
 if TYPE_CHECKING:
@@ -90,7 +90,13 @@ class Providers:
         key = (settings.kind, display_url(settings.base_url), model)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(settings.cb_threshold, settings.cb_cooldown_s)
+            policy = Policy(
+                settings.cb_failure_rate,
+                settings.cb_min_calls,
+                settings.cb_window,
+                settings.cb_cooldown_s,
+            )
+            breaker = CircuitBreaker(policy)
             self._breakers[key] = breaker
         return breaker
 

@@ -289,9 +289,11 @@ class CircuitClosedData(_Data):
 
 
 class CircuitOpenedData(CircuitClosedData):
-    """Consecutive failures opened the breaker; calls fail fast during the cooldown."""
+    """Too many recent attempts failed (or the probe did); calls fail fast during the cooldown."""
 
-    failures: Annotated[int, Field(ge=1, description="Consecutive failures so far.")]
+    failures: Annotated[int, Field(ge=1, description="Failed attempts among `calls`.")]
+    calls: Annotated[int, Field(ge=1, description="Recent attempts the rate was taken over.")]
+    rate: Annotated[float, Field(ge=0, le=1, description="failures / calls.")]
     cooldown_s: Seconds
 
 

@@ -18,6 +18,7 @@ from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
     from orchestrator.engine.build import StatusReport
+    from orchestrator.engine.estimates import Estimate
     from orchestrator.plan.compiled import Plan
     from orchestrator.record.events import Listener
 
@@ -313,6 +314,9 @@ def build(
         changing = (a for a in assessments if a.decision.action != Action.UP_TO_DATE)
         for line in [*status_lines(changing), *deferred_lines(plan.waiting(request.targets))]:
             click.echo(line)
+        cost = builds.estimate(request, plan, assessments)
+        if cost is not None:
+            click.echo(cost.line())
         waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
@@ -375,13 +379,16 @@ def status(
     request = _request(args, sets, provider=provider)
     found = builds.status(request)
     _warn(found.plan.warnings)
+    cost = builds.estimate(request, found.plan, found.assessments)
     if as_json:
-        click.echo(_status_json(found))
+        click.echo(_status_json(found, cost))
     else:
         for line in [*status_lines(found.assessments), *deferred_lines(found.plan.deferred)]:
             click.echo(line)
         for line in removed_lines(found.plan.removed if not request.targets else {}):
             click.echo(line)
+        if cost is not None:
+            click.echo(cost.line())
         summary = status_summary(found.assessments, found.stale)
         if summary:
             click.echo(summary)
@@ -389,9 +396,9 @@ def status(
         raise SystemExit(1)
 
 
-def _status_json(found: StatusReport) -> str:
+def _status_json(found: StatusReport, cost: Estimate | None) -> str:
     """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}],
-    "removed": [{"step", "reason"}]}`."""
+    "deferred", "removed": [{"step", "reason"}], "estimate"}`."""
     import json
 
     steps = [
@@ -410,6 +417,7 @@ def _status_json(found: StatusReport) -> str:
         "steps": steps,
         "deferred": {group: list(after) for group, after in found.plan.deferred.items()},
         "removed": removed,
+        "estimate": None if cost is None else cost.as_json(),
     }
     return json.dumps(data, indent=2)
 

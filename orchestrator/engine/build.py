@@ -30,6 +30,7 @@ from orchestrator.record.status import JobStatus, Status
 from orchestrator.store.layout import StateFolder
 
 if TYPE_CHECKING:
+    from orchestrator.engine.estimates import Estimate
     from orchestrator.language.pipeline import LoadedPipeline
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
@@ -112,6 +113,24 @@ def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
     nothing."""
     plan, _ = open_plan(request)
     return plan, Workspace(plan, request.options, force=request.force), plan.select(request.targets)
+
+
+def estimate(request: Request, plan: Plan, assessments: list[Assessment]) -> Estimate | None:
+    """What the llm steps that would run may cost (None when none would run); loads the
+    pipeline only then."""
+    from orchestrator.engine.decide import Action
+
+    running = [
+        a.step.id
+        for a in assessments
+        if a.decision.action == Action.RUN and plan.steps[a.step.id].kind == "llm"
+    ]
+    if not running:
+        return None
+    from orchestrator.engine.estimates import estimate as estimated
+
+    _, pipeline = open_plan(request)
+    return estimated(pipeline(), running)
 
 
 class StatusReport(NamedTuple):

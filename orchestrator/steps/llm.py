@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +21,7 @@ from orchestrator.steps.conversation import Conversation, Route, repaired
 from orchestrator.store.filestore import confined_tree, confined_unlink
 
 if TYPE_CHECKING:
+    from orchestrator.language.pipeline import Step
     from orchestrator.language.spec import Provider
     from orchestrator.providers import ChatRequest, Reply
 
@@ -268,7 +270,44 @@ async def _usable_contents(
             text = await talk.text(repaired(request, text, failure.message), spec.on_truncated)
 
 
-def _request(ctx: StepContext) -> ChatRequest:
+class _Rendering(Protocol):
+    """What building a request needs: the step, and a way to render its content."""
+
+    @property
+    def step(self) -> Step: ...
+
+    def render(self, value: Any) -> Any: ...
+
+    def render_file(self, path: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class _AsWritten:
+    """Content left as written: what a request looks like before its inputs exist."""
+
+    step: Step
+    workdir: Path
+
+    def render(self, value: Any) -> Any:
+        return value
+
+    def render_file(self, path: str) -> str:
+        try:
+            return (self.workdir / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+
+def draft(ctx: StepContext) -> tuple[ChatRequest, bool]:
+    """The request the step would send with its inputs as they are now, and whether it could
+    be rendered; when it could not (an input is not there yet), its templates as written."""
+    try:
+        return _request(ctx), True
+    except StepFailed:
+        return _request(_AsWritten(ctx.step, ctx.workdir)), False
+
+
+def _request(ctx: _Rendering) -> ChatRequest:
     from orchestrator.providers import ChatRequest
 
     spec = ctx.step.spec

@@ -92,6 +92,7 @@ def plan(step: Planning) -> tuple[dict[str, Any], str]:
         _check_schema(step, spec.json_schema)
     provider = _provider_of(step, spec)
     _check_model(step, provider, definition["model"])
+    _check_options(step, step.providers[provider], definition["options"])
     definition["provider"] = _identity(step.providers[provider], definition)
     step.extra_inputs.extend(_recorded_reply(step, provider))
     return definition, provider
@@ -101,17 +102,35 @@ def _identity(provider: Provider, definition: dict[str, Any]) -> dict[str, Any]:
     """What of the provider enters the key and the request: its kind, the model, and the options
     (the kind's defaults, then the provider's, then the step's); never its name, address, key,
     timeouts or retry settings."""
+    from orchestrator.language.options import moved
     from orchestrator.language.spec import DEFAULT_OPTIONS
 
-    return {
+    options = {
+        **DEFAULT_OPTIONS.get(provider.kind, {}),
+        **provider.options,
+        **definition.pop("options"),
+    }
+    identity = {
         "kind": provider.kind,
         "model": definition.pop("model") or provider.model,
-        "options": {
-            **DEFAULT_OPTIONS.get(provider.kind, {}),
-            **provider.options,
-            **definition.pop("options"),
-        },
+        "options": options,
     }
+    sent = moved(provider.kind, options)
+    if sent:
+        identity["sent_as"] = sent
+    return identity
+
+
+def _check_options(step: Planning, provider: Provider, options: Any) -> None:
+    """Refuse a step option the provider's kind cannot honour, at the option."""
+    from orchestrator.language.options import refusals
+
+    if provider.kind == "fake" or not isinstance(options, dict):
+        return
+    merged = {**provider.options, **options}
+    for refusal in refusals(provider.kind, merged):
+        field = ("options", refusal.option) if refusal.option in options else ("options",)
+        raise step.fail(f"{step.label}: {refusal}", field)
 
 
 def _check_outputs(step: Planning, spec: LlmStep) -> None:

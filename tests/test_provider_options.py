@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from orchestrator.language.options import COMMON, moved, translate
+from orchestrator.language.spec import AzureProvider
 from orchestrator.providers.config import ollama_host
 
 from .buildkit import Build, Project
@@ -453,3 +455,8 @@ def test_a_base_url_with_a_query_keeps_it_after_the_path(
     write_orch(project, {"a": llm("hi", "a.md")}, {"p": gateway})
     ok(project.orch("build"))
     assert llm_server.requests[0].path == "/v1/chat/completions?api-version=1&team=a"
+
+
+def test_an_unquoted_api_version_is_read_as_written() -> None:
+    azure = AzureProvider.model_validate({"kind": "azure", "api_version": date(2025, 1, 1)})
+    assert azure.api_version == "2025-01-01"

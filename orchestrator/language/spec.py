@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
@@ -125,6 +126,12 @@ class AzureProvider(_HttpProvider):
         None, description="The deployment called; default: the step's or provider's model."
     )
     api_version: str = Field(AZURE_API_VERSION, description="The api-version query parameter.")
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _date_as_written(cls, value: Any) -> Any:
+        """`api_version: 2024-10-21` unquoted, which YAML reads as a date."""
+        return value.isoformat() if isinstance(value, date) else value
 
 
 class AnthropicProvider(_HttpProvider):

@@ -18,7 +18,9 @@ from jsonschema import Draft202012Validator
 
 from orchestrator.language.options import COMMON, moved, translate
 from orchestrator.language.spec import AzureProvider
+from orchestrator.providers.azure import AzureWire
 from orchestrator.providers.config import ollama_host
+from orchestrator.providers.wire import join
 
 from .buildkit import Build, Project
 from .llm_server import LlmServer, status
@@ -303,18 +305,54 @@ def test_translation_keeps_openai_options_as_written() -> None:
     assert translate("azure", COMMON_VALUES) == COMMON_VALUES
 
 
-def test_an_ollama_step_keeps_its_key_unless_an_option_moved(
+KEYED_BEFORE = {
+    "o1": "4830afdc7fe757df85b1d357dcc692095d744e08a144fa607ccdddf2cd4a61aa",
+    "a1": "8fe55c5a97dd1678b5bc2b51f12edc5d7a508586db8adc6a9aa011d34fa3f165",
+    "l1": "e7eb4665718c4513f36c5bb788c8ec75bc43909bf9f4e8fb03f706f09bb13685",
+    "l2": "b6a3f79eeab90df6e554ceb9c0aab77df6bbbf80f764dc4164f1dca1a3641bec",
+}
+"""The keys orch gave these steps before options were translated (a change of the key format
+changes them all, on purpose)."""
+
+
+def test_steps_keep_their_keys_unless_an_option_is_sent_elsewhere(
     project: Project, llm_server: LlmServer
 ) -> None:
-    steps = {"a": llm("hi", "a.md", options={"temperature": 0, "num_ctx": 2048})}
-    write_orch(project, steps, {"p": provider(llm_server, "ollama")})
+    steps = {
+        "o1": llm(
+            "hi",
+            "o1.md",
+            provider="o",
+            options={"temperature": 0, "max_tokens": 5, "stop": ["x"], "seed": 1},
+        ),
+        "a1": llm("hi", "a1.md", provider="a", options={"temperature": 0.5, "top_k": 3}),
+        "l1": llm(
+            "hi",
+            "l1.md",
+            provider="l",
+            options={
+                "temperature": 0,
+                "num_ctx": 2048,
+                "keep_alive": "5m",
+                "seed": 3,
+                "stop": ["x"],
+            },
+        ),
+        "l2": llm("hi", "l2.md", provider="l", options={"max_tokens": 5}),
+    }
+    providers = {
+        "o": provider(llm_server, "openai"),
+        "a": provider(llm_server, "anthropic"),
+        "l": provider(llm_server, "ollama"),
+    }
+    write_orch(project, steps, providers)
     ok(project.orch("build"))
-    before = project.lock()["a"]
-    steps["a"]["options"]["max_tokens"] = 10
-    write_orch(project, steps, {"p": provider(llm_server, "ollama")})
-    ok(project.orch("build"))
-    assert project.lock()["a"] != before
-    assert llm_server.count == 2
+
+    keys = {name: entry.key for name, entry in project.lock().items()}
+    assert {name: keys[name] for name in ("o1", "a1", "l1")} == {
+        name: KEYED_BEFORE[name] for name in ("o1", "a1", "l1")
+    }
+    assert keys["l2"] != KEYED_BEFORE["l2"]  # max_tokens is num_predict now: it runs again
 
 
 # --------------------------------------------------------------------------- headers
@@ -323,10 +361,10 @@ def test_an_ollama_step_keeps_its_key_unless_an_option_moved(
 def test_custom_headers_reach_the_server_and_nothing_orch_keeps(
     project: Project, llm_server: LlmServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ORG_TOKEN", "org-secret-4242")
+    monkeypatch.setenv("ORG_ID_FOR_TESTS", "org-secret-4242")
     headers = {
         "anthropic-beta": "beta-literal-7777",
-        "OpenAI-Organization": {"env": "ORG_TOKEN"},
+        "OpenAI-Organization": {"env": "ORG_ID_FOR_TESTS"},
         "X-Unset": {"env": "NOT_SET_ANYWHERE"},
     }
     write_orch(project, {"a": llm("hi", "a.md")}, {"p": provider(llm_server, headers=headers)})
@@ -338,16 +376,16 @@ def test_custom_headers_reach_the_server_and_nothing_orch_keeps(
     assert "x-unset" not in request.headers
     assert project.exists("orch.lock") and project.exists(".orch")
     kept = every_file_text(project.root)
-    for value in ("beta-literal-7777", "org-secret-4242", "ORG_TOKEN"):
+    for value in ("beta-literal-7777", "org-secret-4242", "ORG_ID_FOR_TESTS"):
         assert value not in kept, value
 
 
 def test_a_header_from_the_environment_is_masked_in_error_messages(
     project: Project, llm_server: LlmServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ORG_TOKEN", "org-secret-5151")
+    monkeypatch.setenv("ORG_ID_FOR_TESTS", "org-secret-5151")
     llm_server.always(status(400, body={"error": {"message": "bad org org-secret-5151"}}))
-    headers = {"OpenAI-Organization": {"env": "ORG_TOKEN"}}
+    headers = {"OpenAI-Organization": {"env": "ORG_ID_FOR_TESTS"}}
     write_orch(project, {"a": llm("hi", "a.md")}, {"p": provider(llm_server, headers=headers)})
     build = project.orch("build")
     assert build.exit_code == 1
@@ -460,3 +498,14 @@ def test_a_base_url_with_a_query_keeps_it_after_the_path(
 def test_an_unquoted_api_version_is_read_as_written() -> None:
     azure = AzureProvider.model_validate({"kind": "azure", "api_version": date(2025, 1, 1)})
     assert azure.api_version == "2025-01-01"
+
+
+def test_paths_are_appended_before_the_query_of_a_base_url() -> None:
+    assert join("https://x/v1?api-version=1", "/chat/completions") == (
+        "https://x/v1/chat/completions?api-version=1"
+    )
+    assert join("https://x/v1/", "/chat/completions") == "https://x/v1/chat/completions"
+    azure = AzureWire("d", "2024-10-21")
+    assert azure.url("https://r.example?api-version=2025-01-01&x=1", None) == (
+        "https://r.example/openai/deployments/d/chat/completions?api-version=2025-01-01&x=1"
+    )

@@ -125,7 +125,7 @@ def llm_server() -> Iterator[LlmServer]:
         yield server
 
 
-SETTINGS_PREFIXES = ("ORCH_", "OPENAI_", "ANTHROPIC_", "OLLAMA_")
+SETTINGS_PREFIXES = ("ORCH_", "OPENAI_", "AZURE_OPENAI_", "ANTHROPIC_", "OLLAMA_")
 """Environment variables that would change how orch builds: cleared for end-to-end tests."""
 
 

@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import signal
 import socket
 import socketserver
@@ -52,6 +53,8 @@ ROUTES: dict[str, str] = {
     "/v1/messages": "anthropic",
     "/api/chat": "ollama",
 }
+AZURE_ROUTE = re.compile(r"/openai/deployments/[^/]+/chat/completions")
+"""Azure OpenAI's chat completions on a deployment: the OpenAI wire format."""
 _OPENAI_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 408: "timeout"}
 _OPENAI_ERRORS |= {409: "conflict", 429: "rate_limit_exceeded"}
 _MALFORMED = {"openai": b'{"choices": [', "anthropic": b'{"content": [', "ollama": b'{"message": {'}
@@ -246,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = None
         body = parsed if isinstance(parsed, dict) else None
         route = self.path.split("?", 1)[0].rstrip("/")
-        fmt = ROUTES.get(route)
+        fmt = ROUTES.get(route) or ("openai" if AZURE_ROUTE.fullmatch(route) else None)
         headers = {k.lower(): v for k, v in self.headers.items()}
         fault = owner._admit(Recorded("POST", self.path, headers, body, raw, None, 0.0), fmt)
         if fmt is None:

@@ -260,6 +260,7 @@ def _model_at(data: Any, loc: tuple[PathKey, ...], language: Language) -> type[B
 
     providers: dict[str, type[BaseModel]] = {
         "openai": spec.OpenAIProvider,
+        "azure": spec.AzureProvider,
         "anthropic": spec.AnthropicProvider,
         "ollama": spec.OllamaProvider,
         "fake": spec.FakeProvider,

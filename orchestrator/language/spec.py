@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -24,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-PROVIDER_KINDS = ("openai", "anthropic", "ollama", "fake")
+PROVIDER_KINDS = ("openai", "azure", "anthropic", "ollama", "fake")
+AZURE_API_VERSION = "2024-10-21"
+"""The latest generally available version of Azure OpenAI's inference API."""
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {"anthropic": {"max_tokens": 4096}}
 """Request options a provider kind needs; they enter step keys like any other option."""
 RESERVED_NAMES = frozenset({"env", "vars", "steps", "item", "key", "inputs", "outputs", "read"})
@@ -33,6 +36,8 @@ StepName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-
 VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ProviderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
 PositiveSeconds = Annotated[float, Field(gt=0)]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
+RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding"})
 
 
 class _Model(BaseModel):
@@ -86,15 +91,62 @@ class _ProviderBase(_Model):
     price: Price | None = None
 
 
+class FromEnv(_Model):
+    """A value read from an environment variable when the call is made: `{env: NAME}`."""
+
+    env: str = Field(min_length=1, description="The variable; a header it names is a secret.")
+
+
 class _HttpProvider(_ProviderBase):
     base_url: str | None = Field(None, description="Server address; each kind has a default.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    headers: dict[HeaderName, str | FromEnv] = Field(
+        default_factory=dict,
+        description="Headers of every request: a text, or {env: NAME} for a secret. They never"
+        " enter keys, the lock, logs or events.",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_reserved_header(cls, value: dict[str, str | FromEnv]) -> dict[str, str | FromEnv]:
+        for name, text in value.items():
+            if name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header '{name}' is set by orch itself")
+            if isinstance(text, str) and ("\n" in text or "\r" in text):
+                raise ValueError(f"header '{name}' holds a line break")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_the_kind_honours(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from orchestrator.language.options import refusals
+
+        found = refusals(get_args(cls.model_fields["kind"].annotation)[0], value)
+        if found:
+            raise ValueError(str(found[0]))
+        return value
 
 
 class OpenAIProvider(_HttpProvider):
     """Chat completions on OpenAI or any OpenAI-compatible server."""
 
     kind: Literal["openai"]
+
+
+class AzureProvider(_HttpProvider):
+    """Chat completions on Azure OpenAI: a deployment of the resource at `base_url`."""
+
+    kind: Literal["azure"]
+    deployment: str | None = Field(
+        None, description="The deployment called; default: the step's or provider's model."
+    )
+    api_version: str = Field(AZURE_API_VERSION, description="The api-version query parameter.")
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _date_as_written(cls, value: Any) -> Any:
+        """`api_version: 2024-10-21` unquoted, which YAML reads as a date."""
+        return value.isoformat() if isinstance(value, date) else value
 
 
 class AnthropicProvider(_HttpProvider):
@@ -118,7 +170,7 @@ class FakeProvider(_ProviderBase):
 
 
 Provider = Annotated[
-    OpenAIProvider | AnthropicProvider | OllamaProvider | FakeProvider,
+    OpenAIProvider | AzureProvider | AnthropicProvider | OllamaProvider | FakeProvider,
     Field(discriminator="kind"),
 ]
 

@@ -40,12 +40,15 @@ def load(
 
 
 def _check_provider_settings(pipeline: LoadedPipeline) -> None:
-    """Refuse `ORCH_PROVIDER_*` settings that are not valid, when the pipeline has providers."""
+    """Refuse `ORCH_PROVIDER_*` settings that are not valid, and a provider with no address,
+    when the pipeline has providers."""
     from orchestrator.core.errors import PipelineError, UsageError
-    from orchestrator.providers.config import overrides
+    from orchestrator.providers.config import overrides, resolve
 
     try:
         if pipeline.spec.providers:
             overrides(pipeline.env)
+        for name, provider in pipeline.providers.items():
+            resolve(name, provider, pipeline.env)
     except UsageError as exc:
         raise PipelineError.at(str(exc), None, pipeline.source.file) from exc

@@ -1,6 +1,6 @@
 """LLM providers: the protocol (`base`), the HTTP retry loop (`http`) with its circuit breaker
-(`breaker`), the wire formats (`openai`, `anthropic`, `ollama`), the offline `fake`, settings
-(`config`) and the per-build pool (`pool`).
+(`breaker`), the wire formats (`openai`, `azure`, `anthropic`, `ollama`), the offline `fake`,
+settings (`config`) and the per-build pool (`pool`).
 
 The public names are imported on first use, so importing a submodule (`config` while a pipeline
 is compiled) does not pull in the pool and asyncio."""

@@ -7,8 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.language.options import translate
 from orchestrator.providers.base import ChatRequest, Reply, Usage
-from orchestrator.providers.wire import field, invalid, number
+from orchestrator.providers.wire import field, invalid, join, number, with_custom
 
 API_VERSION = "2023-06-01"
 OUTPUT_TOOL = "orch_output"
@@ -22,17 +23,21 @@ class AnthropicWire:
 
     kind = "anthropic"
 
-    def url(self, base_url: str) -> str:
-        return f"{base_url}/v1/messages"
+    def __init__(self, custom: Mapping[str, str] | None = None) -> None:
+        self.custom = dict(custom or {})
+
+    def url(self, base_url: str, model: str | None) -> str:
+        return join(base_url, "/v1/messages")
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
-        return headers
+        return with_custom(headers, self.custom)
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {**request.options, "model": request.model}
+        options = translate(self.kind, request.options)
+        body: dict[str, Any] = {**options, "model": request.model}
         system = request.system_text()
         cached_system = request.cache_system or any(
             request.messages[i]["role"] == "system" for i in request.cache_points

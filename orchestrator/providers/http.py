@@ -195,7 +195,7 @@ class HttpProvider:
     async def _exchange(self, request: ChatRequest, timeout: httpx.Timeout) -> Reply:
         try:
             response = await self.client().post(
-                self.wire.url(self.settings.base_url),
+                self.wire.url(self.settings.base_url, request.model),
                 json=self._body(request),
                 headers=self.wire.headers(self.settings.api_key),
                 timeout=timeout,

@@ -1,8 +1,9 @@
 """Ollama's native chat API: `POST {base_url}/api/chat` without streaming.
 
 Ollama can answer 200 with `{"error": ...}` instead of a message; that is a server failure
-and is retried like a 5xx. Top-level request fields (format, keep_alive, think, tools) stay
-at the top; every other option goes under `options` (temperature, num_ctx, seed, ...).
+and is retried like a 5xx. Top-level request fields (format, keep_alive, think, tools, truncate,
+shift, logprobs, top_logprobs) stay at the top; every other option goes under `options`
+(temperature, num_ctx, seed, `max_tokens` as num_predict, ...): see `language/options.py`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.language.options import translate
 from orchestrator.providers.base import ChatRequest, ProviderError, Reply, Usage
-from orchestrator.providers.wire import field, invalid, number
-
-TOP_LEVEL = frozenset({"format", "keep_alive", "think", "tools"})
+from orchestrator.providers.wire import field, invalid, join, number, with_custom
 
 
 class OllamaWire:
@@ -21,19 +21,19 @@ class OllamaWire:
 
     kind = "ollama"
 
-    def url(self, base_url: str) -> str:
-        return f"{base_url}/api/chat"
+    def __init__(self, custom: Mapping[str, str] | None = None) -> None:
+        self.custom = dict(custom or {})
+
+    def url(self, base_url: str, model: str | None) -> str:
+        return join(base_url, "/api/chat")
 
     def headers(self, api_key: str | None) -> dict[str, str]:
-        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        return with_custom(auth, self.custom)
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
-        top = {k: v for k, v in request.options.items() if k in TOP_LEVEL}
-        options = {k: v for k, v in request.options.items() if k not in TOP_LEVEL}
-        body = {**top, "model": request.model, "messages": request.chat(), "stream": False}
-        if options:
-            body["options"] = options
-        return body
+        fields = translate(self.kind, request.options)
+        return {**fields, "model": request.model, "messages": request.chat(), "stream": False}
 
     def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         """Ollama's `format` takes a JSON Schema."""

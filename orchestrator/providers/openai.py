@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.language.options import translate
 from orchestrator.providers.base import ChatRequest, Reply, Usage
-from orchestrator.providers.wire import field, invalid, number
+from orchestrator.providers.wire import field, invalid, join, number, with_custom
 
 
 class OpenAIWire:
@@ -15,14 +16,19 @@ class OpenAIWire:
 
     kind = "openai"
 
-    def url(self, base_url: str) -> str:
-        return f"{base_url}/chat/completions"
+    def __init__(self, custom: Mapping[str, str] | None = None) -> None:
+        self.custom = dict(custom or {})
+
+    def url(self, base_url: str, model: str | None) -> str:
+        return join(base_url, "/chat/completions")
 
     def headers(self, api_key: str | None) -> dict[str, str]:
-        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        return with_custom(auth, self.custom)
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
-        return {**request.options, "model": request.model, "messages": request.chat()}
+        options = translate(self.kind, request.options)
+        return {**options, "model": request.model, "messages": request.chat()}
 
     def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         """`response_format: json_schema`, strict when the schema allows it; the format takes

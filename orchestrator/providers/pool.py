@@ -80,7 +80,7 @@ class Providers:
         slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         return HttpProvider(
             settings,
-            _wire(settings.kind),
+            _wire(settings),
             self._http_client,
             lambda model: self._breaker(settings, model),
             slots,
@@ -124,15 +124,22 @@ class Providers:
         self._clients = []
 
 
-def _wire(kind: str) -> WireFormat:
-    if kind == "openai":
+def _wire(settings: Settings) -> WireFormat:
+    """The wire format of a provider's kind, with the provider's own headers."""
+    headers = settings.headers
+    if settings.kind == "openai":
         from orchestrator.providers.openai import OpenAIWire
 
-        return OpenAIWire()
-    if kind == "anthropic":
+        return OpenAIWire(headers)
+    if settings.kind == "azure":
+        from orchestrator.providers.azure import AzureWire
+
+        assert settings.api_version is not None
+        return AzureWire(settings.deployment, settings.api_version, headers)
+    if settings.kind == "anthropic":
         from orchestrator.providers.anthropic import AnthropicWire
 
-        return AnthropicWire()
+        return AnthropicWire(headers)
     from orchestrator.providers.ollama import OllamaWire
 
-    return OllamaWire()
+    return OllamaWire(headers)

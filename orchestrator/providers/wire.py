@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from orchestrator.providers.base import ChatRequest, ProviderError, Reply
 
@@ -14,12 +15,12 @@ class WireFormat(Protocol):
 
     kind: str
 
-    def url(self, base_url: str) -> str:
-        """The endpoint a chat request goes to."""
+    def url(self, base_url: str, model: str | None) -> str:
+        """The endpoint a chat request for `model` goes to."""
         ...
 
     def headers(self, api_key: str | None) -> dict[str, str]:
-        """Headers of every request, authentication included."""
+        """Headers of every request, authentication and the provider's own headers included."""
         ...
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
@@ -33,6 +34,23 @@ class WireFormat(Protocol):
     def structured(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         """Request fields that ask for a reply satisfying `schema` (none if the kind cannot)."""
         ...
+
+
+def join(base_url: str, path: str, query: Mapping[str, str] | None = None) -> str:
+    """`path` appended to the path of `base_url`, whose query is kept; `query` adds parameters
+    the base does not already set."""
+    parts = urlsplit(base_url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    given = {name for name, _ in params}
+    params += [(name, value) for name, value in (query or {}).items() if name not in given]
+    full = parts.path.rstrip("/") + path
+    return urlunsplit(parts._replace(path=full, query=urlencode(params, safe=",:/")))
+
+
+def with_custom(headers: dict[str, str], custom: Mapping[str, str]) -> dict[str, str]:
+    """The wire format's headers with the provider's own on top (names compared in any case)."""
+    names = {name.lower() for name in custom}
+    return {**{k: v for k, v in headers.items() if k.lower() not in names}, **custom}
 
 
 def invalid(message: str) -> ProviderError:

@@ -284,7 +284,7 @@ class CircuitClosedData(_Data):
 
     provider: str
     model: str | None
-    kind: str = Field(description="The provider kind (openai, anthropic, ollama).")
+    kind: str = Field(description="The provider kind (openai, azure, anthropic, ollama).")
     base_url: str = Field(description="The endpoint, without credentials.")
 
 

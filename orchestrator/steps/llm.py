@@ -126,6 +126,8 @@ def plan(step: Planning) -> tuple[dict[str, Any], str]:
     provider, *fallbacks = _providers_of(step, spec)
     model, options = definition.pop("model"), definition.pop("options")
     _check_model(step, provider, model)
+    for name in (provider, *fallbacks):
+        _check_options(step, step.providers[name], options)
     definition["provider"] = _identity(step.providers[provider], model, options)
     if fallbacks:  # each with its own model; the step's options apply to all
         for name in fallbacks:
@@ -143,13 +145,27 @@ def _identity(provider: Provider, model: str | None, options: dict[str, Any]) ->
     """What of the provider enters the key and the request: its kind, the model, and the options
     (the kind's defaults, then the provider's, then the step's); never its name, address, key,
     timeouts or retry settings."""
+    from orchestrator.language.options import moved
     from orchestrator.language.spec import DEFAULT_OPTIONS
 
-    return {
-        "kind": provider.kind,
-        "model": model or provider.model,
-        "options": {**DEFAULT_OPTIONS.get(provider.kind, {}), **provider.options, **options},
-    }
+    merged = {**DEFAULT_OPTIONS.get(provider.kind, {}), **provider.options, **options}
+    identity = {"kind": provider.kind, "model": model or provider.model, "options": merged}
+    sent = moved(provider.kind, merged)
+    if sent:
+        identity["sent_as"] = sent
+    return identity
+
+
+def _check_options(step: Planning, provider: Provider, options: Any) -> None:
+    """Refuse a step option the provider's kind cannot honour, at the option."""
+    from orchestrator.language.options import refusals
+
+    if provider.kind == "fake" or not isinstance(options, dict):
+        return
+    merged = {**provider.options, **options}
+    for refusal in refusals(provider.kind, merged):
+        field = ("options", refusal.option) if refusal.option in options else ("options",)
+        raise step.fail(f"{step.label}: {refusal}", field)
 
 
 def _check_outputs(step: Planning, spec: LlmStep) -> None:

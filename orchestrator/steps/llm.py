@@ -256,8 +256,8 @@ async def execute(ctx: StepContext) -> Outcome:
             log.note(f"{data['provider']} unavailable ({data['message']}); asking {data['to']}")
         ctx.emit(type, level, **data)
 
-    talk = Conversation(_routes(ctx), Call(ctx.step.id, ctx.step.group, emit), log.reply)
-    talk.budget = ctx.providers().budget
+    call = Call(ctx.step.id, ctx.step.group, emit)
+    talk = Conversation(_routes(ctx), call, log.reply, budget=ctx.providers().budget)
     try:
         contents = await _usable_contents(ctx, talk, request, spec)
         written = await ctx.write_all(contents)

@@ -3,7 +3,8 @@ URLs with a query, against the real loopback server of `tests/llm_server.py`: wh
 looked like when it reached the server, and what orch kept of it.
 
 Request bodies are checked against the JSON Schemas in `tests/request_schemas/` (their sources are
-named in each file's `$comment`)."""
+named in each file's `$comment`): OpenAI's chat request as its official OpenAPI file gives it,
+and closed schemas of each kind's documented fields."""
 
 from __future__ import annotations
 
@@ -47,12 +48,20 @@ COMMON_VALUES: dict[str, Any] = {
 """A value of every common option."""
 
 
+OFFICIAL = {"openai": "openai_chat_official.json", "azure": "openai_chat_official.json"}
+"""Request schemas taken from a provider's official OpenAPI file, checked on top of the
+closed ones above (the official ones let unknown fields through)."""
+
+
 def valid_body(kind: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    """`body`, after checking it against the request schema of `kind`."""
+    """`body`, after checking it against the request schemas of `kind`."""
     assert body is not None
-    schema = json.loads((SCHEMAS / SCHEMA_OF[kind]).read_text(encoding="utf-8"))
-    errors = [e.message for e in Draft202012Validator(schema).iter_errors(body)]
-    assert not errors, f"{kind} body {body} is not valid: {errors}"
+    for name in (SCHEMA_OF[kind], OFFICIAL.get(kind)):
+        if name is None:
+            continue
+        schema = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+        errors = [e.message for e in Draft202012Validator(schema).iter_errors(body)]
+        assert not errors, f"{kind} body {body} is not valid against {name}: {errors}"
     return body
 
 

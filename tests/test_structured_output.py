@@ -11,6 +11,7 @@ import pytest
 
 from .buildkit import Project
 from .llm_server import LlmServer
+from .test_provider_options import valid_body
 from .test_providers import provider, write_orch
 
 OPEN = {"type": "object", "required": ["title"], "properties": {"title": {"type": "string"}}}
@@ -35,7 +36,7 @@ def test_openai_gets_a_strict_json_schema_when_the_schema_allows_it(
     project: Project, llm_server: LlmServer
 ) -> None:
     llm_server.reply = '{"title": "Notes"}'
-    body = build(project, llm_server, "openai", CLOSED)
+    body = valid_body("openai", build(project, llm_server, "openai", CLOSED))
     assert body["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": CLOSED, "strict": True},
@@ -47,7 +48,7 @@ def test_openai_gets_a_best_effort_schema_when_strict_mode_would_refuse_it(
     project: Project, llm_server: LlmServer
 ) -> None:
     llm_server.reply = '{"title": "Notes"}'
-    body = build(project, llm_server, "openai", OPEN)
+    body = valid_body("openai", build(project, llm_server, "openai", OPEN))
     assert body["response_format"]["json_schema"]["strict"] is False
 
 
@@ -64,7 +65,7 @@ def test_anthropic_is_made_to_answer_through_a_tool_with_the_schema(
     project: Project, llm_server: LlmServer
 ) -> None:
     llm_server.reply = '{"title": "Notes"}'
-    body = build(project, llm_server, "anthropic", OPEN)
+    body = valid_body("anthropic", build(project, llm_server, "anthropic", OPEN))
     assert body["tools"] == [
         {"name": "orch_output", "description": "Give the reply.", "input_schema": OPEN}
     ]
@@ -85,7 +86,7 @@ def test_anthropic_gets_a_schema_whose_root_is_not_an_object_wrapped(
 
 def test_ollama_gets_the_schema_as_its_format(project: Project, llm_server: LlmServer) -> None:
     llm_server.reply = '{"title": "Notes"}'
-    body = build(project, llm_server, "ollama", OPEN)
+    body = valid_body("ollama", build(project, llm_server, "ollama", OPEN))
     assert body["format"] == OPEN
 
 

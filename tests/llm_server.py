@@ -345,6 +345,8 @@ class Batches:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
     refusal: int | None = None
+    made: int = 0
+    """Batches created so far: ids are never reused."""
 
     def serve(
         self,
@@ -402,7 +404,8 @@ class Batches:
 
     def _created(self, fmt: str, items: list[tuple[str, Any]]) -> dict[str, Any]:
         prefix = "msgbatch" if fmt == "anthropic" else "batch"
-        batch_id = f"{prefix}_{len(self.batches) + 1}"
+        self.made += 1
+        batch_id = f"{prefix}_{self.made}"
         self.batches[batch_id] = {"id": batch_id, "fmt": fmt, "items": items, "polls": 0}
         return self._view(self.batches[batch_id], ended=False)
 

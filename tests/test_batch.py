@@ -94,11 +94,10 @@ def test_the_steps_go_as_one_batch_and_their_outputs_are_written(
     assert set(ok(project.orch("build", "--batch")).statuses().values()) == {"up-to-date"}
 
 
-def test_a_build_killed_while_it_waits_resumes_the_same_batch(
-    project: Project, llm_server: LlmServer
-) -> None:
-    llm_server.batch_polls = 10**9  # never ends while the first build waits
-    pipeline(project, llm_server)
+def killed_while_waiting(project: Project, server: LlmServer) -> dict[str, Any]:
+    """Start a build whose batch does not end, kill it once it recorded the batch; the record."""
+    server.batch_polls = 10**9
+    pipeline(project, server)
     process = project.spawn("build", "--batch", "-j", str(len(STEPS)))
 
     def recorded() -> list[Path] | None:
@@ -106,12 +105,19 @@ def test_a_build_killed_while_it_waits_resumes_the_same_batch(
         return records(project) or None
 
     (record,) = wait_for(recorded, what="a batch record")
-    saved = json.loads(record.read_text())
+    saved: dict[str, Any] = json.loads(record.read_text())
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    return saved
+
+
+def test_a_build_killed_while_it_waits_resumes_the_same_batch(
+    project: Project, llm_server: LlmServer
+) -> None:
+    saved = killed_while_waiting(project, llm_server)
     assert {s for entry in saved["requests"].values() for s in entry["steps"]} == set(STEPS)
     waiting = project.orch("status").stdout
     assert f"batched  s0  (batch {saved['batch_id']}, submitted" in waiting
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
     assert submissions(llm_server) == 1
 
     llm_server.batch_polls = 1
@@ -125,6 +131,20 @@ def test_a_build_killed_while_it_waits_resumes_the_same_batch(
         assert project.read(f"out/{name}.md") == f"echo: MARK-{name} hello"
     assert records(project) == []
     valid_events(build)
+
+
+def test_a_recorded_batch_the_api_no_longer_knows_fails_its_steps_once(
+    project: Project, llm_server: LlmServer
+) -> None:
+    saved = killed_while_waiting(project, llm_server)
+    llm_server.batches.batches.clear()  # the server forgot it: polls get a 404
+    build = failed(batch(project, "-k"))
+    assert {failure(build, name)["kind"] for name in STEPS} == {"client"}
+    assert records(project) == [], "a batch the API does not know is not polled again"
+    llm_server.batch_polls = 1
+    again = ok(batch(project))
+    assert submissions(llm_server) == 2
+    assert {r["meta"]["batch"] for r in again.manifest()["steps"].values()} != {saved["batch_id"]}
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])

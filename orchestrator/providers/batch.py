@@ -287,6 +287,8 @@ class Batcher:
                 failures += 1
                 if not error.retry or failures >= MAX_POLL_FAILURES:
                     self._end(active, {}, error)
+                    if not error.retry:  # the API does not know the batch: never poll it again
+                        await asyncio.to_thread(batches.remove, self.config.folder, active.record)
                     return
             else:
                 failures = 0

@@ -18,6 +18,12 @@ Each request takes a fault from the first matching ``script_for`` queue, else fr
 ``script`` queue, else the ``fail_fraction`` fault when its draw says so, else the ``always``
 fault; with none it gets a normal reply after ``latency``.
 
+Batch APIs (in memory): OpenAI ``POST /v1/files`` (multipart), ``POST /v1/batches``,
+``GET /v1/batches/{id}``, ``GET /v1/files/{id}/content``; Anthropic ``POST /v1/messages/batches``,
+``GET /v1/messages/batches/{id}`` and ``.../results``. A batch ends on its ``batch_polls``-th
+poll; its requests are answered as normal ones, except those ``batch_fail(marker)`` names
+(errored); ``batch_refuse(code)`` refuses the next submissions with that status.
+
 Benchmarks: ``python tests/llm_server.py --latency 0.1 [--port 0]`` prints the base URL as one
 line on stdout, then serves until SIGTERM/SIGINT.
 """
@@ -240,9 +246,32 @@ class _Handler(BaseHTTPRequestHandler):
         except ConnectionError:  # client went away mid-request or mid-reply
             self.close_connection = True
 
+    def do_GET(self) -> None:
+        """The batch APIs' reads: a batch's state, a file's content, a batch's results."""
+        try:
+            self._serve_batch("GET", b"", None)
+        except ConnectionError:
+            self.close_connection = True
+
+    def _serve_batch(self, method: str, raw: bytes, body: dict[str, Any] | None) -> None:
+        owner = self.server.owner
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        owner._admit(Recorded(method, self.path, headers, body, raw, None, 0.0), None)
+        route = self.path.split("?", 1)[0].rstrip("/")
+        with owner._cond:
+            code, payload = owner.batches.serve(owner, method, route, raw, body, headers)
+        self._send(code, payload)
+
     def _serve(self) -> None:
         owner = self.server.owner
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.split("?", 1)[0].rstrip("/") in BATCH_ROUTES:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            self._serve_batch("POST", raw, parsed if isinstance(parsed, dict) else None)
+            return
         try:
             parsed = json.loads(raw) if raw else None
         except ValueError:
@@ -308,6 +337,135 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+BATCH_ROUTES = ("/v1/files", "/v1/batches", "/v1/messages/batches")
+
+
+@dataclass
+class Batches:
+    """The in-memory state of the batch APIs: uploaded files and submitted batches."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    refusal: int | None = None
+    made: int = 0
+    """Batches created so far: ids are never reused."""
+
+    def serve(
+        self,
+        owner: LlmServer,
+        method: str,
+        route: str,
+        raw: bytes,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> tuple[int, Any]:
+        """(status, payload) of one batch API request."""
+        parts = route.strip("/").split("/")
+        fmt = "anthropic" if route.startswith("/v1/messages/") else "openai"
+        if method == "POST" and self.refusal is not None:
+            return self.refusal, _error_body(fmt, self.refusal, "batches are not accepted")
+        if method == "POST" and route == "/v1/files":
+            return self._upload(raw, headers)
+        if method == "POST" and route == "/v1/batches" and body is not None:
+            return self._create_openai(body)
+        if method == "POST" and route == "/v1/messages/batches" and body is not None:
+            items = [(r["custom_id"], r["params"]) for r in body.get("requests", [])]
+            return 200, self._created("anthropic", items)
+        if method == "GET" and parts[:2] == ["v1", "files"] and parts[3:] == ["content"]:
+            data = self.files.get(parts[2])
+            return (200, data) if data is not None else (404, _error_body(fmt, 404, "no file"))
+        if method == "GET" and len(parts) >= 3 and parts[-1] != "results":
+            found = self.batches.get(parts[-1])
+            if found is not None:
+                return 200, self._polled(owner, found)
+        if method == "GET" and parts[-1] == "results":
+            found = self.batches.get(parts[-2])
+            if found is not None and "results" in found:
+                return 200, found["results"]
+        return 404, _error_body(fmt, 404, f"no route for {method} {route}")
+
+    def _upload(self, raw: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        import email.parser
+
+        head = f"content-type: {headers.get('content-type', '')}\r\n\r\n".encode()
+        message = email.parser.BytesParser().parsebytes(head + raw)
+        for part in message.walk():
+            if part.get_param("name", header="content-disposition") == "file":
+                file_id = f"file-{len(self.files) + 1}"
+                payload = part.get_payload(decode=True)
+                self.files[file_id] = payload if isinstance(payload, bytes) else b""
+                return 200, {"id": file_id, "object": "file", "purpose": "batch"}
+        return 400, _error_body("openai", 400, "no file part")
+
+    def _create_openai(self, body: dict[str, Any]) -> tuple[int, Any]:
+        data = self.files.get(str(body.get("input_file_id")))
+        if data is None:
+            return 400, _error_body("openai", 400, "no such input file")
+        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        return 200, self._created("openai", [(line["custom_id"], line["body"]) for line in lines])
+
+    def _created(self, fmt: str, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        prefix = "msgbatch" if fmt == "anthropic" else "batch"
+        self.made += 1
+        batch_id = f"{prefix}_{self.made}"
+        self.batches[batch_id] = {"id": batch_id, "fmt": fmt, "items": items, "polls": 0}
+        return self._view(self.batches[batch_id], ended=False)
+
+    def _polled(self, owner: LlmServer, batch: dict[str, Any]) -> dict[str, Any]:
+        batch["polls"] += 1
+        if batch["polls"] >= owner.batch_polls and "results" not in batch:
+            self._finish(owner, batch)
+        return self._view(batch, ended="results" in batch)
+
+    def _finish(self, owner: LlmServer, batch: dict[str, Any]) -> None:
+        """Answer every request of the batch as a normal one, unless a marker fails it."""
+        lines = []
+        for custom_id, body in batch["items"]:
+            failed = any(_mentions(b"", body, marker) for marker in self.failing)
+            lines.append(_result_line(owner, batch["fmt"], custom_id, body, failed))
+        batch["results"] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        batch["results_url"] = f"{owner.url}/v1/messages/batches/{batch['id']}/results"
+        if batch["fmt"] == "openai":
+            self.files[f"file-out-{batch['id']}"] = batch["results"]
+
+    def _view(self, batch: dict[str, Any], ended: bool) -> dict[str, Any]:
+        if batch["fmt"] == "anthropic":
+            view = {"id": batch["id"], "type": "message_batch"}
+            view["processing_status"] = "ended" if ended else "in_progress"
+            view["results_url"] = batch.get("results_url")
+            return view
+        view = {"id": batch["id"], "object": "batch", "endpoint": "/v1/chat/completions"}
+        view["status"] = "completed" if ended else "in_progress"
+        view["output_file_id"] = f"file-out-{batch['id']}" if ended else None
+        view["error_file_id"] = None
+        return view
+
+
+def _result_line(
+    owner: LlmServer, fmt: str, custom_id: str, body: dict[str, Any], failed: bool
+) -> dict[str, Any]:
+    """One line of a batch's results, in the kind's shape."""
+    if fmt == "anthropic":
+        if failed:
+            error = {"type": "error", "error": {"type": "api_error", "message": "injected"}}
+            return {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
+        message = _answer(owner, fmt, body)
+        return {"custom_id": custom_id, "result": {"type": "succeeded", "message": message}}
+    if failed:
+        error_body = _error_body("openai", 500, "injected batch failure")
+        response = {"status_code": 500, "request_id": "req", "body": error_body}
+    else:
+        response = {"status_code": 200, "request_id": "req", "body": _answer(owner, fmt, body)}
+    return {"id": f"br-{custom_id}", "custom_id": custom_id, "response": response, "error": None}
+
+
+def _answer(owner: LlmServer, fmt: str, body: dict[str, Any]) -> dict[str, Any]:
+    reply = owner.reply
+    text = reply if isinstance(reply, str) else reply(fmt, body)
+    return _payload(fmt, body, text, next(owner._ids), owner.cached_tokens, False)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
@@ -356,6 +514,8 @@ class LlmServer:
         self._always: Fault | None = None
         self._fraction: Fraction | None = None
         self._ids = itertools.count(1)
+        self.batch_polls = 1
+        self.batches = Batches()
         self._stop = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
         self.url = f"http://{host}:{self._httpd.server_port}"
@@ -369,6 +529,21 @@ class LlmServer:
     def count(self) -> int:
         """Number of requests received so far."""
         return len(self.requests)
+
+    def count_path(self, method: str, path: str) -> int:
+        """Number of ``method`` requests to exactly ``path`` (query aside)."""
+        with self._cond:
+            return sum(r.method == method and r.path.split("?")[0] == path for r in self.requests)
+
+    def batch_fail(self, marker: str) -> None:
+        """Batched requests whose body contains ``marker`` come back errored."""
+        with self._cond:
+            self.batches.failing.add(marker)
+
+    def batch_refuse(self, code: int | None = 400) -> None:
+        """Refuse batch submissions with HTTP ``code`` (None accepts them again)."""
+        with self._cond:
+            self.batches.refusal = code
 
     def count_for(self, marker: str) -> int:
         """Number of requests whose body contains ``marker``."""
@@ -408,6 +583,8 @@ class LlmServer:
             self._always = None
             self._fraction = None
             self.reply, self.latency, self.cached_tokens = echo_reply, self._default_latency, 0
+            self.batches.failing.clear()
+            self.batches.refusal, self.batch_polls = None, 1
 
     def wait_for_count(self, n: int, timeout: float = 10.0) -> list[Recorded]:
         """Block until at least ``n`` requests arrived; AssertionError on timeout."""

@@ -31,7 +31,15 @@ from .conftest import ROOT
 from .llm_server import LlmServer, echo_reply, status
 
 SCHEMA_FILE = ROOT / "schemas" / "event.schema.json"
-NOT_EXERCISED = {"job.cancelled": "needs a signal (see test_build and test_providers)"}
+BATCH = "exercised and validated by test_batch (needs --batch builds)"
+NOT_EXERCISED = {
+    "job.cancelled": "needs a signal (see test_build and test_providers)",
+    "llm.batch.submitted": BATCH,
+    "llm.batch.resumed": BATCH,
+    "llm.batch.ended": BATCH,
+    "llm.batch.fallback": BATCH,
+    "llm.batch.ignored": BATCH,
+}
 
 
 @pytest.fixture(scope="module")

@@ -274,6 +274,12 @@ _provider_option = click.option(
     metavar="AMOUNT",
     help="Start no paid call that could take the build's cost past AMOUNT [ORCH_MAX_COST].",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    envvar="ORCH_BATCH",
+    help="Send llm steps through the providers' batch APIs, at half price [ORCH_BATCH].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -287,6 +293,7 @@ def build(
     offline: bool,
     sandbox: bool,
     max_cost: float | None,
+    batch: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -306,7 +313,10 @@ def build(
         offline=offline,
         sandbox=sandbox,
         max_cost=max_cost,
+        batch=batch,
     )
+    if batch:
+        _check_batch_settings()
     if dry_run:
         plan, assessments = builds.predict(request)
         _warn(plan.warnings)
@@ -387,6 +397,8 @@ def status(
             click.echo(line)
         for line in removed_lines(found.plan.removed if not request.targets else {}):
             click.echo(line)
+        for line in _batched_lines(found.plan.workdir):
+            click.echo(line)
         if cost is not None:
             click.echo(cost.line())
         summary = status_summary(found.assessments, found.stale)
@@ -394,6 +406,26 @@ def status(
             click.echo(summary)
     if check and found.stale:
         raise SystemExit(1)
+
+
+def _check_batch_settings() -> None:
+    """UsageError for an `ORCH_BATCH_*` value that is not valid, before anything runs."""
+    import os
+
+    from orchestrator.providers.batch import BatchConfig
+
+    BatchConfig.from_env(Path(), os.environ)
+
+
+def _batched_lines(workdir: str | Path) -> list[str]:
+    """The steps waiting on a provider batch a build submitted (`--batch`)."""
+    from orchestrator.store.batches import waiting
+    from orchestrator.store.layout import StateFolder
+
+    return [
+        f"batched  {step}  (batch {batch_id}, submitted {submitted})"
+        for step, batch_id, submitted in waiting(StateFolder(Path(workdir)).batches)
+    ]
 
 
 def _status_json(found: StatusReport, cost: Estimate | None) -> str:

@@ -51,6 +51,7 @@ class Request:
     offline: bool = False
     sandbox: bool = False
     max_cost: float | None = None
+    batch: bool = False
 
     @property
     def options(self) -> Options:
@@ -214,6 +215,7 @@ def _build(
         request.offline,
         request.sandbox,
         budget=_budget(request.max_cost),
+        batch=request.batch,
     )
     runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds)
     warnings = plan.warnings

@@ -30,9 +30,11 @@ class Execution:
         offline: bool = False,
         sandboxed: bool = False,
         budget: Budget | None = None,
+        batch: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.budget = budget
+        self.batch = batch
         self.kinds = kinds
         self.events = events
         self.folder = folder
@@ -91,6 +93,7 @@ class Execution:
                 pipeline.workdir,
                 offline=self.offline,
                 budget=self.budget,
+                batch=self.batch,
             )
             for name in pipeline.providers:
                 self.events.masker.add(self._providers.settings(name).secrets())

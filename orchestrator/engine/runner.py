@@ -55,6 +55,8 @@ class RunOptions:
     sandbox: bool = False
     budget: Budget | None = None
     """The build's spending limit, shared by its rounds."""
+    batch: bool = False
+    """Send llm steps' first calls through the providers' batch APIs."""
 
 
 class Runner:
@@ -83,6 +85,7 @@ class Runner:
             offline=options.offline,
             sandboxed=options.sandbox,
             budget=options.budget,
+            batch=options.batch,
         )
         self.files = StepFiles(workspace, events, store=options.store)
         self.lock = LockWriter(workspace)

@@ -86,6 +86,10 @@ CACHE_WRITE_RATE = 1.25
 5-minute cache)."""
 
 
+BATCH_RATE = 0.5
+"""What a request answered through a provider's batch API costs, as a share of its price."""
+
+
 @dataclass(frozen=True)
 class Usage:
     """Tokens of one or more calls: input (cached and cache-written ones included), output,
@@ -119,6 +123,11 @@ class Usage:
         )
         return round(total / 1_000_000, 10)
 
+    def cost_of(self, price: Price, batched: bool) -> float:
+        """`cost`, at the batch APIs' half price when a batch answered."""
+        full = self.cost(price)
+        return round(full * BATCH_RATE, 10) if batched else full
+
     def as_dict(self) -> dict[str, int]:
         """For events and the manifest (`cache_write` only when there was any)."""
         counts = {"input": self.input, "output": self.output, "cached": self.cached}
@@ -146,6 +155,8 @@ class Reply:
     """One of ENDINGS."""
     refusal: str | None = None
     """What the model said when it refused, when it said something."""
+    batch: str | None = None
+    """The id of the provider batch that answered (`--batch`), which costs half price."""
 
 
 class Emit(Protocol):

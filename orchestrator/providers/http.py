@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpProvider", "retry_after"]
 _MESSAGE_LIMIT = 300
+FETCH_TIMEOUT_S = 120.0
+"""Read timeout of a batch or file request when the provider sets none."""
 
 
 class HttpProvider:
@@ -231,6 +233,30 @@ class HttpProvider:
             raise ProviderError(
                 "invalid_response", f"the reply has an unexpected shape ({type(exc).__name__})"
             ) from exc
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body `request` goes out with (a batch carries the same)."""
+        return self._body(request)
+
+    async def fetch(self, method: str, url: str, **sent: Any) -> httpx.Response:
+        """One request to another endpoint of the API (batches, files), authenticated as the
+        chat calls are; ProviderError for a transport failure or an error status, the API key
+        kept out of its message."""
+        read = self.settings.timeout_s or FETCH_TIMEOUT_S
+        timeout = httpx.Timeout(read, connect=min(self.settings.connect_timeout_s, read))
+        headers = {**self.wire.headers(self.settings.api_key), **sent.pop("headers", {})}
+        try:
+            response = await self.client().request(
+                method, url, headers=headers, timeout=timeout, **sent
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError("timeout", f"no reply from {self.where} within {read:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError("connection", self._connection_message(exc)) from exc
+        if response.status_code >= 400:
+            error = self._status_error(response)
+            raise ProviderError(error.kind, self._redact(error.message), retry=error.retry)
+        return response
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         """The request body; a schema asked for the kind's way, unless options say otherwise."""

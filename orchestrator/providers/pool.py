@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import httpx
 
     from orchestrator.language.spec import Provider as ProviderSpec
+    from orchestrator.providers.batch import Batcher
     from orchestrator.providers.budget import Budget
     from orchestrator.providers.wire import WireFormat
 
@@ -37,6 +38,7 @@ class Providers:
         *,
         offline: bool = False,
         budget: Budget | None = None,
+        batch: bool = False,
     ) -> None:
         self.specs = specs
         self.env = env
@@ -44,11 +46,14 @@ class Providers:
         self.offline = offline
         self.budget = budget
         """The build's spending limit (`--max-cost`), shared by every call."""
+        self.batch = batch
+        """Whether steps' first calls go through the batch APIs (`--batch`)."""
         self._settings: dict[str, Settings] = {}
         self._providers: dict[str, ProviderClient] = {}
         self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}
         self._clients: list[httpx.AsyncClient] = []
         self._turn = 0
+        self._batchers: list[Batcher] = []
 
     def settings(self, name: str) -> Settings:
         """The resolved settings of a declared provider."""
@@ -71,6 +76,25 @@ class Providers:
         return provider
 
     def _create(self, settings: Settings) -> ProviderClient:
+        client = self._client(settings)
+        return self._batched(client) if self.batch else client
+
+    def _batched(self, client: ProviderClient) -> ProviderClient:
+        """`client` behind the batcher of its kind, or noting that its kind has none."""
+        from orchestrator.providers.batch import BatchConfig, Batcher, Unbatched
+        from orchestrator.providers.batchapi import api_for
+        from orchestrator.providers.http import HttpProvider
+        from orchestrator.store.layout import StateFolder
+
+        api = api_for(client.kind)
+        if api is None or not isinstance(client, HttpProvider):
+            return Unbatched(client)
+        config = BatchConfig.from_env(StateFolder(self.workdir).batches, self.env)
+        batcher = Batcher(client, api, config)
+        self._batchers.append(batcher)
+        return batcher
+
+    def _client(self, settings: Settings) -> ProviderClient:
         if settings.kind == "fake":
             from orchestrator.providers.fake import FakeProvider
 
@@ -118,7 +142,9 @@ class Providers:
         return any(not self.settings(name).base_url.startswith("http://") for name in names)
 
     async def aclose(self) -> None:
-        """Close the shared clients."""
+        """Stop polling batches and close the shared clients."""
+        for batcher in self._batchers:
+            await batcher.aclose()
         for client in self._clients:
             await client.aclose()
         self._clients = []

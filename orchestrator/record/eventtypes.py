@@ -154,6 +154,7 @@ class LlmStepSucceededData(StepSucceededData):
     finish_reason: str | None
     tokens: Tokens
     cost: float | SkipJsonSchema[None] = _sometimes("The call's price, when one is configured.")
+    batch: str | SkipJsonSchema[None] = _sometimes("The provider batch that answered (--batch).")
 
 
 class FailureMeta(_Data):
@@ -166,6 +167,7 @@ class FailureMeta(_Data):
     finish_reason: str | None = _sometimes("When a reply came.")
     tokens: Tokens | SkipJsonSchema[None] = _sometimes("When a reply came.")
     cost: float | SkipJsonSchema[None] = _sometimes("When a reply came and a price is known.")
+    batch: str | SkipJsonSchema[None] = _sometimes("When a provider batch answered (--batch).")
 
 
 class StepFailedData(_Data):
@@ -277,6 +279,52 @@ class LlmFallbackData(_Data):
     to: str = Field(description="The provider asked next.")
     kind: FailureKind = Field(description="How the unavailable one failed.")
     message: str
+
+
+class LlmBatchSubmittedData(_Data):
+    """The step's request went to its provider's batch API, with others (`--batch`)."""
+
+    provider: str
+    batch_id: str
+    requests: Annotated[int, Field(ge=1, description="Requests in the batch.")]
+
+
+class LlmBatchResumedData(_Data):
+    """A batch recorded in `.orch/batches/` carries the step's request: it is polled again
+    instead of being submitted anew."""
+
+    provider: str
+    batch_id: str
+    submitted: str = Field(description="When the batch was submitted (ISO 8601).")
+
+
+class LlmBatchEndedData(_Data):
+    """The batch carrying the step's request ended and its results were read."""
+
+    provider: str
+    batch_id: str
+    status: str = Field(description="The batch's final status, as the API names it.")
+    succeeded: Count
+    failed: Count
+
+
+class LlmBatchFallbackData(_Data):
+    """The step's call goes out normally, not in a batch."""
+
+    provider: str
+    reason: Literal["unsupported", "refused"] = Field(
+        description="The kind has no batch API, or the batch API refused the submission."
+    )
+    message: str
+
+
+class LlmBatchIgnoredData(_Data):
+    """A batch record could not be read or trusted: it is removed, and its requests are
+    submitted anew."""
+
+    provider: str
+    record: str = Field(description="The record's file name under .orch/batches/.")
+    reason: str
 
 
 class CircuitClosedData(_Data):
@@ -451,6 +499,31 @@ class LlmFallbackEvent(_StepEnvelope):
     data: LlmFallbackData
 
 
+class LlmBatchSubmittedEvent(_StepEnvelope):
+    type: Literal["llm.batch.submitted"]
+    data: LlmBatchSubmittedData
+
+
+class LlmBatchResumedEvent(_StepEnvelope):
+    type: Literal["llm.batch.resumed"]
+    data: LlmBatchResumedData
+
+
+class LlmBatchEndedEvent(_StepEnvelope):
+    type: Literal["llm.batch.ended"]
+    data: LlmBatchEndedData
+
+
+class LlmBatchFallbackEvent(_StepEnvelope):
+    type: Literal["llm.batch.fallback"]
+    data: LlmBatchFallbackData
+
+
+class LlmBatchIgnoredEvent(_StepEnvelope):
+    type: Literal["llm.batch.ignored"]
+    data: LlmBatchIgnoredData
+
+
 class CircuitOpenedEvent(_StepEnvelope):
     type: Literal["circuit.opened"]
     data: CircuitOpenedData
@@ -499,6 +572,11 @@ AnyEvent = Annotated[
     | LlmRetryEvent
     | LlmFollowupEvent
     | LlmFallbackEvent
+    | LlmBatchSubmittedEvent
+    | LlmBatchResumedEvent
+    | LlmBatchEndedEvent
+    | LlmBatchFallbackEvent
+    | LlmBatchIgnoredEvent
     | CircuitOpenedEvent
     | CircuitClosedEvent
     | FileWrittenEvent

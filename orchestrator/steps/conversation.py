@@ -70,6 +70,8 @@ class Conversation:
     """The route asked now: a fallback stays in use for the step's later calls."""
     budget: Budget | None = None
     """The build's spending limit, if it has one."""
+    batch: str | None = None
+    """The provider batch that answered the step, under `--batch`."""
 
     @property
     def route(self) -> Route:
@@ -90,7 +92,9 @@ class Conversation:
         self.calls += reply.attempts
         self.usage = reply.usage if self.usage is None else self.usage + reply.usage
         if route.price is not None:
-            self.cost = (self.cost or 0.0) + reply.usage.cost(route.price)
+            self.cost = (self.cost or 0.0) + reply.usage.cost_of(route.price, bool(reply.batch))
+        if reply.batch is not None:
+            self.batch = reply.batch
         self.last = reply
         await self.on_reply(reply)
         return reply
@@ -107,7 +111,7 @@ class Conversation:
         cost = 0.0
         try:
             reply = await route.client.complete(request, self.call)
-            cost = reply.usage.cost(route.price)
+            cost = reply.usage.cost_of(route.price, bool(reply.batch))
             return reply
         finally:
             self.budget.settle(most, cost)

@@ -254,6 +254,8 @@ async def execute(ctx: StepContext) -> Outcome:
             log.note(f"{data['reason']}: {data['message']}; asking again")
         elif type == "llm.fallback":
             log.note(f"{data['provider']} unavailable ({data['message']}); asking {data['to']}")
+        elif type.startswith("llm.batch."):
+            log.note(_batch_note(type, data))
         ctx.emit(type, level, **data)
 
     call = Call(ctx.step.id, ctx.step.group, emit)
@@ -398,6 +400,19 @@ def _routes(ctx: StepContext) -> list[Route]:
     ]
 
 
+def _batch_note(type: str, data: Mapping[str, Any]) -> str:
+    """A line of the step's log about its batch."""
+    if type == "llm.batch.submitted":
+        return f"submitted in batch {data['batch_id']} of {data['requests']} requests"
+    if type == "llm.batch.resumed":
+        return f"waiting again on batch {data['batch_id']}, submitted {data['submitted']}"
+    if type == "llm.batch.ended":
+        return f"batch {data['batch_id']} ended ({data['status']})"
+    if type == "llm.batch.ignored":
+        return f"batch record {data['record']} ignored: {data['reason']}"
+    return str(data.get("message", type))
+
+
 def _usage(talk: Conversation) -> dict[str, Any]:
     """What the manifest and the cache keep about the calls: who answered, and what they cost."""
     route = talk.route
@@ -408,6 +423,8 @@ def _usage(talk: Conversation) -> dict[str, Any]:
         meta["tokens"] = talk.usage.as_dict()
     if talk.cost is not None:
         meta["cost"] = round(talk.cost, 10)
+    if talk.batch is not None:
+        meta["batch"] = talk.batch
     return meta
 
 

@@ -7,6 +7,7 @@
 .orch/build.lock        names the build that holds the workdir
 .orch/building          present while a build runs: its absence means it ended
 .orch/processes/        one record per running shell step
+.orch/batches/          one record per provider batch a build waits on
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class StateFolder:
     @property
     def processes(self) -> Path:
         return self.root / "processes"
+
+    @property
+    def batches(self) -> Path:
+        return self.root / "batches"
 
     def ensure(self) -> Path:
         """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""

@@ -220,3 +220,14 @@ def test_a_poll_interval_that_is_not_a_positive_number_is_a_usage_error(
     assert "ORCH_BATCH_POLL_S='soon': expected a number above 0" in build.stderr
     assert build.run is None
     assert llm_server.count == 0
+
+
+def test_every_ready_step_joins_the_batch_whatever_j_is(
+    project: Project, llm_server: LlmServer
+) -> None:
+    pipeline(project, llm_server)
+    build = ok(project.orch("build", "--batch", "-j", "1"))
+    assert submissions(llm_server) == 1, "the steps wait on the batch, not on a job slot"
+    assert chat_calls(llm_server) == 0
+    submitted = build.events("llm.batch.submitted")
+    assert {event["data"]["requests"] for event in submitted} == {len(STEPS)}

@@ -298,3 +298,15 @@ def test_random_builds_keep_the_rules(
             assert (status == Status.BLOCKED) == bool(_ancestors(graph, step_id) & failed)
     assert trace.schedule.done
     assert trace.schedule.succeeded() == (not stopped and not failed)
+
+
+def test_steps_that_take_no_slot_start_beside_the_job_limit() -> None:
+    steps = ["a", "b", "c", "d"]
+    schedule = Schedule(steps, {}, jobs=1, free={"b", "c"})
+    while (step := schedule.take_ready()) is not None:
+        schedule.queue(step)
+    assert schedule.start() == ["a", "b", "c"], "b and c wait on a batch, not on a slot"
+    schedule.finish("b", Status.RAN)
+    assert schedule.start() == [], "d still waits for a's slot"
+    schedule.finish("a", Status.RAN)
+    assert schedule.start() == ["d"]

@@ -90,12 +90,29 @@ class Runner:
         self.files = StepFiles(workspace, events, store=options.store)
         self.lock = LockWriter(workspace)
         preds = {step_id: self.plan.steps[step_id].preds for step_id in selected}
-        self.schedule = Schedule(selected, preds, options.jobs, options.keep_going)
+        free = self._batched(selected) if options.batch else frozenset()
+        self.schedule = Schedule(selected, preds, options.jobs, options.keep_going, free)
         self.assessments: dict[str, Assessment] = {}
         self.running: dict[asyncio.Task[Status], str] = {}
         self.cancelled = False
         self.lock_failed = False
         self.watch = Watch(workspace.workdir, workspace.hasher)
+
+    def _batched(self, selected: list[str]) -> frozenset[str]:
+        """The llm steps whose provider has a batch API: under `--batch` they wait on it and
+        take no job slot, so that every ready one can join the batch."""
+        from orchestrator.providers.batchapi import api_for
+
+        llm = [s for s in selected if self.plan.steps[s].kind == "llm"]
+        if not llm:
+            return frozenset()
+        providers = self.execution.pipeline().providers
+        kinds = {name: provider.kind for name, provider in providers.items()}
+        return frozenset(
+            step_id
+            for step_id in llm
+            if api_for(kinds.get(self.plan.steps[step_id].provider or "", "")) is not None
+        )
 
     # ------------------------------------------------------------------ the loop
 

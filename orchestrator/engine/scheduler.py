@@ -11,7 +11,7 @@ that never start stay pending.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 from orchestrator.record.status import SUCCESSES, Status
 
@@ -28,8 +28,12 @@ class Schedule:
         preds: Mapping[str, Iterable[str]],
         jobs: int = 1,
         keep_going: bool = False,
+        free: Container[str] = frozenset(),
     ) -> None:
         self.jobs = jobs
+        self.free = free
+        """Steps that take no job slot: llm steps under `--batch`, which wait on the
+        provider's batch rather than work here."""
         self.keep_going = keep_going
         self.stopping = False
         self.status = {step_id: Status.PENDING for step_id in steps}
@@ -43,6 +47,7 @@ class Schedule:
         self._ready = [(self._position[s], s) for s in steps if not self._waiting[s]]
         heapq.heapify(self._ready)
         self._queued: list[tuple[int, str]] = []
+        self._queued_free: list[tuple[int, str]] = []
         self.held: set[str] = set()
         """Steps deferred to a later round, and every step after them."""
 
@@ -61,12 +66,12 @@ class Schedule:
     @property
     def has_queued(self) -> bool:
         """Whether an assessed step waits for a job slot."""
-        return bool(self._queued)
+        return bool(self._queued or self._queued_free)
 
     @property
     def done(self) -> bool:
         """Whether nothing runs and nothing more will start."""
-        return not self.running and (self.stopping or not (self._ready or self._queued))
+        return not self.running and (self.stopping or not (self._ready or self.has_queued))
 
     def take_ready(self) -> str | None:
         """The next step to assess, in plan order; None when none is ready or the build stops."""
@@ -75,17 +80,22 @@ class Schedule:
         return heapq.heappop(self._ready)[1]
 
     def queue(self, step_id: str) -> None:
-        """An assessed step has to run: it waits for a job slot."""
-        heapq.heappush(self._queued, (self._position[step_id], step_id))
+        """An assessed step has to run: it waits for a job slot (unless it takes none)."""
+        queue = self._queued_free if step_id in self.free else self._queued
+        heapq.heappush(queue, (self._position[step_id], step_id))
 
     def start(self) -> list[str]:
-        """The queued steps to start now, in plan order, within the job limit."""
+        """The queued steps to start now, in plan order: those that take no slot, and the
+        others within the job limit."""
         started: list[str] = []
-        while self._queued and len(self.running) < self.jobs and not self.stopping:
-            step_id = heapq.heappop(self._queued)[1]
-            self.running.add(step_id)
-            started.append(step_id)
-        return started
+        while self._queued_free and not self.stopping:
+            started.append(heapq.heappop(self._queued_free)[1])
+        busy = sum(step_id not in self.free for step_id in self.running)
+        while self._queued and busy < self.jobs and not self.stopping:
+            started.append(heapq.heappop(self._queued)[1])
+            busy += 1
+        self.running.update(started)
+        return sorted(started, key=self._position.__getitem__)
 
     def finish(self, step_id: str, status: Status) -> list[str]:
         """Record how a taken step ended; the steps a failure blocks, in the order blocked."""

@@ -118,6 +118,10 @@ def test_a_build_killed_while_it_waits_resumes_the_same_batch(
     assert {s for entry in saved["requests"].values() for s in entry["steps"]} == set(STEPS)
     waiting = project.orch("status").stdout
     assert f"batched  s0  (batch {saved['batch_id']}, submitted" in waiting
+    listed = json.loads(project.orch("status", "--json").stdout)["batched"]
+    assert {(entry["step"], entry["batch"]) for entry in listed} == {
+        (step, saved["batch_id"]) for step in STEPS
+    }
     assert submissions(llm_server) == 1
 
     llm_server.batch_polls = 1

@@ -417,20 +417,26 @@ def _check_batch_settings() -> None:
     BatchConfig.from_env(Path(), os.environ)
 
 
-def _batched_lines(workdir: str | Path) -> list[str]:
-    """The steps waiting on a provider batch a build submitted (`--batch`)."""
+def _batched(workdir: str | Path) -> list[tuple[str, str, str]]:
+    """(step, batch id, submitted) of the steps waiting on a provider batch (`--batch`)."""
     from orchestrator.store.batches import waiting
     from orchestrator.store.layout import StateFolder
 
+    return waiting(StateFolder(Path(workdir)).batches)
+
+
+def _batched_lines(workdir: str | Path) -> list[str]:
+    """The steps waiting on a provider batch, one line each."""
     return [
         f"batched  {step}  (batch {batch_id}, submitted {submitted})"
-        for step, batch_id, submitted in waiting(StateFolder(Path(workdir)).batches)
+        for step, batch_id, submitted in _batched(workdir)
     ]
 
 
 def _status_json(found: StatusReport, cost: Estimate | None) -> str:
     """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}],
-    "deferred", "removed": [{"step", "reason"}], "estimate"}`."""
+    "deferred", "removed": [{"step", "reason"}], "batched": [{"step", "batch", "submitted"}],
+    "estimate"}`."""
     import json
 
     steps = [
@@ -449,6 +455,10 @@ def _status_json(found: StatusReport, cost: Estimate | None) -> str:
         "steps": steps,
         "deferred": {group: list(after) for group, after in found.plan.deferred.items()},
         "removed": removed,
+        "batched": [
+            {"step": step, "batch": batch_id, "submitted": submitted}
+            for step, batch_id, submitted in _batched(found.plan.workdir)
+        ],
         "estimate": None if cost is None else cost.as_json(),
     }
     return json.dumps(data, indent=2)

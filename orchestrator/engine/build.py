@@ -80,15 +80,18 @@ class Report:
     did."""
 
 
-def open_plan(request: Request, *, keep: bool = False) -> tuple[Plan, Callable[[], LoadedPipeline]]:
+def open_plan(
+    request: Request, *, keep: bool = False, fresh: bool = False
+) -> tuple[Plan, Callable[[], LoadedPipeline]]:
     """The compiled plan of the pipeline and a way to get the loaded pipeline for running.
 
-    A plan saved by an earlier build is reused while valid; `keep` saves a freshly compiled one.
+    A plan saved by an earlier build is reused while valid, unless `fresh`; `keep` saves a
+    freshly compiled one.
     """
     from orchestrator.plan import saved as plancache
 
     plan, identity = plancache.load(request.pipeline, request.overrides, request.provider)
-    if plan is not None:
+    if plan is not None and not fresh:
         return plan, functools.cache(lambda: _load(request))
     loaded = _load(request)
     plan = compile_plan(loaded)
@@ -186,6 +189,10 @@ def build(
             workspace = Workspace(plan, request.options, force=request.force)
             try:
                 cleared = leftovers.clear(state, plan, workspace.lock_file)
+                if cleared:  # what it stopped may have written files the plan read: again
+                    plan, pipeline = open_plan(request, keep=True, fresh=True)
+                    selected = plan.first_round(plan.select(request.targets), request.targets)
+                    workspace = Workspace(plan, request.options, force=request.force)
                 interrupt.check()  # interrupted before the run folder exists: no run
                 report = _build(request, listeners, plan, pipeline, workspace, selected)
                 interrupt.quiet()  # the run is recorded: a later signal changes nothing
@@ -290,8 +297,15 @@ def _rounds(runner: Runner, folder: RunFolder, request: Request) -> JobStatus:
         except PipelineError as exc:  # what a step wrote cannot be planned from
             runner.events.emit("plan.failed", level="error", message=exc.render())
             return JobStatus.FAILED
-        if following is None:
-            return JobStatus.FAILED  # planning again would not get further
+        if following is None:  # planning again would not get further
+            groups = ", ".join(f"'{g}'" for g in runner.plan.waiting(request.targets))
+            runner.events.emit(
+                "plan.failed",
+                level="error",
+                message=f"the groups {groups} could not be planned though the steps they"
+                " wait for ran",
+            )
+            return JobStatus.FAILED
         runner = following
 
 
@@ -305,7 +319,7 @@ def _next_round(
 ) -> Runner | None:
     """A runner for the steps a new plan adds, now that the outputs planning waited for are
     written; None when it adds none."""
-    plan, pipeline = open_plan(request, keep=True)
+    plan, pipeline = open_plan(request, keep=True, fresh=True)  # the writers just ran
     stuck = [
         plan.unplannable[group]
         for group, after in plan.waiting(request.targets).items()

@@ -79,8 +79,9 @@ class LoadedPipeline:
     """Problems that do not stop a build, as ``file:line:col: warning: ...`` lines."""
     removed: Mapping[str, str] = field(default_factory=dict)
     """Step ids whose `if` was false, with why: not steps, but named in messages."""
-    data_files: tuple[str, ...] = ()
-    """The data files `foreach: {rows: ...}` read when the pipeline was loaded."""
+    data_files: Mapping[str, str | None] = field(default_factory=dict)
+    """The data files `foreach: {rows: ...}` read when the pipeline was loaded, each with its
+    sha256 then (None: absent)."""
 
     @property
     def name(self) -> str:

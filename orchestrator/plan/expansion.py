@@ -86,7 +86,7 @@ def expand(
         globs,
         warnings=tuple(expander.warnings),
         removed=dict(expander.removed),
-        data_files=tuple(dict.fromkeys(expander.foreach.rows.values())),
+        data_files=dict(expander.foreach.digests),
         deferred=dict(expander.foreach.deferred),
         unplannable=dict(expander.foreach.problems),
     )

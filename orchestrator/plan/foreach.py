@@ -68,6 +68,9 @@ class Foreach:
         self.globs: dict[str, list[str]] = {}
         self.rows: dict[str, str] = {}
         """The data file each `rows` foreach read, by group (read at plan time)."""
+        self.digests: dict[str, str | None] = {}
+        """Each data file's sha256 (None: absent) taken before it was read: a file that
+        changes while it is read is then seen as changed, never as what it became."""
         self.expands: dict[str, tuple[tuple[str, str | None], ...]] = {}
         """The groups whose rows file another step writes, with its sha256 when planned."""
         self.deferred: dict[str, tuple[str, ...]] = {}
@@ -190,6 +193,8 @@ class Foreach:
         """One step per row of a data file, named by its `key` field or its index."""
         path = self._rows_path(group, spec.rows)
         self.rows[group] = path
+        if path not in self.digests:
+            self.digests[path] = _sha256_or_none(self.workdir / path)
         if self.upstream is not None and self.upstream.writes(path):
             return self._upstream_rows(group, spec, path)
         return self._file_rows(group, spec, path)
@@ -198,7 +203,7 @@ class Foreach:
         """The steps of a rows file another step writes: planned from it as it is, deferred
         while it is missing or cannot be planned from (what it holds is that step's doing, not
         the pipeline's: the build says so once the step has run)."""
-        if not (self.workdir / path).is_file():
+        if self.digests[path] is None:
             self.deferred[group] = (path,)
             return []
         try:
@@ -207,7 +212,7 @@ class Foreach:
             self.deferred[group] = (path,)
             self.problems[group] = exc.render()
             return []
-        self.expands[group] = ((path, sha256_file(self.workdir / path)),)
+        self.expands[group] = ((path, self.digests[path]),)
         return found
 
     def _file_rows(self, group: str, spec: RowsForeach, path: str) -> list[Instance]:
@@ -296,6 +301,13 @@ class Foreach:
 
     def _fail(self, group: str, message: str) -> PipelineError:
         return fail_at(message, self.source, ("steps", group, "foreach"))
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _is_scalar(value: Any) -> bool:

@@ -144,12 +144,13 @@ def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
     files.extend(str(path) for path in loaded.source.includes)  # absolute: maybe outside
     if isinstance(loaded.spec.vars, list):
         files.extend(normalize(entry) for entry in loaded.spec.vars if isinstance(entry, str))
-    files.extend(loaded.data_files)
     for step in loaded.steps.values():
         files.extend(step.plan_reads)
     workdir = loaded.workdir
+    digests = {path: _digest(workdir / path) for path in set(files)}
+    digests.update(loaded.data_files)  # as they were when read, not as they are now
     return {
-        "files": {path: _digest(workdir / path) for path in sorted(set(files))},
+        "files": dict(sorted(digests.items())),
         "globs": {pattern: list(found) for pattern, found in sorted(loaded.globs.items())},
     }
 

@@ -37,6 +37,10 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
         return "FAILED", step, data.get("message", "")
     if kind in ("lock.failed", "plan.failed"):
         return "ERROR", None, data.get("message", "")
+    if kind == "cache.remote_skipped":
+        return "warning", None, f"remote cache skipped: {data.get('message', '')}"
+    if kind == "cache.hit" and data.get("remote"):
+        return "remote", step, "restored from the remote cache"
     if kind == "job.replanned":
         return "plan", None, replanned_text(data)
     if kind == "step.skipped" and data.get("reason") == Status.BLOCKED:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.core import interrupt
-from orchestrator.core.errors import PipelineError, describe_os_error
+from orchestrator.core.errors import PipelineError, UsageError, describe_os_error
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
+    from orchestrator.store.remote import RemoteCache
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def build(
                     plan, pipeline = open_plan(request, keep=True, fresh=True)
                     selected = plan.first_round(plan.select(request.targets), request.targets)
                     workspace = Workspace(plan, request.options, force=request.force)
+                workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
                 report = _build(request, listeners, plan, pipeline, workspace, selected)
                 interrupt.quiet()  # the run is recorded: a later signal changes nothing
@@ -248,6 +250,20 @@ def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
     return ()
 
 
+def _remote(workspace: Workspace, request: Request) -> RemoteCache | None:
+    """The shared remote cache the environment names (`ORCH_REMOTE_CACHE`), unless the build
+    uses no cache."""
+    from orchestrator.store.remote import RemoteCache, RemoteSettings
+
+    try:
+        settings = RemoteSettings.from_env(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if settings is None or not request.use_cache:
+        return None
+    return RemoteCache(settings, workspace.cache, os.environ)
+
+
 def _budget(max_cost: float | None) -> Budget | None:
     """The build's spending limit, when it has one."""
     if max_cost is None:
@@ -278,6 +294,14 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
     except (KeyboardInterrupt, interrupt.Interrupted):
         status = JobStatus.CANCELLED
     finally:
+        remote = runner.workspace.remote
+        if remote is not None and remote.problem is not None:
+            runner.events.emit(
+                "cache.remote_skipped",
+                level="warning",
+                remote=remote.settings.url,
+                message=remote.problem,
+            )
         _close(runner.events, folder, manifest, status, started)
     return status
 

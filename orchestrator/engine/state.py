@@ -23,6 +23,7 @@ from orchestrator.store.lockfile import LockEntry, LockError, lock_path, read_lo
 
 if TYPE_CHECKING:
     from orchestrator.store.cache import ActionResult, Cache
+    from orchestrator.store.remote import RemoteCache
 
 
 class Assessment(NamedTuple):
@@ -36,6 +37,8 @@ class Assessment(NamedTuple):
     cached: ActionResult | None = None
     miss: str | None = None
     """Why the cache's record for the key could not be used (None: no record, or a hit)."""
+    remote: bool = False
+    """Whether the cached result came from the remote cache."""
 
     def entry(self, outputs: Mapping[str, str]) -> LockEntry:
         """The lock entry recording this step with the given outputs."""
@@ -55,6 +58,8 @@ class Workspace:
         self.stat_cache = StatCache(self.state.stat_cache, root=self.workdir)
         self.hasher = Hasher(self.workdir, self.stat_cache)
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
+        self.remote: RemoteCache | None = None
+        """The shared remote cache a build asks on a local miss (`ORCH_REMOTE_CACHE`)."""
         self._options = {
             (always_run, cache): Options(
                 force=options.force,
@@ -119,13 +124,17 @@ class Workspace:
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
         decision = decide(entry, current, options)
         cached = miss = None
+        remote = False
         if decision.action == Action.RUN and options.use_cache and not upstream_will_change:
             found = self.cache.find(key, functools.partial(declares, step))
             cached, miss = found.result, found.reason
+            if cached is None and miss is None and self.remote is not None:
+                cached = self.remote.fetch(key, functools.partial(declares, step))
+                remote = cached is not None
             if cached is not None:
                 current = Current(key, step.definition, inputs, outputs, cached=True)
                 decision = decide(entry, current, options)
-        return Assessment(step, decision, key, inputs, outputs, cached, miss)
+        return Assessment(step, decision, key, inputs, outputs, cached, miss, remote)
 
     def predict(self, selected: list[str], *, honour_always_run: bool = True) -> list[Assessment]:
         """What a build of the selected steps would do, without doing it.

@@ -43,7 +43,10 @@ class StepFiles:
             cache.check(result)
         except OSError as exc:
             return str(exc)
-        self.events.emit("cache.hit", step.id, key=assessment.key)
+        if assessment.remote:
+            self.events.emit("cache.hit", step.id, key=assessment.key, remote=True)
+        else:
+            self.events.emit("cache.hit", step.id, key=assessment.key)
         replaced = {p: d for p, d in assessment.outputs.items() if result.outputs.get(p) != d}
         try:
             self.report_kept(step.id, self._keep(step, replaced))
@@ -87,6 +90,8 @@ class StepFiles:
             except OSError as exc:
                 why = describe_os_error(exc, "store its outputs in the cache")
                 raise StepFailed("io", why) from exc
+            if self.workspace.remote is not None:
+                self.workspace.remote.push(assessment.key, outputs, meta)
         return outputs
 
     def drop_stale(self) -> None:

@@ -213,6 +213,17 @@ class CacheHitData(_Data):
     """The cache holds the step's outputs for its key."""
 
     key: Sha256
+    remote: bool | SkipJsonSchema[None] = _sometimes(
+        "True when the outputs came from the remote cache (`ORCH_REMOTE_CACHE`)."
+    )
+
+
+class CacheRemoteSkippedData(_Data):
+    """The remote cache failed (unreachable, refused, throttled, a body cut short): the build
+    went on with the local cache alone."""
+
+    remote: str = Field(description="The remote's URL.")
+    message: str
 
 
 class CacheMissData(_Data):
@@ -434,6 +445,11 @@ class PlanFailedEvent(_JobEnvelope):
     data: PlanFailedData
 
 
+class CacheRemoteSkippedEvent(_JobEnvelope):
+    type: Literal["cache.remote_skipped"]
+    data: CacheRemoteSkippedData
+
+
 class LockFailedEvent(_JobEnvelope):
     type: Literal["lock.failed"]
     data: LockFailedData
@@ -567,6 +583,7 @@ AnyEvent = Annotated[
     | StepRestoredEvent
     | CacheHitEvent
     | CacheMissEvent
+    | CacheRemoteSkippedEvent
     | LlmRequestEvent
     | LlmResponseEvent
     | LlmRetryEvent

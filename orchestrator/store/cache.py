@@ -27,6 +27,7 @@ from orchestrator.store.digest import canonical_json, is_digest, sha256_file
 from orchestrator.store.filestore import (
     Copy,
     DigestMismatch,
+    Fill,
     WriteResult,
     atomic_write,
     safe_write_file,
@@ -161,6 +162,37 @@ class Cache:
         record = {"format": ACTION_FORMAT, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
         self.actions.mkdir(parents=True, exist_ok=True)
         atomic_write(self._action(key), canonical_json(record), durable=False)
+
+    def object_file(self, digest: str) -> Path:
+        """Where the object `digest` is kept (it may be absent)."""
+        return self._object(digest)
+
+    def action_file(self, key: str) -> Path:
+        """Where the action record of `key` is kept (it may be absent)."""
+        return self._action(key)
+
+    def receive(self, digest: str, fill: Fill) -> None:
+        """Write the object `digest` from `fill` (which must raise unless the bytes have that
+        sha256: the object is then left as it was)."""
+        target = self._object(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, fill, durable=False)
+
+    def adopt(self, key: str, raw: bytes, declares: Callable[[str], bool]) -> ActionResult:
+        """An action record from elsewhere, checked as `find` checks one (ValueError saying
+        what is wrong), then kept; its objects must be received first."""
+        try:
+            action = _parse(raw, key)
+        except _Refused as exc:
+            raise ValueError(str(exc)) from None
+        for path, digest in action.outputs.items():
+            if not declares(path):
+                raise ValueError(f"the action record names '{path}', not an output of the step")
+            if not _holds(self._object(digest), digest):
+                raise ValueError(f"the object of '{path}' does not match its digest")
+        self.actions.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._action(key), raw, durable=False)
+        return action
 
     def find(self, key: str, declares: Callable[[str], bool] | None = None) -> Lookup:
         """The action recorded for `key`, or why there is none.

@@ -1,0 +1,237 @@
+"""A shared remote cache: the local cache's objects and action records kept in an object store
+(S3 and S3-compatible servers, GCS, Azure Blob, or a folder) through obstore.
+
+    <url>/objects/ab/cdef…   an output's bytes, named by their sha256
+    <url>/actions/<key>.json a step key → its outputs' sha256, as in the local cache
+
+A local miss asks the remote. What comes back is untrusted: every object is checked against its
+digest as it is streamed into the local cache, and a record is checked as a local one is (its
+key, its digests, only paths the step declares). A record is written after its objects, so a
+reader never finds a record whose objects are missing. The remote is configured by the
+environment only (`ORCH_REMOTE_CACHE`, `ORCH_REMOTE_CACHE_MODE`); credentials and endpoints
+come from each store's standard variables (for S3 the AWS ones, `AWS_ENDPOINT_URL` included).
+
+Any failure of the remote (unreachable, refused, throttled, a body cut short) turns it off for
+the rest of the build, which goes on with the local cache; `problem` says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from orchestrator.store.digest import canonical_json
+from orchestrator.store.filestore import DigestMismatch
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig
+
+    from orchestrator.store.cache import ActionResult, Cache
+
+MODES = ("read-write", "read")
+
+
+class RemoteUnusable(Exception):
+    """The remote failed in a way another request would not fix within this build."""
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """Where the remote cache is, and whether this build may write to it."""
+
+    url: str
+    mode: str = "read-write"
+
+    @property
+    def writes(self) -> bool:
+        return self.mode == "read-write"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RemoteSettings | None:
+        """`ORCH_REMOTE_CACHE` (a URL) and `ORCH_REMOTE_CACHE_MODE`; None without a URL;
+        ValueError for a mode that is not one of MODES."""
+        url = env.get("ORCH_REMOTE_CACHE", "").strip()
+        if not url:
+            return None
+        mode = env.get("ORCH_REMOTE_CACHE_MODE", "").strip() or "read-write"
+        if mode not in MODES:
+            raise ValueError(
+                f"ORCH_REMOTE_CACHE_MODE={mode!r}: expected {' or '.join(repr(m) for m in MODES)}"
+            )
+        return cls(url.rstrip("/"), mode)
+
+
+@dataclass
+class RemoteCache:
+    """The remote behind one build's local cache."""
+
+    settings: RemoteSettings
+    cache: Cache
+    env: Mapping[str, str]
+    problem: str | None = None
+    """Why the remote was turned off for this build, once it was."""
+    hits: int = 0
+    uploads: int = 0
+    _store: Any = field(default=None, repr=False)
+
+    def fetch(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
+        """The result of `key` from the remote, its objects checked and kept in the local
+        cache; None on a miss, a record that cannot be trusted, or a remote turned off."""
+        if self.problem is not None:
+            return None
+        try:
+            raw = self._get_bytes(f"actions/{key}.json")
+            if raw is None:
+                return None
+            return self._adopt(key, raw, declares)
+        except RemoteUnusable as exc:
+            self.problem = str(exc)
+            return None
+
+    def _adopt(self, key: str, raw: bytes, declares: Callable[[str], bool]) -> ActionResult | None:
+        from orchestrator.store.cache import _parse, _Refused
+
+        try:
+            outputs = _parse(raw, key).outputs
+        except _Refused:
+            return None
+        for digest in sorted(set(outputs.values())):
+            if not self.cache.object_file(digest).is_file() and not self._receive(digest):
+                return None
+        try:
+            action = self.cache.adopt(key, raw, declares)
+        except ValueError:
+            return None
+        self.hits += 1
+        return action
+
+    def _receive(self, digest: str) -> bool:
+        """Stream the object `digest` into the local cache; False if the remote lacks it or its
+        bytes do not match (nothing is kept then)."""
+        chunks = self._get_stream(f"objects/{digest[:2]}/{digest[2:]}")
+        if chunks is None:
+            return False
+        try:
+            self.cache.receive(digest, _Checked(chunks, digest))
+        except DigestMismatch:
+            return False
+        except RemoteUnusable:
+            raise
+        except OSError as exc:
+            raise RemoteUnusable(f"cannot keep an object from the remote: {exc}") from exc
+        return True
+
+    def push(self, key: str, outputs: Mapping[str, str], meta: Mapping[str, Any]) -> None:
+        """Upload the objects of a step's result, then its record (read-write mode only)."""
+        if self.problem is not None or not self.settings.writes:
+            return
+        record = {"format": 1, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
+        try:
+            for digest in sorted(set(outputs.values())):
+                name = f"objects/{digest[:2]}/{digest[2:]}"
+                if not self._exists(name):
+                    self._put(name, self.cache.object_file(digest))
+            self._put(f"actions/{key}.json", canonical_json(record))
+        except RemoteUnusable as exc:
+            self.problem = str(exc)
+            return
+        self.uploads += 1
+
+    # ------------------------------------------------------------------ the store
+
+    def _connection(self) -> Any:
+        if self._store is None:
+            from obstore.store import from_url
+
+            url = self.settings.url
+            try:
+                if url.startswith("file://"):
+                    self._store = from_url(url, mkdir=True)
+                else:
+                    self._store = from_url(url, client_options=_client_options(self.env))
+            except Exception as exc:  # obstore raises its own kinds for a bad URL or config
+                raise RemoteUnusable(f"cannot open {self.settings.url}: {_said(exc)}") from exc
+        return self._store
+
+    def _get_bytes(self, name: str) -> bytes | None:
+        chunks = self._get_stream(name)
+        return None if chunks is None else b"".join(bytes(chunk) for chunk in chunks)
+
+    def _get_stream(self, name: str) -> Iterable[Any] | None:
+        import obstore
+
+        try:
+            return _guarded(obstore.get(self._connection(), name).stream())
+        except FileNotFoundError:
+            return None
+        except RemoteUnusable:
+            raise
+        except Exception as exc:
+            raise RemoteUnusable(f"cannot read {name} from the remote: {_said(exc)}") from exc
+
+    def _exists(self, name: str) -> bool:
+        import obstore
+
+        try:
+            obstore.head(self._connection(), name)
+        except FileNotFoundError:
+            return False
+        except RemoteUnusable:
+            raise
+        except Exception as exc:
+            raise RemoteUnusable(f"cannot look up {name} on the remote: {_said(exc)}") from exc
+        return True
+
+    def _put(self, name: str, data: bytes | Path) -> None:
+        import obstore
+
+        try:
+            obstore.put(self._connection(), name, data)
+        except RemoteUnusable:
+            raise
+        except Exception as exc:
+            raise RemoteUnusable(f"cannot write {name} to the remote: {_said(exc)}") from exc
+
+
+def _guarded(chunks: Iterable[Any]) -> Iterable[Any]:
+    """The chunks of a download; a failure while streaming is the remote's."""
+    try:
+        yield from chunks
+    except Exception as exc:
+        raise RemoteUnusable(f"a download from the remote broke off: {_said(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A `Fill` writing downloaded chunks while hashing them; DigestMismatch unless they have
+    the sha256 `expect`."""
+
+    chunks: Iterable[Any]
+    expect: str
+
+    def __call__(self, out: BinaryIO) -> None:
+        digest = hashlib.sha256()
+        for chunk in self.chunks:
+            data = bytes(chunk)
+            digest.update(data)
+            out.write(data)
+        if digest.hexdigest() != self.expect:
+            raise DigestMismatch(5, "the remote's bytes do not match their digest", self.expect)
+
+
+def _client_options(env: Mapping[str, str]) -> ClientConfig:
+    """Plain HTTP only when the endpoint asks for it (a MinIO or a test server)."""
+    endpoint = env.get("AWS_ENDPOINT_URL", "") or env.get("AWS_ENDPOINT", "")
+    options: ClientConfig = {"timeout": "30s", "connect_timeout": "5s"}
+    if endpoint.startswith("http://"):
+        options["allow_http"] = True
+    return options
+
+
+def _said(exc: BaseException) -> str:
+    """The first line of what an error says, short."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

@@ -1,0 +1,214 @@
+"""The shared remote cache (`ORCH_REMOTE_CACHE`) against a real S3 server on 127.0.0.1 (moto in
+server mode): a second checkout at another path restores what the first built, byte for byte;
+what comes back from the bucket is checked, and a remote that fails never fails the build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from orchestrator.record.eventtypes import EventModel
+
+from .buildkit import Project
+from .conftest import ROOT
+
+PIPELINE = """\
+version: 1
+steps:
+  upper:
+    inputs: [notes.txt]
+    run: tr a-z A-Z < notes.txt > out/upper.txt; echo upper >> runs.log
+    output: out/upper.txt
+  count:
+    inputs: [out/upper.txt]
+    run: wc -c < out/upper.txt > out/count.txt; echo count >> runs.log
+    output: out/count.txt
+"""
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """A moto S3 server on a free port of 127.0.0.1; its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket, with the environment pointing orch's remote cache at it."""
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-do-not-leak",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3,
+    }.items():
+        monkeypatch.setenv(name, value)
+    name = f"cache-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3)
+    client.create_bucket(Bucket=name)
+    monkeypatch.setenv("ORCH_REMOTE_CACHE", f"s3://{name}/team")
+    return client, name
+
+
+def valid_events(build: Any) -> None:
+    """Every event of the build validates against the event schema (the remote ones too)."""
+    schema = json.loads((ROOT / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    for event in build.events():
+        assert not list(validator.iter_errors(event)), event
+        EventModel.model_validate(event)
+
+
+def keys(bucket: Any) -> dict[str, bytes]:
+    client, name = bucket
+    listed = client.list_objects_v2(Bucket=name).get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket=name, Key=o["Key"])["Body"].read() for o in listed}
+
+
+class Checkout(Project):
+    """A workdir of its own; `orch` runs with the current folder changed into it."""
+
+    monkeypatch: pytest.MonkeyPatch
+
+    def orch(self, *args: str) -> Any:
+        self.monkeypatch.chdir(self.root)
+        return super().orch(*args)
+
+
+@pytest.fixture
+def checkout(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Makes checkouts of the pipeline at any path."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    def make(root: Path) -> Checkout:
+        root.mkdir(parents=True, exist_ok=True)
+        project = Checkout(root)
+        project.monkeypatch = monkeypatch
+        project.write("orch.yaml", PIPELINE)
+        project.write("notes.txt", "buy milk\n")
+        (root / "out").mkdir(exist_ok=True)
+        return project
+
+    return make
+
+
+def test_a_second_checkout_restores_everything_from_the_bucket(
+    checkout: Any, tmp_path: Path, bucket: Any
+) -> None:
+    first = checkout(tmp_path / "a" / "first")
+    assert first.orch("build").exit_code == 0
+    assert sorted(first.new_runs()) == ["count", "upper"]
+    stored = keys(bucket)
+    assert sorted(k.split("/")[1] for k in stored) == ["actions"] * 2 + ["objects"] * 2
+    for name, data in stored.items():
+        if "/objects/" in name:
+            assert hashlib.sha256(data).hexdigest() == "".join(name.split("/")[-2:])
+
+    second = checkout(tmp_path / "elsewhere" / "second")
+    build = second.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert second.new_runs() == [], "nothing ran: the keys travel between checkouts"
+    assert [e["data"].get("remote") for e in build.events("cache.hit")] == [True, True]
+    for path in ("out/upper.txt", "out/count.txt"):
+        assert second.read(path) == first.read(path)
+    assert "restored from the remote cache" in build.stdout
+    valid_events(build)
+    assert keys(bucket) == stored, "nothing uploaded twice"
+    assert second.orch("build").stdout.endswith("all 2 steps up to date\n")
+
+
+def test_read_mode_never_writes_to_the_bucket(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_REMOTE_CACHE_MODE", "read")
+    project = checkout(tmp_path / "w")
+    assert project.orch("build").exit_code == 0
+    assert keys(bucket) == {}
+
+
+def test_a_tampered_object_is_rebuilt_locally_never_restored(
+    checkout: Any, tmp_path: Path, bucket: Any
+) -> None:
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    client, name = bucket
+    for key in keys(bucket):
+        if "/objects/" in key:
+            client.put_object(Bucket=name, Key=key, Body=b"TAMPERED\n")
+    second = checkout(tmp_path / "b")
+    build = second.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert sorted(second.new_runs()) == ["count", "upper"]
+    assert second.read("out/upper.txt") == "BUY MILK\n"
+    cached = second.root / ".orch" / "cache" / "objects"
+    assert all(b"TAMPERED" not in p.read_bytes() for p in cached.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("path", ["../x", "notes.txt"])
+def test_a_record_naming_a_path_the_step_does_not_write_is_refused(
+    checkout: Any, tmp_path: Path, bucket: Any, path: str
+) -> None:
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    client, name = bucket
+    for key, data in keys(bucket).items():
+        if "/actions/" in key:
+            record = json.loads(data)
+            record["outputs"] = {path: next(iter(record["outputs"].values()))}
+            client.put_object(Bucket=name, Key=key, Body=json.dumps(record).encode())
+    second = checkout(tmp_path / "b")
+    assert second.orch("build").exit_code == 0
+    assert sorted(second.new_runs()) == ["count", "upper"]
+    assert second.read("notes.txt") == "buy milk\n"
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unreachable_remote_leaves_the_build_local_with_one_warning(
+    checkout: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-do-not-leak")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("ORCH_REMOTE_CACHE", "s3://nowhere/cache")
+    project = checkout(tmp_path / "w")
+    build = project.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert sorted(project.new_runs()) == ["count", "upper"]
+    (skipped,) = build.events("cache.remote_skipped")
+    assert skipped["data"]["remote"] == "s3://nowhere/cache"
+    assert "remote cache skipped" in build.stdout
+    valid_events(build)
+
+
+def test_the_s3_secret_is_written_nowhere(checkout: Any, tmp_path: Path, bucket: Any) -> None:
+    project = checkout(tmp_path / "w")
+    assert project.orch("build").exit_code == 0
+    files = [p for p in project.root.rglob("*") if p.is_file()]
+    assert all(b"test-secret-do-not-leak" not in p.read_bytes() for p in files)
+    assert all(b"test-secret-do-not-leak" not in data for data in keys(bucket).values())
+
+
+def test_a_bad_mode_is_a_usage_error(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_REMOTE_CACHE_MODE", "write-only")
+    project = checkout(tmp_path / "w")
+    result = project.orch("build")
+    assert result.exit_code == 2
+    assert "ORCH_REMOTE_CACHE_MODE='write-only'" in result.stderr
+    shutil.rmtree(project.root / "out")

@@ -212,3 +212,13 @@ def test_a_bad_mode_is_a_usage_error(
     assert result.exit_code == 2
     assert "ORCH_REMOTE_CACHE_MODE='write-only'" in result.stderr
     shutil.rmtree(project.root / "out")
+
+
+def test_cache_info_names_the_remote(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_REMOTE_CACHE_MODE", "read")
+    project = checkout(tmp_path / "w")
+    info = project.orch("cache", "info")
+    assert info.exit_code == 0, info.stdout + info.stderr
+    assert info.stdout.splitlines()[-1] == f"remote: s3://{bucket[1]}/team (read)"

@@ -531,6 +531,16 @@ def cache_info(pipeline: Path | None) -> None:
         f"{store.root}: {info.actions} step results, {kept}{info.objects} files,"
         f" {_human(info.bytes)}"
     )
+    import os
+
+    from orchestrator.store.remote import RemoteSettings
+
+    try:
+        remote = RemoteSettings.from_env(os.environ)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if remote is not None:
+        click.echo(f"remote: {remote.url} ({remote.mode})")
 
 
 @cache.command("cat")

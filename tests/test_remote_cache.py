@@ -222,3 +222,35 @@ def test_cache_info_names_the_remote(
     info = project.orch("cache", "info")
     assert info.exit_code == 0, info.stdout + info.stderr
     assert info.stdout.splitlines()[-1] == f"remote: s3://{bucket[1]}/team (read)"
+
+
+def test_the_pipeline_may_name_the_remote(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCH_REMOTE_CACHE")
+    url = f"s3://{bucket[1]}/from-pipeline"
+    first = checkout(tmp_path / "a")
+    first.write("orch.yaml", f"cache: {{remote: '{url}'}}\n" + PIPELINE)
+    assert first.orch("build").exit_code == 0
+    assert all(key.startswith("from-pipeline/") for key in keys(bucket))
+    second = checkout(tmp_path / "b")
+    second.write("orch.yaml", f"cache: {{remote: '{url}'}}\n" + PIPELINE)
+    assert second.orch("build").exit_code == 0
+    assert second.new_runs() == []
+
+
+def test_a_salt_keeps_results_apart(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = checkout(tmp_path / "a")
+    assert first.orch("build").exit_code == 0
+    first.new_runs()
+    monkeypatch.setenv("ORCH_CACHE_SALT", "debian-12 gcc-12")
+    assert first.orch("build").exit_code == 0
+    assert sorted(first.new_runs()) == ["count", "upper"], "a new salt: new keys"
+    assert first.orch("build").stdout.endswith("all 2 steps up to date\n")
+    second = checkout(tmp_path / "b")
+    second.write("orch.yaml", "cache: {salt: alpine-3}\n" + PIPELINE)
+    monkeypatch.delenv("ORCH_CACHE_SALT")
+    assert second.orch("build").exit_code == 0
+    assert sorted(second.new_runs()) == ["count", "upper"], "another salt shares nothing"

@@ -256,7 +256,7 @@ def _remote(workspace: Workspace, request: Request) -> RemoteCache | None:
     from orchestrator.store.remote import RemoteCache, RemoteSettings
 
     try:
-        settings = RemoteSettings.from_env(os.environ)
+        settings = RemoteSettings.from_env(os.environ, workspace.plan.remote)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if settings is None or not request.use_cache:

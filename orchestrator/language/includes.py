@@ -196,6 +196,6 @@ def _checked(fragment: SourceDocument) -> SourceDocument:
 
 
 def _unknown_key(key: Any) -> str:
-    if key in ("name", "workdir", "dotenv", "default_provider"):
+    if key in ("name", "workdir", "dotenv", "default_provider", "cache"):
         return f"'{key}' belongs to the pipeline file, not to an included file"
     return f"unknown key '{key}' in an included file{suggest(str(key), FRAGMENT_KEYS)}"

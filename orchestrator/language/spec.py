@@ -438,6 +438,21 @@ VARS_TAGS = {1: ("mapping", "list"), 3: ("file", "mapping")}
 """Where pydantic puts the union tags of `vars` in an error's location."""
 
 
+class CacheSettings(_Model):
+    """Where results are shared, and what orch cannot see that should still tell them apart."""
+
+    remote: str | None = Field(
+        None,
+        description="A remote cache URL (s3://, gs://, az://, file://); ORCH_REMOTE_CACHE wins."
+        " Credentials come from the store's own environment variables.",
+    )
+    salt: str | None = Field(
+        None,
+        description="Text every step key includes (an OS, a tool version orch cannot see);"
+        " ORCH_CACHE_SALT wins.",
+    )
+
+
 class Pipeline(_Model):
     """A pipeline file."""
 
@@ -464,5 +479,8 @@ class Pipeline(_Model):
     )
     providers: dict[ProviderName, Provider] = Field(default_factory=dict)
     default_provider: str | None = None
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings, description="The remote cache and the key salt."
+    )
     steps: dict[StepName, StepBase] = Field(description="The steps, by name.")
     """Of the kinds of a `Language`, whose `pipeline` model validates files."""

@@ -69,6 +69,8 @@ class Plan:
     """Step ids their `if` removed, with why (`if: … is false`)."""
     waiters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Deferred groups with the steps whose `needs` name them."""
+    remote: str | None = None
+    """The pipeline's remote cache URL (`cache: {remote: ...}`), if it names one."""
 
     def members(self, name: str) -> tuple[str, ...] | None:
         """The step ids a target name stands for, None if unknown; for a group not planned
@@ -178,6 +180,7 @@ class Plan:
             "removed": dict(self.removed),
             "unplannable": dict(self.unplannable),
             "waiters": {name: list(ids) for name, ids in self.waiters.items()},
+            "remote": self.remote,
             "steps": [_compact(step._asdict()) for step in self.steps.values()],
         }
 
@@ -214,6 +217,9 @@ class Plan:
             if group not in deferred:
                 raise ValueError(f"steps wait for '{group}', which is not deferred")
             waiters[_str(group)] = tuple(_known(i, steps) for i in _strings(ids, group))
+        remote = data.get("remote")
+        if remote is not None and not isinstance(remote, str):
+            raise ValueError("'remote' is not text")
         return cls(
             pipeline,
             name,
@@ -226,6 +232,7 @@ class Plan:
             removed,
             unplannable,
             waiters,
+            remote,
         )
 
 
@@ -342,6 +349,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
 
     graph = graphs.build(pipeline)
     index = graphs.OutputIndex(pipeline.steps.values())
+    salt = pipeline.env.get("ORCH_CACHE_SALT") or pipeline.spec.cache.salt
     steps = {}
     sources: set[str] = set()
     for step_id in graphs.ordered(pipeline, graph):
@@ -352,7 +360,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             inputs=_with_needed_outputs(pipeline, step),
             outputs=step.outputs,
             preds=tuple(sorted(graph.predecessors(step_id))),
-            definition=definition_hash(step.kind, key_definition(step)),
+            definition=definition_hash(step.kind, key_definition(step, salt)),
             always_run=step.spec.always_run,
             cache=step.spec.cache,
             provider=step.provider,
@@ -383,6 +391,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
         deferred=deferred,
         unplannable=pipeline.unplannable,
         waiters=_waiters(pipeline),
+        remote=pipeline.spec.cache.remote,
     )
 
 
@@ -396,9 +405,13 @@ def _waiters(pipeline: LoadedPipeline) -> dict[str, tuple[str, ...]]:
     return {group: tuple(ids) for group, ids in found.items()}
 
 
-def key_definition(step: Step) -> dict[str, Any]:
-    """A step's definition as it enters its key: what it does, and where it writes."""
-    return {**step.definition, "outputs": sorted(step.outputs)}
+def key_definition(step: Step, salt: str | None = None) -> dict[str, Any]:
+    """A step's definition as it enters its key: what it does, where it writes, and the
+    pipeline's cache salt when it has one."""
+    found = {**step.definition, "outputs": sorted(step.outputs)}
+    if salt:
+        found["salt"] = salt
+    return found
 
 
 def _with_needed_outputs(pipeline: LoadedPipeline, step: Step) -> tuple[str, ...]:

@@ -50,10 +50,11 @@ class RemoteSettings:
         return self.mode == "read-write"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RemoteSettings | None:
-        """`ORCH_REMOTE_CACHE` (a URL) and `ORCH_REMOTE_CACHE_MODE`; None without a URL;
-        ValueError for a mode that is not one of MODES."""
-        url = env.get("ORCH_REMOTE_CACHE", "").strip()
+    def from_env(cls, env: Mapping[str, str], default: str | None = None) -> RemoteSettings | None:
+        """`ORCH_REMOTE_CACHE` (a URL, else the pipeline's `default`) and
+        `ORCH_REMOTE_CACHE_MODE`; None without a URL; ValueError for a mode that is not one of
+        MODES."""
+        url = env.get("ORCH_REMOTE_CACHE", "").strip() or (default or "").strip()
         if not url:
             return None
         mode = env.get("ORCH_REMOTE_CACHE_MODE", "").strip() or "read-write"

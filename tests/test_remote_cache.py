@@ -254,3 +254,22 @@ def test_a_salt_keeps_results_apart(
     monkeypatch.delenv("ORCH_CACHE_SALT")
     assert second.orch("build").exit_code == 0
     assert sorted(second.new_runs()) == ["count", "upper"], "another salt shares nothing"
+
+
+def test_remote_required_fails_a_build_the_remote_could_not_serve(
+    checkout: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = checkout(tmp_path / "w")
+    missing = project.orch("build", "--remote-required")
+    assert missing.exit_code == 2
+    assert "--remote-required: no remote cache is set" in missing.stderr
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("ORCH_REMOTE_CACHE", "s3://nowhere/cache")
+    failed = project.orch("build", "--remote-required")
+    assert failed.exit_code == 1
+    (skipped,) = failed.events("cache.remote_skipped")
+    assert skipped["level"] == "error"
+    assert sorted(project.new_runs()) == ["count", "upper"], "the local build still ran"

@@ -280,6 +280,12 @@ _provider_option = click.option(
     envvar="ORCH_BATCH",
     help="Send llm steps through the providers' batch APIs, at half price [ORCH_BATCH].",
 )
+@click.option(
+    "--remote-required",
+    is_flag=True,
+    envvar="ORCH_REMOTE_REQUIRED",
+    help="Fail the build when the remote cache cannot be used [ORCH_REMOTE_REQUIRED].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -294,6 +300,7 @@ def build(
     sandbox: bool,
     max_cost: float | None,
     batch: bool,
+    remote_required: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -314,6 +321,7 @@ def build(
         sandbox=sandbox,
         max_cost=max_cost,
         batch=batch,
+        remote_required=remote_required,
     )
     if batch:
         _check_batch_settings()

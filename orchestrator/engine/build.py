@@ -52,6 +52,8 @@ class Request:
     offline: bool = False
     sandbox: bool = False
     max_cost: float | None = None
+    remote_required: bool = False
+    """Fail the build when the remote cache cannot be used."""
     batch: bool = False
 
     @property
@@ -259,6 +261,10 @@ def _remote(workspace: Workspace, request: Request) -> RemoteCache | None:
         settings = RemoteSettings.from_env(os.environ, workspace.plan.remote)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if settings is None and request.remote_required:
+        raise UsageError(
+            "--remote-required: no remote cache is set (ORCH_REMOTE_CACHE, or cache: {remote:})"
+        )
     if settings is None or not request.use_cache:
         return None
     return RemoteCache(settings, workspace.cache, os.environ)
@@ -298,10 +304,12 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
         if remote is not None and remote.problem is not None:
             runner.events.emit(
                 "cache.remote_skipped",
-                level="warning",
+                level="error" if request.remote_required else "warning",
                 remote=remote.settings.url,
                 message=remote.problem,
             )
+            if request.remote_required and status == JobStatus.SUCCEEDED:
+                status = JobStatus.FAILED
         _close(runner.events, folder, manifest, status, started)
     return status
 

@@ -4,7 +4,8 @@ A step is assessed when everything it depends on is done, so its key covers what
 steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
 one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
 written; a failure blocks the steps after it and, without `keep_going`, stops new starts (the
-schedule decides; the runner reports it).
+schedule decides; the runner reports it). A result also goes to the remote cache, if there is
+one, in the background; the build waits for those uploads before it ends.
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
+
+UPLOADS = 8
+"""Uploads to the remote cache under way at once."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Runner:
         free = self._batched(selected) if options.batch else frozenset()
         self.schedule = Schedule(selected, preds, options.jobs, options.keep_going, free)
         self.assessments: dict[str, Assessment] = {}
+        self._uploads: set[asyncio.Future[None]] = set()
+        self._upload_slots: asyncio.Semaphore | None = None
         self.running: dict[asyncio.Task[Status], str] = {}
         self.cancelled = False
         self.lock_failed = False
@@ -152,7 +158,39 @@ class Runner:
             self._lock_failed(exc)
         finally:
             self.lock.in_loop = False
+            await self._uploaded()
             await self.execution.aclose()
+
+    def _upload(self, key: str, outputs: Mapping[str, str], meta: Mapping[str, Any]) -> None:
+        """Send a step's result to the remote cache in the background (`UPLOADS` at a time),
+        so the steps after it need not wait; the build awaits every upload before it ends."""
+        import asyncio
+
+        remote = self.workspace.remote
+        if remote is None or not self.options.store:
+            return
+        if self._upload_slots is None:
+            self._upload_slots = asyncio.Semaphore(UPLOADS)
+        slots = self._upload_slots
+
+        async def upload() -> None:
+            async with slots:
+                await asyncio.to_thread(remote.push, key, outputs, meta)
+
+        task = asyncio.ensure_future(upload())
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+
+    async def _uploaded(self) -> None:
+        """Wait for the uploads still under way (a remote that fails turns itself off); a
+        cancelled build does not wait for them (a record is only ever sent after its objects)."""
+        import asyncio
+
+        if self.cancelled:
+            for task in self._uploads:
+                task.cancel()
+        while self._uploads:
+            await asyncio.gather(*list(self._uploads), return_exceptions=True)
 
     async def _schedule(self) -> None:
         """Start queued steps as slots free up, until none runs."""
@@ -310,6 +348,8 @@ class Runner:
             if kind.runs_commands:
                 self._report_undeclared(step_id)
         outputs = await asyncio.to_thread(self.files.finish, assessment, outcome.meta)
+        if assessment.step.cache:
+            self._upload(assessment.key, outputs, outcome.meta)
         self.watch.settle(assessment.step, outputs)
         number = self.lock.record(step_id, assessment.entry(outputs))
         if self.schedule.dependents(step_id):

@@ -90,8 +90,6 @@ class StepFiles:
             except OSError as exc:
                 why = describe_os_error(exc, "store its outputs in the cache")
                 raise StepFailed("io", why) from exc
-            if self.workspace.remote is not None:
-                self.workspace.remote.push(assessment.key, outputs, meta)
         return outputs
 
     def drop_stale(self) -> None:

@@ -273,3 +273,30 @@ def test_remote_required_fails_a_build_the_remote_could_not_serve(
     (skipped,) = failed.events("cache.remote_skipped")
     assert skipped["level"] == "error"
     assert sorted(project.new_runs()) == ["count", "upper"], "the local build still ran"
+
+
+def test_two_builds_uploading_the_same_results_at_once_leave_a_consistent_bucket(
+    checkout: Any, tmp_path: Path, bucket: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    roots = [checkout(tmp_path / name).root for name in ("a", "b")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    builds = [
+        subprocess.Popen([sys.executable, "-m", "orchestrator", "build"], cwd=root, env=env)
+        for root in roots
+    ]
+    assert [build.wait(timeout=120) for build in builds] == [0, 0]
+    stored = keys(bucket)
+    assert len(stored) == 4
+    for name, data in stored.items():
+        if "/objects/" in name:
+            assert hashlib.sha256(data).hexdigest() == "".join(name.split("/")[-2:])
+        else:
+            record = json.loads(data)
+            assert record["key"] == name.rsplit("/", 1)[1].removesuffix(".json")
+    third = checkout(tmp_path / "c")
+    assert third.orch("build").exit_code == 0
+    assert third.new_runs() == []

@@ -300,3 +300,55 @@ def test_two_builds_uploading_the_same_results_at_once_leave_a_consistent_bucket
     third = checkout(tmp_path / "c")
     assert third.orch("build").exit_code == 0
     assert third.new_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "marker"),
+    [
+        ("slowdown", ""),
+        ("slowdown", "/objects/"),
+        ("drop", "/actions/"),
+        ("truncate", "/objects/"),
+    ],
+)
+def test_a_misbehaving_remote_is_skipped_and_the_build_goes_on_locally(
+    checkout: Any,
+    tmp_path: Path,
+    bucket: Any,
+    s3: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    marker: str,
+) -> None:
+    from .s3_faults import FaultyS3
+
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    with FaultyS3(s3) as proxy:
+        proxy.fault, proxy.marker = fault, marker
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        second = checkout(tmp_path / "b")
+        build = second.orch("build")
+    assert build.exit_code == 0, build.stdout + build.stderr
+    assert sorted(second.new_runs()) == ["count", "upper"]
+    assert second.read("out/upper.txt") == "BUY MILK\n"
+    (skipped,) = build.events("cache.remote_skipped")
+    assert skipped["level"] == "warning"
+    assert any(seen[2] == fault for seen in proxy.seen), "the fault was met"
+    cached = second.root / ".orch" / "cache" / "objects"
+    for kept in (p for p in cached.rglob("*") if p.is_file()):
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == kept.parent.name + kept.name
+
+
+def test_through_the_proxy_without_a_fault_everything_is_restored(
+    checkout: Any, tmp_path: Path, bucket: Any, s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .s3_faults import FaultyS3
+
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    with FaultyS3(s3) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        second = checkout(tmp_path / "b")
+        build = second.orch("build")
+    assert build.exit_code == 0
+    assert second.new_runs() == []
+    assert build.events("cache.remote_skipped") == []

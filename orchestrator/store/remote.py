@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -27,11 +28,18 @@ from orchestrator.store.digest import canonical_json
 from orchestrator.store.filestore import DigestMismatch
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig
+    from obstore.store import ClientConfig, RetryConfig
 
     from orchestrator.store.cache import ActionResult, Cache
 
 MODES = ("read-write", "read")
+RETRIES: RetryConfig = {
+    "max_retries": 2,
+    "retry_timeout": timedelta(seconds=10),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=1)},
+}
+"""A remote that still fails after these is turned off for the build (obstore's own default
+would retry for minutes)."""
 
 
 class RemoteUnusable(Exception):
@@ -152,7 +160,9 @@ class RemoteCache:
                 if url.startswith("file://"):
                     self._store = from_url(url, mkdir=True)
                 else:
-                    self._store = from_url(url, client_options=_client_options(self.env))
+                    self._store = from_url(
+                        url, client_options=_client_options(self.env), retry_config=RETRIES
+                    )
             except Exception as exc:  # obstore raises its own kinds for a bad URL or config
                 raise RemoteUnusable(f"cannot open {self.settings.url}: {_said(exc)}") from exc
         return self._store

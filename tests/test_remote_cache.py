@@ -352,3 +352,47 @@ def test_through_the_proxy_without_a_fault_everything_is_restored(
     assert build.exit_code == 0
     assert second.new_runs() == []
     assert build.events("cache.remote_skipped") == []
+
+
+def test_push_sends_what_a_build_without_the_remote_cached_and_pull_brings_it_back(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{bucket[1]}/team"
+    monkeypatch.delenv("ORCH_REMOTE_CACHE")
+    first = checkout(tmp_path / "a")
+    assert first.orch("build").exit_code == 0
+    assert keys(bucket) == {}
+    monkeypatch.setenv("ORCH_REMOTE_CACHE", url)
+    pushed = first.orch("cache", "push")
+    assert pushed.exit_code == 0, pushed.stdout + pushed.stderr
+    assert pushed.stdout.splitlines()[-1] == f"pushed 2 step results to {url}"
+    assert len(keys(bucket)) == 4
+
+    second = checkout(tmp_path / "b")
+    pulled = second.orch("cache", "pull")
+    assert pulled.exit_code == 0, pulled.stdout + pulled.stderr
+    assert pulled.stdout.splitlines() == [
+        "pulled  upper",
+        "pulled  count",
+        f"pulled 2 step results from {url}",
+    ]
+    assert not (second.root / "out" / "upper.txt").exists(), "pull only fills the cache"
+    monkeypatch.delenv("ORCH_REMOTE_CACHE")
+    build = second.orch("build")
+    assert build.exit_code == 0
+    assert second.new_runs() == [], "restored from the local cache the pull filled"
+
+
+def test_push_and_pull_need_a_remote_and_push_one_that_may_be_written(
+    checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = checkout(tmp_path / "w")
+    monkeypatch.setenv("ORCH_REMOTE_CACHE_MODE", "read")
+    refused = project.orch("cache", "push")
+    assert refused.exit_code == 2
+    assert "the remote cache is read-only" in refused.stderr
+    monkeypatch.delenv("ORCH_REMOTE_CACHE")
+    for command in ("push", "pull"):
+        missing = project.orch("cache", command)
+        assert missing.exit_code == 2
+        assert "no remote cache is set" in missing.stderr

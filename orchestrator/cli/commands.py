@@ -551,6 +551,43 @@ def cache_info(pipeline: Path | None) -> None:
         click.echo(f"remote: {remote.url} ({remote.mode})")
 
 
+@cache.command("pull")
+@_targets_argument
+@_provider_option
+@_set_option
+@_reports_errors
+def cache_pull(args: tuple[str, ...], provider: str | None, sets: tuple[str, ...]) -> None:
+    """Fill the local cache from the remote with what the steps (all, or TARGETs) need."""
+    from orchestrator.engine import build as builds
+
+    found = builds.pull(_request(args, sets, provider=provider))
+    _say_exchange(found, "pulled", "from")
+
+
+@cache.command("push")
+@_targets_argument
+@_provider_option
+@_set_option
+@_reports_errors
+def cache_push(args: tuple[str, ...], provider: str | None, sets: tuple[str, ...]) -> None:
+    """Send the remote the cached results of the steps (all, or TARGETs) the lock records."""
+    from orchestrator.engine import build as builds
+
+    found = builds.push(_request(args, sets, provider=provider))
+    _say_exchange(found, "pushed", "to")
+
+
+def _say_exchange(found: Any, verb: str, way: str) -> None:
+    """One line per step moved, then a summary; exit 1 when the remote failed."""
+    for step in found.moved:
+        click.echo(f"{verb}  {step}")
+    results = "step result" if len(found.moved) == 1 else "step results"
+    click.echo(f"{verb} {len(found.moved)} {results} {way} {found.remote}")
+    if found.problem is not None:
+        click.echo(f"error: the remote cache failed: {found.problem}", err=True)
+        raise SystemExit(1)
+
+
 @cache.command("cat")
 @click.argument("digest")
 @_cache_pipeline

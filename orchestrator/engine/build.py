@@ -140,6 +140,54 @@ def estimate(request: Request, plan: Plan, assessments: list[Assessment]) -> Est
     return estimated(pipeline(), running)
 
 
+class Exchange(NamedTuple):
+    """What `orch cache pull` or `push` moved, and why the remote stopped, if it did."""
+
+    remote: str
+    moved: list[str]
+    problem: str | None
+
+
+def pull(request: Request) -> Exchange:
+    """Fill the local cache from the remote with the results the selected steps would need,
+    looked up as a build would (through what earlier ones restore); nothing in the workdir
+    changes."""
+    _, workspace, selected = _looking(request)
+    remote = _required_remote(workspace, request)
+    found = workspace.predict(selected)
+    return Exchange(remote.settings.url, [a.step.id for a in found if a.remote], remote.problem)
+
+
+def push(request: Request) -> Exchange:
+    """Send the remote the cached results of the selected steps as the lock file records them
+    (those the local cache holds)."""
+    plan, workspace, selected = _looking(request)
+    remote = _required_remote(workspace, request)
+    if not remote.settings.writes:
+        raise UsageError("cache push: the remote cache is read-only (ORCH_REMOTE_CACHE_MODE)")
+    cache, sent = workspace.cache, []
+    for step_id in selected:
+        entry = workspace.entries.get(step_id)
+        if entry is None or not plan.steps[step_id].cache:
+            continue
+        result = cache.find(entry.key).result
+        if result is None or remote.problem is not None:
+            continue
+        remote.push(result.key, result.outputs, result.meta)
+        if remote.problem is None:
+            sent.append(step_id)
+    return Exchange(remote.settings.url, sent, remote.problem)
+
+
+def _required_remote(workspace: Workspace, request: Request) -> RemoteCache:
+    """The remote cache, set on `workspace`; UsageError when none is configured."""
+    remote = _remote(workspace, dataclasses.replace(request, use_cache=True))
+    if remote is None:
+        raise UsageError("no remote cache is set (ORCH_REMOTE_CACHE, or cache: {remote:})")
+    workspace.remote = remote
+    return remote
+
+
 class StatusReport(NamedTuple):
     """What `orch build` would do, and which of it is due whatever always_run says."""
 

@@ -396,3 +396,21 @@ def test_push_and_pull_need_a_remote_and_push_one_that_may_be_written(
         missing = project.orch("cache", command)
         assert missing.exit_code == 2
         assert "no remote cache is set" in missing.stderr
+
+
+def test_status_remote_sees_what_the_remote_holds_without_downloading(
+    checkout: Any, tmp_path: Path, bucket: Any
+) -> None:
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    second = checkout(tmp_path / "b")
+    plain = second.orch("status")
+    assert [line.split()[0] for line in plain.lines[:2]] == ["run", "run"]
+    remote = second.orch("status", "--remote")
+    assert remote.exit_code == 0, remote.stdout + remote.stderr
+    assert remote.lines[:2] == [
+        "restore     upper  (never built; from the remote cache)",
+        "restore     count  (never built; from the remote cache)",
+    ], "the restore of upper predicts count's key"
+    steps = json.loads(second.orch("status", "--remote", "--json").stdout)["steps"]
+    assert [step["remote"] for step in steps] == [True, True]
+    assert not (second.root / ".orch" / "cache" / "objects").exists(), "nothing downloaded"

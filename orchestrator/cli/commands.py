@@ -379,11 +379,17 @@ def _progress() -> AbstractContextManager[Listener]:
     "--check", is_flag=True, help="Exit 1 if a step is due for a reason other than always_run."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--remote", is_flag=True, help="Count what the remote cache holds as restorable.")
 @_provider_option
 @_set_option
 @_reports_errors
 def status(
-    args: tuple[str, ...], check: bool, as_json: bool, provider: str | None, sets: tuple[str, ...]
+    args: tuple[str, ...],
+    check: bool,
+    as_json: bool,
+    remote: bool,
+    provider: str | None,
+    sets: tuple[str, ...],
 ) -> None:
     """Say which steps are up to date and why the others are not."""
     from orchestrator.cli.reporter import (
@@ -395,7 +401,7 @@ def status(
     from orchestrator.engine import build as builds
 
     request = _request(args, sets, provider=provider)
-    found = builds.status(request)
+    found = builds.status(request, remote=remote)
     _warn(found.plan.warnings)
     cost = builds.estimate(request, found.plan, found.assessments)
     if as_json:
@@ -442,7 +448,8 @@ def _batched_lines(workdir: str | Path) -> list[str]:
 
 
 def _status_json(found: StatusReport, cost: Estimate | None) -> str:
-    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale"}],
+    """`{"pipeline", "up_to_date", "steps": [{"step", "action", "reasons", "stale", "remote"
+    (with --remote, when the remote holds it)}],
     "deferred", "removed": [{"step", "reason"}], "batched": [{"step", "batch", "submitted"}],
     "estimate"}`."""
     import json
@@ -453,6 +460,7 @@ def _status_json(found: StatusReport, cost: Estimate | None) -> str:
             "action": a.decision.action.value,
             "reasons": a.decision.reasons,
             "stale": a.step.id in found.stale,
+            **({"remote": True} if a.remote else {}),
         }
         for a in found.assessments
     ]

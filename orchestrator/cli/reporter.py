@@ -154,9 +154,10 @@ def status_lines(assessments: Iterable[Assessment]) -> list[str]:
     lines = []
     for assessment in assessments:
         decision = assessment.decision
+        reasons = [*decision.reasons, *(["from the remote cache"] if assessment.remote else [])]
         lines.append(
             f"{decision.action.value:<{WIDTH + 2}}{assessment.step.id}"
-            + _detail("; ".join(decision.reasons))
+            + _detail("; ".join(reasons))
         )
     return lines
 

@@ -198,9 +198,14 @@ class StatusReport(NamedTuple):
     definition, inputs or outputs changed, or an upstream step's did."""
 
 
-def status(request: Request) -> StatusReport:
-    """`predict`, plus the verdict of `orch status --check`; writes nothing."""
+def status(request: Request, *, remote: bool = False) -> StatusReport:
+    """`predict`, plus the verdict of `orch status --check`; writes nothing. With `remote`,
+    a step the remote cache holds counts as restorable (its records are read, nothing is
+    downloaded)."""
     plan, workspace, selected = _looking(request)
+    if remote:
+        _required_remote(workspace, request)
+        workspace.peek_remote = True
     assessments = workspace.predict(selected)
     if any(a.step.always_run for a in assessments):
         due = workspace.predict(selected, honour_always_run=False)

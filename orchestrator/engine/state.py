@@ -60,6 +60,8 @@ class Workspace:
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
         self.remote: RemoteCache | None = None
         """The shared remote cache a build asks on a local miss (`ORCH_REMOTE_CACHE`)."""
+        self.peek_remote = False
+        """Only read the remote's records, downloading nothing (`orch status --remote`)."""
         self._options = {
             (always_run, cache): Options(
                 force=options.force,
@@ -129,7 +131,8 @@ class Workspace:
             found = self.cache.find(key, functools.partial(declares, step))
             cached, miss = found.result, found.reason
             if cached is None and miss is None and self.remote is not None:
-                cached = self.remote.fetch(key, functools.partial(declares, step))
+                look = self.remote.peek if self.peek_remote else self.remote.fetch
+                cached = look(key, functools.partial(declares, step))
                 remote = cached is not None
             if cached is not None:
                 current = Current(key, step.definition, inputs, outputs, cached=True)

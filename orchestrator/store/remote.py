@@ -100,6 +100,26 @@ class RemoteCache:
             self.problem = str(exc)
             return None
 
+    def peek(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
+        """The result the remote records for `key`, read but not downloaded (its objects are
+        not fetched or checked): what `orch status --remote` predicts from."""
+        from orchestrator.store.cache import _parse, _Refused
+
+        if self.problem is not None:
+            return None
+        try:
+            raw = self._get_bytes(f"actions/{key}.json")
+        except RemoteUnusable as exc:
+            self.problem = str(exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            action = _parse(raw, key)
+        except _Refused:
+            return None
+        return action if all(declares(path) for path in action.outputs) else None
+
     def _adopt(self, key: str, raw: bytes, declares: Callable[[str], bool]) -> ActionResult | None:
         from orchestrator.store.cache import _parse, _Refused
 

@@ -249,6 +249,7 @@ def test_a_sealed_plan_with_wrong_removed_steps_is_compiled_afresh(
         ("unplannable", {"later": "a group that is not deferred"}),
         ("unplannable", {"later": 5}),
         ("waiters", {"later": ["shout"]}),
+        ("remote", 5),
     ],
     ids=[
         "a deferred group waiting for an unknown step",
@@ -256,6 +257,7 @@ def test_a_sealed_plan_with_wrong_removed_steps_is_compiled_afresh(
         "an unplannable group that is not deferred",
         "an unplannable reason that is not text",
         "steps waiting for a group that is not deferred",
+        "a remote cache that is not text",
     ],
 )
 def test_a_sealed_plan_with_wrong_deferred_groups_is_compiled_afresh(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,7 +210,6 @@ def test_a_bad_mode_is_a_usage_error(
     result = project.orch("build")
     assert result.exit_code == 2
     assert "ORCH_REMOTE_CACHE_MODE='write-only'" in result.stderr
-    shutil.rmtree(project.root / "out")
 
 
 def test_cache_info_names_the_remote(
@@ -414,3 +412,37 @@ def test_status_remote_sees_what_the_remote_holds_without_downloading(
     steps = json.loads(second.orch("status", "--remote", "--json").stdout)["steps"]
     assert [step["remote"] for step in steps] == [True, True]
     assert not (second.root / ".orch" / "cache" / "objects").exists(), "nothing downloaded"
+
+
+def test_cache_push_to_a_remote_that_fails_exits_1_and_says_why(
+    checkout: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = checkout(tmp_path / "w")
+    assert project.orch("build").exit_code == 0
+    for name, value in {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ORCH_REMOTE_CACHE": "s3://nowhere/cache",
+    }.items():
+        monkeypatch.setenv(name, value)
+    pushed = project.orch("cache", "push")
+    assert pushed.exit_code == 1
+    assert pushed.stdout.splitlines()[-1] == "pushed 0 step results to s3://nowhere/cache"
+    assert "error: the remote cache failed: cannot look up objects/" in pushed.stderr
+
+
+def test_status_remote_does_not_trust_a_record_naming_another_path(
+    checkout: Any, tmp_path: Path, bucket: Any
+) -> None:
+    assert checkout(tmp_path / "a").orch("build").exit_code == 0
+    client, name = bucket
+    for key, data in keys(bucket).items():
+        if "/actions/" in key:
+            record = json.loads(data)
+            record["outputs"] = {"notes.txt": next(iter(record["outputs"].values()))}
+            client.put_object(Bucket=name, Key=key, Body=json.dumps(record).encode())
+    second = checkout(tmp_path / "b")
+    remote = second.orch("status", "--remote")
+    assert [line.split()[0] for line in remote.lines[:2]] == ["run", "run"]

@@ -168,12 +168,11 @@ def push(request: Request) -> Exchange:
     cache, sent = workspace.cache, []
     for step_id in selected:
         entry = workspace.entries.get(step_id)
-        if entry is None or not plan.steps[step_id].cache:
+        if entry is None or not plan.steps[step_id].cache or remote.problem is not None:
             continue
-        result = cache.find(entry.key).result
-        if result is None or remote.problem is not None:
+        if cache.find(entry.key).result is None:
             continue
-        remote.push(result.key, result.outputs, result.meta)
+        remote.push(entry.key)
         if remote.problem is None:
             sent.append(step_id)
     return Exchange(remote.settings.url, sent, remote.problem)

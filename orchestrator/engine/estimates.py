@@ -69,7 +69,7 @@ def estimate(pipeline: LoadedPipeline, step_ids: Iterable[str]) -> Estimate | No
 
 def _one(pipeline: LoadedPipeline, step: Step) -> tuple[int, int, float | None, bool]:
     """A step's input and output tokens, its most cost, and whether its request rendered."""
-    from orchestrator.providers.budget import input_tokens, output_tokens
+    from orchestrator.providers.budget import input_tokens, output_tokens, tokens_cost
     from orchestrator.providers.config import resolve
     from orchestrator.record.events import EventLog
     from orchestrator.steps import StepContext
@@ -82,5 +82,5 @@ def _one(pipeline: LoadedPipeline, step: Step) -> tuple[int, int, float | None, 
     settings = resolve(step.provider, pipeline.providers[step.provider], pipeline.env)
     tokens_in, tokens_out = input_tokens(request, settings.kind), output_tokens(request.options)
     price = settings.price
-    cost = None if price is None else (tokens_in * price.input + tokens_out * price.output) / 1e6
+    cost = None if price is None else tokens_cost(tokens_in, tokens_out, price)
     return tokens_in, tokens_out, cost, whole

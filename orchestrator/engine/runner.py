@@ -161,7 +161,7 @@ class Runner:
             await self._uploaded()
             await self.execution.aclose()
 
-    def _upload(self, key: str, outputs: Mapping[str, str], meta: Mapping[str, Any]) -> None:
+    def _upload(self, key: str) -> None:
         """Send a step's result to the remote cache in the background (`UPLOADS` at a time),
         so the steps after it need not wait; the build awaits every upload before it ends."""
         import asyncio
@@ -175,7 +175,7 @@ class Runner:
 
         async def upload() -> None:
             async with slots:
-                await asyncio.to_thread(remote.push, key, outputs, meta)
+                await asyncio.to_thread(remote.push, key)
 
         task = asyncio.ensure_future(upload())
         self._uploads.add(task)
@@ -349,7 +349,7 @@ class Runner:
                 self._report_undeclared(step_id)
         outputs = await asyncio.to_thread(self.files.finish, assessment, outcome.meta)
         if assessment.step.cache:
-            self._upload(assessment.key, outputs, outcome.meta)
+            self._upload(assessment.key)
         self.watch.settle(assessment.step, outputs)
         number = self.lock.record(step_id, assessment.entry(outputs))
         if self.schedule.dependents(step_id):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.providers.base import ChatRequest, ProviderError
+from orchestrator.providers.base import ChatRequest, ProviderError, Usage
 
 if TYPE_CHECKING:
     from orchestrator.language.spec import Price
@@ -35,21 +35,32 @@ def input_tokens(request: ChatRequest, kind: str) -> int:
     return counted if counted is not None else -(-len(text) // CHARS_PER_TOKEN)
 
 
-def output_tokens(options: Mapping[str, Any]) -> int:
-    """The output limit the options set, or the default estimate."""
+def output_limit(options: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The option that bounds a reply's length, and its value, if the options set one (Ollama's
+    `num_predict` may sit under `options`)."""
     nested = options.get("options")
     for source in (options, nested if isinstance(nested, Mapping) else {}):
         for name in OUTPUT_LIMITS:
             value = source.get(name)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    return DEFAULT_OUTPUT_TOKENS
+                return name, value
+    return None
+
+
+def output_tokens(options: Mapping[str, Any]) -> int:
+    """The output limit the options set, or the default estimate."""
+    found = output_limit(options)
+    return DEFAULT_OUTPUT_TOKENS if found is None else found[1]
+
+
+def tokens_cost(tokens_in: int, tokens_out: int, price: Price) -> float:
+    """What fresh input and output tokens cost at `price` per million."""
+    return Usage(input=tokens_in, output=tokens_out).cost(price)
 
 
 def most_cost(request: ChatRequest, kind: str, price: Price) -> float:
     """The most a call may cost, at `price` per million tokens."""
-    tokens_in, tokens_out = input_tokens(request, kind), output_tokens(request.options)
-    return (tokens_in * price.input + tokens_out * price.output) / 1_000_000
+    return tokens_cost(input_tokens(request, kind), output_tokens(request.options), price)
 
 
 def _tiktoken_count(text: str, model: str | None) -> int | None:

@@ -34,8 +34,6 @@ REPAIR = (
 )
 UNAVAILABLE = frozenset({"circuit_breaker", "server", "rate_limit", "connection", "timeout"})
 """Failures that say the provider is not there now, after its retries: a fallback may answer."""
-LIMITS = ("max_tokens", "max_completion_tokens", "num_predict")
-"""Options that bound a reply's length, named in the message of a cut-off reply."""
 _EXCERPT = 200
 
 
@@ -188,11 +186,10 @@ def reply_problem(reply: Reply, request: ChatRequest) -> StepFailed | None:
 
 def truncated_message(reply: Reply, request: ChatRequest) -> str:
     """What cut a reply off: the finish reason and the limit the request set, if any."""
-    limits = [f"{name} {request.options[name]}" for name in LIMITS if name in request.options]
-    nested = request.options.get("options")
-    if isinstance(nested, dict) and "num_predict" in nested:
-        limits.append(f"num_predict {nested['num_predict']}")
-    limit = f", {limits[0]}" if limits else ""
+    from orchestrator.providers.budget import output_limit
+
+    found = output_limit(request.options)
+    limit = "" if found is None else f", {found[0]} {found[1]}"
     return f"the reply was cut off (finish reason '{reply.finish_reason}'{limit})"
 
 

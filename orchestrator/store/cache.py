@@ -179,17 +179,12 @@ class Cache:
         atomic_write(target, fill, durable=False)
 
     def adopt(self, key: str, raw: bytes, declares: Callable[[str], bool]) -> ActionResult:
-        """An action record from elsewhere, checked as `find` checks one (ValueError saying
+        """An action record from elsewhere, checked as `find` checks one (RecordRefused saying
         what is wrong), then kept; its objects must be received first."""
-        try:
-            action = _parse(raw, key)
-        except _Refused as exc:
-            raise ValueError(str(exc)) from None
+        action = read_action(raw, key, declares)
         for path, digest in action.outputs.items():
-            if not declares(path):
-                raise ValueError(f"the action record names '{path}', not an output of the step")
             if not _holds(self._object(digest), digest):
-                raise ValueError(f"the object of '{path}' does not match its digest")
+                raise RecordRefused(f"the object of '{path}' does not match its digest")
         self.actions.mkdir(parents=True, exist_ok=True)
         atomic_write(self._action(key), raw, durable=False)
         return action
@@ -207,12 +202,10 @@ class Cache:
         except OSError as exc:
             return Lookup(None, f"cannot read the action record: {exc.strerror or exc}")
         try:
-            action = _parse(raw, key)
-        except _Refused as exc:
+            action = read_action(raw, key, declares)
+        except RecordRefused as exc:
             return Lookup(None, str(exc))
         for path, digest in action.outputs.items():
-            if declares is not None and not declares(path):
-                return Lookup(None, f"the action record names '{path}', not an output of the step")
             if not self._object(digest).is_file():
                 return Lookup(None, f"the object of '{path}' is missing")
         return Lookup(action)
@@ -315,26 +308,31 @@ class Cache:
         }
 
 
-class _Refused(ValueError):
+class RecordRefused(ValueError):
     """An action record that cannot be used, and why."""
 
 
-def _parse(raw: bytes, key: str) -> ActionResult:
-    """The action in a record's bytes, or _Refused saying what is wrong with it."""
+def read_action(
+    raw: bytes, key: str, declares: Callable[[str], bool] | None = None
+) -> ActionResult:
+    """The action in a record's bytes, or RecordRefused saying what is wrong with it: not JSON,
+    another format or key, a digest that is not a sha256, a path `declares` rejects."""
     try:
         record = json.loads(raw)
     except ValueError:
-        raise _Refused("the action record is not valid JSON") from None
+        raise RecordRefused("the action record is not valid JSON") from None
     if not isinstance(record, dict) or record.get("format") != ACTION_FORMAT:
-        raise _Refused("the action record has an unknown format")
+        raise RecordRefused("the action record has an unknown format")
     if record.get("key") != key:
-        raise _Refused("the action record is for another key")
+        raise RecordRefused("the action record is for another key")
     outputs, meta = record.get("outputs"), record.get("meta") or {}
     if not isinstance(outputs, dict) or not isinstance(meta, dict):
-        raise _Refused("the action record is malformed")
+        raise RecordRefused("the action record is malformed")
     for path, digest in outputs.items():
         if not is_digest(digest):
-            raise _Refused(f"the action record's digest of '{path}' is not a sha256")
+            raise RecordRefused(f"the action record's digest of '{path}' is not a sha256")
+        if declares is not None and not declares(path):
+            raise RecordRefused(f"the action record names '{path}', not an output of the step")
     return ActionResult(key, dict(outputs), dict(meta))
 
 

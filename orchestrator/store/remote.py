@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from orchestrator.store.digest import canonical_json
+from orchestrator.store.cache import RecordRefused, read_action
 from orchestrator.store.filestore import DigestMismatch
 
 if TYPE_CHECKING:
@@ -82,29 +82,38 @@ class RemoteCache:
     env: Mapping[str, str]
     problem: str | None = None
     """Why the remote was turned off for this build, once it was."""
-    hits: int = 0
-    uploads: int = 0
     _store: Any = field(default=None, repr=False)
 
     def fetch(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
         """The result of `key` from the remote, its objects checked and kept in the local
         cache; None on a miss, a record that cannot be trusted, or a remote turned off."""
-        if self.problem is not None:
+        found = self._record(key, declares)
+        if found is None:
             return None
+        raw, action = found
         try:
-            raw = self._get_bytes(f"actions/{key}.json")
-            if raw is None:
-                return None
-            return self._adopt(key, raw, declares)
+            for digest in sorted(set(action.outputs.values())):
+                if not self.cache.object_file(digest).is_file() and not self._receive(digest):
+                    return None
         except RemoteUnusable as exc:
             self.problem = str(exc)
+            return None
+        try:
+            return self.cache.adopt(key, raw, declares)
+        except RecordRefused:
             return None
 
     def peek(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
         """The result the remote records for `key`, read but not downloaded (its objects are
         not fetched or checked): what `orch status --remote` predicts from."""
-        from orchestrator.store.cache import _parse, _Refused
+        found = self._record(key, declares)
+        return None if found is None else found[1]
 
+    def _record(
+        self, key: str, declares: Callable[[str], bool]
+    ) -> tuple[bytes, ActionResult] | None:
+        """The remote's record of `key`, checked as a local one is; None when it is missing,
+        refused, or the remote is (or just got) turned off."""
         if self.problem is not None:
             return None
         try:
@@ -115,27 +124,9 @@ class RemoteCache:
         if raw is None:
             return None
         try:
-            action = _parse(raw, key)
-        except _Refused:
+            return raw, read_action(raw, key, declares)
+        except RecordRefused:
             return None
-        return action if all(declares(path) for path in action.outputs) else None
-
-    def _adopt(self, key: str, raw: bytes, declares: Callable[[str], bool]) -> ActionResult | None:
-        from orchestrator.store.cache import _parse, _Refused
-
-        try:
-            outputs = _parse(raw, key).outputs
-        except _Refused:
-            return None
-        for digest in sorted(set(outputs.values())):
-            if not self.cache.object_file(digest).is_file() and not self._receive(digest):
-                return None
-        try:
-            action = self.cache.adopt(key, raw, declares)
-        except ValueError:
-            return None
-        self.hits += 1
-        return action
 
     def _receive(self, digest: str) -> bool:
         """Stream the object `digest` into the local cache; False if the remote lacks it or its
@@ -153,21 +144,24 @@ class RemoteCache:
             raise RemoteUnusable(f"cannot keep an object from the remote: {exc}") from exc
         return True
 
-    def push(self, key: str, outputs: Mapping[str, str], meta: Mapping[str, Any]) -> None:
-        """Upload the objects of a step's result, then its record (read-write mode only)."""
+    def push(self, key: str) -> None:
+        """Upload the objects of the local cache's result for `key`, then its record as it is
+        (read-write mode only; nothing when the local cache has no usable record)."""
         if self.problem is not None or not self.settings.writes:
             return
-        record = {"format": 1, "key": key, "outputs": dict(outputs), "meta": dict(meta)}
+        try:
+            raw = self.cache.action_file(key).read_bytes()
+            outputs = read_action(raw, key).outputs
+        except (OSError, RecordRefused):
+            return
         try:
             for digest in sorted(set(outputs.values())):
                 name = f"objects/{digest[:2]}/{digest[2:]}"
                 if not self._exists(name):
                     self._put(name, self.cache.object_file(digest))
-            self._put(f"actions/{key}.json", canonical_json(record))
+            self._put(f"actions/{key}.json", raw)
         except RemoteUnusable as exc:
             self.problem = str(exc)
-            return
-        self.uploads += 1
 
     # ------------------------------------------------------------------ the store
 

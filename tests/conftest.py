@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,42 @@ def notes_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = orch(root, "build", PIPELINE)
     assert done.returncode == 0, done.stdout + done.stderr
     return root
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[str]:
+    """A moto S3 server on a free port of 127.0.0.1; its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket, with the environment pointing orch's remote cache at it."""
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-do-not-leak",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3,
+    }.items():
+        monkeypatch.setenv(name, value)
+    name = f"cache-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3)
+    client.create_bucket(Bucket=name)
+    monkeypatch.setenv("ORCH_REMOTE_CACHE", f"s3://{name}/team")
+    return client, name
+
+
+def keys(bucket: Any) -> dict[str, bytes]:
+    """Every object of the bucket, by name."""
+    client, name = bucket
+    listed = client.list_objects_v2(Bucket=name).get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket=name, Key=o["Key"])["Body"].read() for o in listed}

@@ -40,6 +40,8 @@ NOT_EXERCISED = {
     "llm.batch.fallback": BATCH,
     "llm.batch.ignored": BATCH,
     "cache.remote_skipped": "needs a remote cache: test_remote_cache checks it against the schema",
+    "cache.remote_hit": "needs a remote cache: test_remote_cache checks it against the schema",
+    "cache.remote_wait": "needs --shard and a remote: test_shards checks it against the schema",
 }
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from orchestrator.record.eventtypes import EventModel
 
 from .buildkit import Project
-from .conftest import ROOT
+from .conftest import ROOT, keys
 
 PIPELINE = """\
 version: 1
@@ -33,38 +31,6 @@ steps:
 """
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    """A moto S3 server on a free port of 127.0.0.1; its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh bucket, with the environment pointing orch's remote cache at it."""
-    import boto3
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test-access-key",
-        "AWS_SECRET_ACCESS_KEY": "test-secret-do-not-leak",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3,
-    }.items():
-        monkeypatch.setenv(name, value)
-    name = f"cache-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=s3)
-    client.create_bucket(Bucket=name)
-    monkeypatch.setenv("ORCH_REMOTE_CACHE", f"s3://{name}/team")
-    return client, name
-
-
 def valid_events(build: Any) -> None:
     """Every event of the build validates against the event schema (the remote ones too)."""
     schema = json.loads((ROOT / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
@@ -72,12 +38,6 @@ def valid_events(build: Any) -> None:
     for event in build.events():
         assert not list(validator.iter_errors(event)), event
         EventModel.model_validate(event)
-
-
-def keys(bucket: Any) -> dict[str, bytes]:
-    client, name = bucket
-    listed = client.list_objects_v2(Bucket=name).get("Contents", [])
-    return {o["Key"]: client.get_object(Bucket=name, Key=o["Key"])["Body"].read() for o in listed}
 
 
 class Checkout(Project):
@@ -123,10 +83,11 @@ def test_a_second_checkout_restores_everything_from_the_bucket(
     build = second.orch("build")
     assert build.exit_code == 0, build.stdout + build.stderr
     assert second.new_runs() == [], "nothing ran: the keys travel between checkouts"
-    assert [e["data"].get("remote") for e in build.events("cache.hit")] == [True, True]
+    assert len(build.events("cache.remote_hit")) == 2
+    assert [e["data"].get("remote") for e in build.events("step.restored")] == [True, True]
     for path in ("out/upper.txt", "out/count.txt"):
         assert second.read(path) == first.read(path)
-    assert "restored from the remote cache" in build.stdout
+    assert "restored  upper  (remote; never built)" in build.stdout
     valid_events(build)
     assert keys(bucket) == stored, "nothing uploaded twice"
     assert second.orch("build").stdout.endswith("all 2 steps up to date\n")
@@ -212,14 +173,30 @@ def test_a_bad_mode_is_a_usage_error(
     assert "ORCH_REMOTE_CACHE_MODE='write-only'" in result.stderr
 
 
-def test_cache_info_names_the_remote(
+def test_cache_info_names_the_remote_and_counts_its_hits(
     checkout: Any, tmp_path: Path, bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    remote = f"remote: s3://{bucket[1]}/team"
+    first = checkout(tmp_path / "first")
+    assert first.orch("build").exit_code == 0
+    assert first.orch("cache", "info").stdout.splitlines()[-1] == (
+        f"{remote} (read-write): 0 of 2 lookups hit, 2 results uploaded"
+    )
     monkeypatch.setenv("ORCH_REMOTE_CACHE_MODE", "read")
-    project = checkout(tmp_path / "w")
-    info = project.orch("cache", "info")
+    second = checkout(tmp_path / "second")
+    assert second.orch("cache", "info").stdout.splitlines()[-1] == (
+        f"{remote} (read): 0 of 0 lookups hit, 0 results uploaded"
+    )
+    assert second.orch("build").exit_code == 0
+    second.write("notes.txt", "buy bread\n")
+    assert second.orch("build").exit_code == 0
+    info = second.orch("cache", "info")
     assert info.exit_code == 0, info.stdout + info.stderr
-    assert info.stdout.splitlines()[-1] == f"remote: s3://{bucket[1]}/team (read)"
+    assert info.stdout.splitlines()[-1] == (
+        f"{remote} (read): 2 of 4 lookups hit, 0 results uploaded"
+    )
+    second.write(".orch/remote-tally.json", '{"lookups": -1, "hits": 2, "uploads": 0}')
+    assert second.orch("cache", "info").stdout.endswith("0 of 0 lookups hit, 0 results uploaded\n")
 
 
 def test_the_pipeline_may_name_the_remote(
@@ -235,6 +212,8 @@ def test_the_pipeline_may_name_the_remote(
     second.write("orch.yaml", f"cache: {{remote: '{url}'}}\n" + PIPELINE)
     assert second.orch("build").exit_code == 0
     assert second.new_runs() == []
+    info = second.orch("cache", "info", "orch.yaml").stdout.splitlines()[-1]
+    assert info == f"remote: {url} (read-write): 2 of 2 lookups hit, 0 results uploaded"
 
 
 def test_a_salt_keeps_results_apart(

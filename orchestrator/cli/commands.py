@@ -232,6 +232,18 @@ def _is_pipeline(word: str) -> bool:
     return flow or _TOP_KEY.search(head) is not None
 
 
+def _shard(value: str | None) -> Any:
+    """The `--shard I/N` asked for, if any."""
+    if value is None:
+        return None
+    from orchestrator.plan.shards import Shard
+
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> Any:
     from orchestrator.engine.build import Request
 
@@ -286,6 +298,24 @@ _provider_option = click.option(
     envvar="ORCH_REMOTE_REQUIRED",
     help="Fail the build when the remote cache cannot be used [ORCH_REMOTE_REQUIRED].",
 )
+@click.option(
+    "--shard",
+    metavar="I/N",
+    envvar="ORCH_SHARD",
+    callback=lambda _ctx, _param, value: _shard(value),
+    help="Build the I-th of N shares of the steps, sharing results through the remote cache"
+    " [ORCH_SHARD].",
+)
+@click.option(
+    "--shard-wait",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    envvar="ORCH_SHARD_WAIT",
+    metavar="SECONDS",
+    help="How long a shard waits for another to upload a step it needs, before building it"
+    " itself [ORCH_SHARD_WAIT].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -301,6 +331,8 @@ def build(
     max_cost: float | None,
     batch: bool,
     remote_required: bool,
+    shard: Any,
+    shard_wait: float,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -322,6 +354,8 @@ def build(
         max_cost=max_cost,
         batch=batch,
         remote_required=remote_required,
+        shard=shard,
+        shard_wait=shard_wait,
     )
     if batch:
         _check_batch_settings()
@@ -507,13 +541,21 @@ def _age(text: str) -> float:
 
 def _cache_of(pipeline: Path | None) -> Any:
     from orchestrator.store.cache import Cache
+
+    return Cache(_state_of(pipeline)[0].cache)
+
+
+def _state_of(pipeline: Path | None) -> tuple[Any, str | None]:
+    """The state folder of the pipeline's workdir (of `.` without one), and the remote cache
+    the pipeline names."""
     from orchestrator.store.layout import StateFolder
 
     if pipeline is None:
-        return Cache(StateFolder(Path.cwd()).cache)
+        return StateFolder(Path.cwd()), None
     from orchestrator.plan.loading import load
 
-    return Cache(StateFolder(load(pipeline).workdir).cache)
+    loaded = load(pipeline)
+    return StateFolder(loaded.workdir), loaded.spec.cache.remote
 
 
 def _human(size: int) -> str:
@@ -539,8 +581,12 @@ _cache_pipeline = click.argument(
 @_cache_pipeline
 @_reports_errors
 def cache_info(pipeline: Path | None) -> None:
-    """How many step results and files the cache holds, and their size."""
-    store = _cache_of(pipeline)
+    """How many step results and files the cache holds, and their size; the remote cache, and
+    how many of this workdir's lookups it answered."""
+    from orchestrator.store.cache import Cache
+
+    state, named = _state_of(pipeline)
+    store = Cache(state.cache)
     info = store.info()
     kept = f"{info.kept} kept edits, " if info.kept else ""
     click.echo(
@@ -550,13 +596,15 @@ def cache_info(pipeline: Path | None) -> None:
     import os
 
     from orchestrator.store.remote import RemoteSettings
+    from orchestrator.store.remotetally import Tally
 
     try:
-        remote = RemoteSettings.from_env(os.environ)
+        remote = RemoteSettings.from_env(os.environ, named)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if remote is not None:
-        click.echo(f"remote: {remote.url} ({remote.mode})")
+        tally = Tally.read(state.remote_tally)
+        click.echo(f"remote: {remote.url} ({remote.mode}): {tally.line()}")
 
 
 @cache.command("pull")

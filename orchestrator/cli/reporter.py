@@ -32,15 +32,15 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
     if kind == "step.succeeded":
         return "ok", step, f"{data.get('duration_s', 0):.2f} s"
     if kind == "step.restored":
-        return Status.RESTORED, step, "; ".join(data.get("reasons", []))
+        return Status.RESTORED, step, "; ".join(_remote(data) + data.get("reasons", []))
     if kind == "step.failed":
         return "FAILED", step, data.get("message", "")
     if kind in ("lock.failed", "plan.failed"):
         return "ERROR", None, data.get("message", "")
     if kind == "cache.remote_skipped":
         return "warning", None, f"remote cache skipped: {data.get('message', '')}"
-    if kind == "cache.hit" and data.get("remote"):
-        return "remote", step, "restored from the remote cache"
+    if kind == "cache.remote_wait":
+        return "wait", step, f"shard {data.get('shard')} builds it: waiting for its upload"
     if kind == "job.replanned":
         return "plan", None, replanned_text(data)
     if kind == "step.skipped" and data.get("reason") == Status.BLOCKED:
@@ -52,6 +52,10 @@ def describe(event: Event) -> tuple[str, str | None, str] | None:
     if kind == "cache.miss" and data.get("reason"):
         return "warning", step, f"cache entry not used: {data['reason']}"
     return None
+
+
+def _remote(data: Mapping[str, Any]) -> list[str]:
+    return ["remote"] if data.get("remote") else []
 
 
 def replanned_text(data: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ These functions never print; they hand events to listeners and return reports fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -32,6 +33,7 @@ from orchestrator.store.layout import StateFolder
 if TYPE_CHECKING:
     from orchestrator.engine.estimates import Estimate
     from orchestrator.language.pipeline import LoadedPipeline
+    from orchestrator.plan.shards import Shard
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
     from orchestrator.store.remote import RemoteCache
@@ -55,6 +57,10 @@ class Request:
     remote_required: bool = False
     """Fail the build when the remote cache cannot be used."""
     batch: bool = False
+    shard: Shard | None = None
+    """Build only this share of the steps, and what it needs (`--shard I/N`)."""
+    shard_wait: float = 600.0
+    """How long a shard waits for another to upload a step it needs (`--shard-wait`)."""
 
     @property
     def options(self) -> Options:
@@ -112,7 +118,7 @@ def _load(request: Request) -> LoadedPipeline:
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
     plan, workspace, selected = _looking(request)
-    return plan, workspace.predict(selected)
+    return plan, workspace.predict(_share(request, plan, selected)[0])
 
 
 def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
@@ -155,6 +161,7 @@ def pull(request: Request) -> Exchange:
     _, workspace, selected = _looking(request)
     remote = _required_remote(workspace, request)
     found = workspace.predict(selected)
+    _keep_tally(workspace, remote)
     return Exchange(remote.settings.url, [a.step.id for a in found if a.remote], remote.problem)
 
 
@@ -175,6 +182,7 @@ def push(request: Request) -> Exchange:
         remote.push(entry.key)
         if remote.problem is None:
             sent.append(step_id)
+    _keep_tally(workspace, remote)
     return Exchange(remote.settings.url, sent, remote.problem)
 
 
@@ -185,6 +193,13 @@ def _required_remote(workspace: Workspace, request: Request) -> RemoteCache:
         raise UsageError("no remote cache is set (ORCH_REMOTE_CACHE, or cache: {remote:})")
     workspace.remote = remote
     return remote
+
+
+def _keep_tally(workspace: Workspace, remote: RemoteCache) -> None:
+    """Add what this command did with the remote to the workdir's tally (`orch cache info`);
+    a tally that cannot be written is left as it was."""
+    with contextlib.suppress(OSError):
+        remote.tally.add_to(workspace.state.remote_tally)
 
 
 class StatusReport(NamedTuple):
@@ -233,7 +248,7 @@ def build(
 
         abi_version()
     plan, pipeline = open_plan(request, keep=True)
-    selected = plan.first_round(plan.select(request.targets), request.targets)
+    selected = _first_round(request, plan)
     if on_plan is not None:
         on_plan(plan)
     with interrupt.deferred():
@@ -246,7 +261,7 @@ def build(
                 cleared = leftovers.clear(state, plan, workspace.lock_file)
                 if cleared:  # what it stopped may have written files the plan read: again
                     plan, pipeline = open_plan(request, keep=True, fresh=True)
-                    selected = plan.first_round(plan.select(request.targets), request.targets)
+                    selected = _first_round(request, plan)
                     workspace = Workspace(plan, request.options, force=request.force)
                 workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
@@ -255,6 +270,23 @@ def build(
             finally:
                 leftovers.end(state)
     return dataclasses.replace(report, warnings=report.warnings + cleared)
+
+
+def _first_round(request: Request, plan: Plan) -> list[str]:
+    """The steps the first round of a build selects (all of them, in most pipelines)."""
+    return plan.first_round(plan.select(request.targets), request.targets)
+
+
+def _share(
+    request: Request, plan: Plan, selected: list[str]
+) -> tuple[list[str], Mapping[str, Shard]]:
+    """The selected steps this build takes, and the steps among them that other shards build
+    (none without `--shard`)."""
+    if request.shard is None:
+        return selected, {}
+    needed = [p for producers in plan.waiting(request.targets).values() for p in producers]
+    taken = request.shard.take(plan, selected, needed)
+    return taken.steps, taken.foreign
 
 
 def _build(
@@ -279,8 +311,10 @@ def _build(
         request.sandbox,
         budget=_budget(request.max_cost),
         batch=request.batch,
+        shard_wait=request.shard_wait,
     )
-    runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds)
+    selected, foreign = _share(request, plan, selected)
+    runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds, foreign)
     warnings = plan.warnings
     try:
         status = _run(runner, folder, manifest, request)
@@ -317,6 +351,14 @@ def _remote(workspace: Workspace, request: Request) -> RemoteCache | None:
         raise UsageError(
             "--remote-required: no remote cache is set (ORCH_REMOTE_CACHE, or cache: {remote:})"
         )
+    if request.shard is not None and not request.use_cache:
+        raise UsageError(f"--shard {request.shard} cannot go with --no-cache: it shares results")
+    if request.shard is not None and (settings is None or not settings.writes):
+        raise UsageError(
+            f"--shard {request.shard}: the shards share their results through a remote cache"
+            " they can write (ORCH_REMOTE_CACHE, with ORCH_REMOTE_CACHE_MODE unset or"
+            " read-write)"
+        )
     if settings is None or not request.use_cache:
         return None
     return RemoteCache(settings, workspace.cache, os.environ)
@@ -346,6 +388,7 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
             targets=list(request.targets),
             selected=list(runner.selected),
             max_cost=request.max_cost,
+            **({"shard": str(request.shard)} if request.shard is not None else {}),
         )
         folder.write_manifest(manifest)
         status = _rounds(runner, folder, request)
@@ -353,6 +396,8 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
         status = JobStatus.CANCELLED
     finally:
         remote = runner.workspace.remote
+        if remote is not None:
+            _keep_tally(runner.workspace, remote)
         if remote is not None and remote.problem is not None:
             runner.events.emit(
                 "cache.remote_skipped",
@@ -411,14 +456,16 @@ def _next_round(
     ]
     if stuck:  # the steps it waits for are done: their output is what it is
         raise PipelineError.at("\n".join(stuck), None)
-    selected = plan.select(request.targets)
-    selected = [s for s in plan.first_round(selected, request.targets) if s not in done]
+    selected = [s for s in _first_round(request, plan) if s not in done]
     if not selected:
         return None
+    selected, foreign = _share(request, plan, selected)
     after = _planned_after(runner, done, request.targets)
     runner.events.emit("job.replanned", selected=selected, after=after)
     workspace = runner.workspace.replanned(plan)
-    return Runner(workspace, selected, runner.options, runner.events, folder, pipeline, _kinds)
+    return Runner(
+        workspace, selected, runner.options, runner.events, folder, pipeline, _kinds, foreign
+    )
 
 
 def _planned_after(runner: Runner, done: set[str], targets: tuple[str, ...]) -> list[str]:

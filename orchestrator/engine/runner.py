@@ -16,6 +16,7 @@ The runner records a run only through the events it emits: the manifest is their
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from orchestrator.core.errors import StepFailed, describe_os_error
 from orchestrator.engine.decide import Action
 from orchestrator.engine.execution import Execution
 from orchestrator.engine.lockwriter import LockWriter
+from orchestrator.engine.outputs import declares
 from orchestrator.engine.scheduler import Schedule
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.engine.stepfiles import StepFiles, present
@@ -41,11 +43,14 @@ if TYPE_CHECKING:
     import asyncio
 
     from orchestrator.language.pipeline import LoadedPipeline
+    from orchestrator.plan.shards import Shard
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
 
 UPLOADS = 8
 """Uploads to the remote cache under way at once."""
+POLLS = (0.2, 5.0)
+"""The first and the longest pause between two looks for a result another shard uploads."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class RunOptions:
     """The build's spending limit, shared by its rounds."""
     batch: bool = False
     """Send llm steps' first calls through the providers' batch APIs."""
+    shard_wait: float = 0.0
+    """How long to wait for another shard to upload a step of its share (`--shard-wait`)."""
 
 
 class Runner:
@@ -75,6 +82,7 @@ class Runner:
         folder: RunFolder,
         pipeline: Callable[[], LoadedPipeline],
         kinds: Callable[[], Mapping[str, Kind]],
+        foreign: Mapping[str, Shard] | None = None,
     ) -> None:
         self.workspace = workspace
         self.plan = workspace.plan
@@ -99,7 +107,12 @@ class Runner:
         self.assessments: dict[str, Assessment] = {}
         self._uploads: set[asyncio.Future[None]] = set()
         self._upload_slots: asyncio.Semaphore | None = None
-        self.running: dict[asyncio.Task[Status], str] = {}
+        self.running: dict[asyncio.Task[Any], str] = {}
+        self.foreign = foreign or {}
+        """Steps of other shards' shares (`--shard`), with their shard."""
+        self._to_wait: list[str] = []
+        self._waited: set[str] = set()
+        self.waits: dict[asyncio.Task[Any], str] = {}
         self.cancelled = False
         self.lock_failed = False
         self.watch = Watch(workspace.workdir, workspace.hasher)
@@ -127,7 +140,7 @@ class Runner:
         try:
             self.files.drop_stale()
             self._assess_ready()
-            if self.schedule.has_queued and not self.cancelled:
+            if (self.schedule.has_queued or self._to_wait) and not self.cancelled:
                 import asyncio
 
                 asyncio.run(self._run_queued())
@@ -198,13 +211,21 @@ class Runner:
 
         while True:
             self._assess_ready()
+            self._start_waits()
             for step_id in self.schedule.start():
                 task = asyncio.ensure_future(self._execute(step_id, self.assessments.pop(step_id)))
                 self.running[task] = step_id
-            if self.schedule.done:
+            if self.schedule.stopping:  # a failure: what other shards upload is not needed
+                for waiting in self.waits:
+                    waiting.cancel()
+            if self.schedule.done and not self.waits:
                 return
-            done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+            tasks = [*self.running, *self.waits]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
+                if task in self.waits:
+                    self._waited_for(self.waits.pop(task), task)
+                    continue
                 step_id = self.running.pop(task)
                 self._finish_step(step_id, Status.CANCELLED if task.cancelled() else task.result())
 
@@ -226,17 +247,21 @@ class Runner:
             return
         self.cancelled = True
         self.schedule.cancel()
-        for task in self.running:
+        for task in [*self.running, *self.waits]:
             task.cancel()
 
     def _assess_ready(self) -> None:
         """Settle every ready step that needs no job slot; queue the ones that must run."""
         while (step_id := self._next_ready()) is not None:
-            try:
-                self._settle_or_queue(step_id)
-            except (PathEscapes, WriteRefused) as exc:
-                failure = StepFailed("refused", str(exc))
-                self._finish_step(step_id, self._failed(step_id, None, failure))
+            self._settle_safely(step_id)
+
+    def _settle_safely(self, step_id: str, *, waited: bool = False) -> None:
+        """`_settle_or_queue`, failing the step when its paths are refused."""
+        try:
+            self._settle_or_queue(step_id, waited=waited)
+        except (PathEscapes, WriteRefused) as exc:
+            failure = StepFailed("refused", str(exc))
+            self._finish_step(step_id, self._failed(step_id, None, failure))
 
     def _next_ready(self) -> str | None:
         """The next step to assess; None when none is, a failure stopped the build, or a signal
@@ -245,9 +270,11 @@ class Runner:
             self.cancel()
         return self.schedule.take_ready()
 
-    def _settle_or_queue(self, step_id: str) -> None:
+    def _settle_or_queue(self, step_id: str, *, waited: bool = False) -> None:
         """Skip an up-to-date step, restore one the cache holds, or queue it to run; defer one
-        planned from an output that changed since, to the build's next round."""
+        planned from an output that changed since, to the build's next round. A step of another
+        shard's share waits for that shard's upload first (unless it `waited` already: then
+        what the remote sent is in the local cache)."""
         step = self.plan.steps[step_id]
         if not self.workspace.still_holds(step):
             self.schedule.finish(step_id, Status.DEFERRED)
@@ -261,12 +288,80 @@ class Runner:
             self._finish_step(step_id, Status.UP_TO_DATE)
             return
         if action == Action.RESTORE:
+            if waited:
+                assessment = assessment._replace(remote=True)
             restored = self.files.restore(assessment)
             if not isinstance(restored, str):
                 self._restored(assessment, restored)
                 return
             assessment = assessment._replace(cached=None, miss=restored)
         self.assessments[step_id] = assessment
+        if self._may_wait(step_id):
+            self._to_wait.append(step_id)
+        else:
+            self.schedule.queue(step_id)
+
+    # ------------------------------------------------------------------ other shards' steps
+
+    def _may_wait(self, step_id: str) -> bool:
+        """Whether a step that has to run is one another shard builds, and its upload can come."""
+        remote = self.workspace.remote
+        return (
+            step_id in self.foreign
+            and step_id not in self._waited
+            and remote is not None
+            and remote.problem is None
+            and self.plan.steps[step_id].cache
+        )
+
+    def _start_waits(self) -> None:
+        import asyncio
+
+        for step_id in self._to_wait:
+            self._waited.add(step_id)
+            self.waits[asyncio.ensure_future(self._uploaded_by_owner(step_id))] = step_id
+        self._to_wait.clear()
+
+    async def _uploaded_by_owner(self, step_id: str) -> bool:
+        """Look in the remote for the step's result, more and more slowly, until its shard has
+        uploaded it (True: it is in the local cache now) or `shard_wait` is over."""
+        import asyncio
+
+        remote, assessment = self.workspace.remote, self.assessments[step_id]
+        assert remote is not None
+        self.events.emit(
+            "cache.remote_wait",
+            step_id,
+            key=assessment.key,
+            shard=str(self.foreign[step_id]),
+            timeout_s=self.options.shard_wait,
+        )
+        mine = functools.partial(declares, assessment.step)
+        deadline = time.monotonic() + self.options.shard_wait
+        pause, longest = POLLS
+        while (left := deadline - time.monotonic()) > 0 and remote.problem is None:
+            await asyncio.sleep(min(pause, left))
+            if await asyncio.to_thread(remote.fetch, assessment.key, mine) is not None:
+                return True
+            pause = min(pause * 1.5, longest)
+        return False
+
+    def _waited_for(self, step_id: str, task: asyncio.Task[Any]) -> None:
+        """Restore a step its shard uploaded; run one it did not in time (a cancelled wait
+        leaves the step pending)."""
+        if task.cancelled():
+            return
+        if task.result():
+            self.assessments.pop(step_id)
+            self._settle_safely(step_id, waited=True)
+            return
+        assessment = self.assessments[step_id]
+        if assessment.miss is None and self.workspace.remote is not None:
+            owner, wait = self.foreign[step_id], self.options.shard_wait
+            why = f"shard {owner} did not upload it within {wait:g} s"
+            if self.workspace.remote.problem is not None:
+                why = f"the remote cache was turned off while waiting for shard {owner}"
+            self.assessments[step_id] = assessment._replace(miss=why)
         self.schedule.queue(step_id)
 
     def _finish_step(self, step_id: str, status: Status) -> None:
@@ -280,12 +375,14 @@ class Runner:
 
     def _restored(self, assessment: Assessment, outputs: dict[str, str]) -> None:
         step = assessment.step
+        origin: dict[str, Any] = {"remote": True} if assessment.remote else {}
         self.events.emit(
             "step.restored",
             step.id,
             key=assessment.key,
             reasons=list(assessment.decision.reasons),
             outputs=outputs,
+            **origin,
         )
         self.lock.record(step.id, assessment.entry(outputs))
         self.watch.settle(step, outputs)

@@ -43,10 +43,8 @@ class StepFiles:
             cache.check(result)
         except OSError as exc:
             return str(exc)
-        if assessment.remote:
-            self.events.emit("cache.hit", step.id, key=assessment.key, remote=True)
-        else:
-            self.events.emit("cache.hit", step.id, key=assessment.key)
+        hit = "cache.remote_hit" if assessment.remote else "cache.hit"
+        self.events.emit(hit, step.id, key=assessment.key)
         replaced = {p: d for p, d in assessment.outputs.items() if result.outputs.get(p) != d}
         try:
             self.report_kept(step.id, self._keep(step, replaced))

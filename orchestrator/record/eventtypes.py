@@ -82,6 +82,10 @@ class JobStartedData(_Data):
     max_cost: float | None = Field(
         None, ge=0, description="The build's spending limit (--max-cost), if any."
     )
+    shard: str | SkipJsonSchema[None] = _sometimes(
+        "The share of the steps this build takes (`--shard I/N`): `selected` holds its steps"
+        " and what they need."
+    )
 
 
 class JobReplannedData(_Data):
@@ -204,6 +208,9 @@ class StepRestoredData(_Data):
     key: Sha256
     reasons: list[str] = Field(description="Why it did not count as up to date.")
     outputs: Outputs
+    remote: bool | SkipJsonSchema[None] = _sometimes(
+        "True when the outputs came from the remote cache (`ORCH_REMOTE_CACHE`)."
+    )
 
 
 # --------------------------------------------------------------------------- cache
@@ -213,9 +220,22 @@ class CacheHitData(_Data):
     """The cache holds the step's outputs for its key."""
 
     key: Sha256
-    remote: bool | SkipJsonSchema[None] = _sometimes(
-        "True when the outputs came from the remote cache (`ORCH_REMOTE_CACHE`)."
-    )
+
+
+class CacheRemoteHitData(_Data):
+    """The local cache lacked the key and the remote cache (`ORCH_REMOTE_CACHE`) had it: its
+    objects were downloaded, each checked against its digest, and the step is restored."""
+
+    key: Sha256
+
+
+class CacheRemoteWaitData(_Data):
+    """Under `--shard`, a step of another shard's share is missing from both caches: the build
+    waits for that shard to upload it (then restores it), at most `timeout_s` (then runs it)."""
+
+    key: Sha256
+    shard: str = Field(description="The shard whose share holds the step, as I/N.")
+    timeout_s: Seconds = Field(description="How long the build waits at most (--shard-wait).")
 
 
 class CacheRemoteSkippedData(_Data):
@@ -485,6 +505,16 @@ class CacheHitEvent(_StepEnvelope):
     data: CacheHitData
 
 
+class CacheRemoteHitEvent(_StepEnvelope):
+    type: Literal["cache.remote_hit"]
+    data: CacheRemoteHitData
+
+
+class CacheRemoteWaitEvent(_StepEnvelope):
+    type: Literal["cache.remote_wait"]
+    data: CacheRemoteWaitData
+
+
 class CacheMissEvent(_StepEnvelope):
     type: Literal["cache.miss"]
     data: CacheMissData
@@ -582,6 +612,8 @@ AnyEvent = Annotated[
     | StepSkippedEvent
     | StepRestoredEvent
     | CacheHitEvent
+    | CacheRemoteHitEvent
+    | CacheRemoteWaitEvent
     | CacheMissEvent
     | CacheRemoteSkippedEvent
     | LlmRequestEvent

@@ -67,6 +67,10 @@ class StateFolder:
     def batches(self) -> Path:
         return self.root / "batches"
 
+    @property
+    def remote_tally(self) -> Path:
+        return self.root / "remote-tally.json"
+
     def ensure(self) -> Path:
         """Create `.orch/`, with a `.gitignore` that keeps it out of version control."""
         with io_failure("create the state folder", self.root):

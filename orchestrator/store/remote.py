@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from orchestrator.store.cache import RecordRefused, read_action
 from orchestrator.store.filestore import DigestMismatch
+from orchestrator.store.remotetally import Tally
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
@@ -82,6 +83,8 @@ class RemoteCache:
     env: Mapping[str, str]
     problem: str | None = None
     """Why the remote was turned off for this build, once it was."""
+    tally: Tally = field(default_factory=Tally)
+    """What this build asked the remote, got from it and sent it."""
     _store: Any = field(default=None, repr=False)
 
     def fetch(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
@@ -99,9 +102,11 @@ class RemoteCache:
             self.problem = str(exc)
             return None
         try:
-            return self.cache.adopt(key, raw, declares)
+            adopted = self.cache.adopt(key, raw, declares)
         except RecordRefused:
             return None
+        self.tally.add(hits=1)
+        return adopted
 
     def peek(self, key: str, declares: Callable[[str], bool]) -> ActionResult | None:
         """The result the remote records for `key`, read but not downloaded (its objects are
@@ -121,6 +126,7 @@ class RemoteCache:
         except RemoteUnusable as exc:
             self.problem = str(exc)
             return None
+        self.tally.add(lookups=1)
         if raw is None:
             return None
         try:
@@ -162,6 +168,8 @@ class RemoteCache:
             self._put(f"actions/{key}.json", raw)
         except RemoteUnusable as exc:
             self.problem = str(exc)
+            return
+        self.tally.add(uploads=1)
 
     # ------------------------------------------------------------------ the store
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from orchestrator.plan.compiled import Plan, PlannedStep
 from orchestrator.plan.shards import Shard
@@ -21,9 +23,10 @@ from orchestrator.record.eventtypes import EventModel
 from tests.llm_server import LlmServer
 
 from .buildkit import Project, read_events
-from .conftest import ROOT, SETTINGS_PREFIXES
+from .conftest import ROOT, SETTINGS_PREFIXES, keys
 
 FILES = ["app.py", "cli.py", "db.py", "api.py", "ui.py", "docs.md"]
+WORKFLOW = YAML(typ="safe").load(ROOT / "docs" / "ci" / "github-shards.yml")
 STEPS = sorted(["architect", "collect", *(f"builder@{name}" for name in FILES)])
 PIPELINE = """\
 version: 1
@@ -99,22 +102,40 @@ def outputs(project: Project) -> dict[str, str]:
     return {name: project.read(name) for name in names}
 
 
-def test_three_shards_at_once_then_a_collector_build_each_step_once(
+def workflow_commands(job: dict[str, Any], **values: Any) -> list[list[str]]:
+    """The `orch` commands a job of the GitHub workflow runs, with `${{ name }}` filled in."""
+    found = []
+    for step in job["steps"]:
+        command = step.get("run", "")
+        for name, value in values.items():
+            command = command.replace("${{ " + name + " }}", str(value))
+        if command.startswith("orch "):
+            assert "${{" not in command, command
+            found.append(shlex.split(command)[1:])
+    return found
+
+
+def test_the_shard_workflow_builds_each_llm_step_once_over_its_machines(
     workdirs: Any, server: LlmServer, bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as alone:
         alone.delenv("ORCH_REMOTE_CACHE")
         single = workdirs("single")
-        assert ran(finished(single)) == sorted(
-            ["architect", "collect", *map("builder@{}".format, FILES)]
-        )
+        assert ran(finished(single)) == STEPS
     calls = server.count
     assert calls == 1 + len(FILES)
 
-    shards = [workdirs(f"ci/runner-{i}/checkout") for i in (1, 2, 3)]
-    processes = [(s, s.spawn("build", "--shard", f"{i}/3")) for i, s in enumerate(shards, 1)]
+    jobs, count = WORKFLOW["jobs"], WORKFLOW["env"]["SHARDS"]
+    assert jobs["shard"]["strategy"]["matrix"]["shard"] == list(range(1, count + 1)) == [1, 2, 3]
+    shards, processes = [], []
+    for index in jobs["shard"]["strategy"]["matrix"]["shard"]:
+        shard = workdirs(f"ci/runner-{index}/checkout")
+        values = {"matrix.shard": index, "env.SHARDS": count}
+        (args,) = workflow_commands(jobs["shard"], **values)
+        shards.append(shard)
+        processes.append(shard.spawn(*args))  # the matrix jobs run at once
     runs = []
-    for project, process in processes:
+    for project, process in zip(shards, processes, strict=True):
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, out + err
         (run,) = project.run_folders()
@@ -124,8 +145,7 @@ def test_three_shards_at_once_then_a_collector_build_each_step_once(
     bodies = [json.dumps(r.body) for r in server.requests[calls:]]
     assert len(set(bodies)) == len(bodies)
     per_shard = [ran(events) for events in runs]
-    everything = sorted(step for steps in per_shard for step in steps)
-    assert everything == STEPS
+    assert sorted(step for steps in per_shard for step in steps) == STEPS
     assert [sum(s.startswith("builder@") for s in steps) for steps in per_shard] == [2, 2, 2]
     assert [e["data"]["shard"] for e in (events[0] for events in runs)] == ["1/3", "2/3", "3/3"]
     waited = [e for events in runs for e in events if e["type"] == "cache.remote_wait"]
@@ -138,11 +158,27 @@ def test_three_shards_at_once_then_a_collector_build_each_step_once(
         assert not list(validator.iter_errors(event)), event
         EventModel.model_validate(event)
 
+    assert jobs["collect"]["needs"] == "shard"
     collector = workdirs("collector")
-    events = finished(collector)
-    assert ran(events) == []
+    (args,) = workflow_commands(jobs["collect"])
+    assert ran(finished(collector, *args[1:])) == []
     assert outputs(collector) == outputs(single)
     assert server.count - calls == calls
+
+    files = [p for p in collector.root.parent.rglob("*") if p.is_file()]
+    stored = list(keys(bucket).values())
+    for secret in (b"sk-shard-test-do-not-leak", b"test-secret-do-not-leak"):
+        assert not [p for p in files if secret in p.read_bytes()], "a secret was written"
+        assert not [data for data in stored if secret in data], "a secret was uploaded"
+
+
+def test_in_the_workflow_only_main_writes_to_the_remote() -> None:
+    assert WORKFLOW["on"]["push"] == {"branches": ["main"]}
+    for name, job in WORKFLOW["jobs"].items():
+        reads_only = job.get("env", {}).get("ORCH_REMOTE_CACHE_MODE") == "read"
+        on_main = job.get("if") == "github.event_name == 'push'" or job.get("needs") == "shard"
+        assert reads_only != on_main, name
+    assert WORKFLOW["jobs"]["pull-request"]["if"] == "github.event_name == 'pull_request'"
 
 
 def test_a_shard_builds_what_its_owner_did_not_upload_in_time(
@@ -237,3 +273,24 @@ def test_a_shard_takes_what_its_steps_need_as_foreign() -> None:
     taken = other.take(plan, list(steps))
     assert taken.steps[0] == "a" and taken.foreign == {"a": owner}
     assert len(taken.steps) == 3
+
+
+def test_a_dry_run_shows_the_share(project: Project) -> None:
+    project.pipeline(
+        """
+version: 1
+steps:
+  page:
+    foreach: [a, b, c, d, e, f]
+    output: "out/{{ item }}.txt"
+    run: echo {{ item }} > {{ outputs[0] }}
+"""
+    )
+    shares = []
+    for index in (1, 2, 3):
+        dry = project.orch("build", "--shard", f"{index}/3", "--dry-run")
+        assert dry.exit_code == 0, dry.stdout + dry.stderr
+        assert dry.lines[-1] == "dry run: 2 of 2 steps would change"
+        shares.append([line.split()[1] for line in dry.lines[:-1]])
+    assert sorted(step for share in shares for step in share) == [f"page@{c}" for c in "abcdef"]
+    assert not (project.root / "out").exists()

@@ -192,6 +192,16 @@ def test_a_shard_builds_what_its_owner_did_not_upload_in_time(
     assert late["data"]["reason"] == f"shard {owner} did not upload it within 0 s"
 
 
+def test_a_forced_shard_runs_the_steps_it_needs_without_waiting(
+    workdirs: Any, server: LlmServer, bucket: Any
+) -> None:
+    owner = Shard(1, 3).owner("architect", {})
+    other = 1 if owner.index != 1 else 2
+    events = finished(workdirs("forced"), "--shard", f"{other}/3", "-B")  # waits 600 s if wrong
+    assert "architect" in ran(events)
+    assert not [e for e in events if e["type"] == "cache.remote_wait"]
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

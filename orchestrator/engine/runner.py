@@ -305,13 +305,14 @@ class Runner:
 
     def _may_wait(self, step_id: str) -> bool:
         """Whether a step that has to run is one another shard builds, and its upload can come."""
-        remote = self.workspace.remote
+        remote, step = self.workspace.remote, self.plan.steps[step_id]
         return (
             step_id in self.foreign
             and step_id not in self._waited
             and remote is not None
             and remote.problem is None
-            and self.plan.steps[step_id].cache
+            and step.cache
+            and not (step.always_run or self.workspace.options.force)  # they run regardless
         )
 
     def _start_waits(self) -> None:

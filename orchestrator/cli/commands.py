@@ -263,7 +263,15 @@ _provider_option = click.option(
 @cli.command()
 @_targets_argument
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Steps run at once [CPU count].")
-@click.option("-B", "--force", is_flag=True, help="Run every selected step.")
+@click.option(
+    "-B",
+    "--force",
+    is_flag=True,
+    help="Run the named steps (every step when none is named) even if up to date.",
+)
+@click.option(
+    "--downstream", is_flag=True, help="With -B, also run every step after the named ones."
+)
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would run; write nothing.")
 @click.option("-k", "--keep-going", is_flag=True, help="Go on with steps a failure does not block.")
 @click.option("--no-cache", is_flag=True, help="Neither restore from nor store in the cache.")
@@ -323,6 +331,7 @@ def build(
     args: tuple[str, ...],
     jobs: int | None,
     force: bool,
+    downstream: bool,
     dry_run: bool,
     keep_going: bool,
     no_cache: bool,
@@ -341,12 +350,16 @@ def build(
     from orchestrator.engine import build as builds
     from orchestrator.engine.decide import Action
 
+    if downstream and not force:
+        raise UsageError("--downstream goes with -B/--force: it forces the steps after them")
+
     request = _request(
         args,
         sets,
         provider=provider,
         jobs=jobs or 0,
         force=force,
+        downstream=downstream,
         keep_going=keep_going,
         use_cache=not no_cache,
         offline=offline,

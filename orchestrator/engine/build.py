@@ -49,6 +49,9 @@ class Request:
     provider: str | None = None
     jobs: int = 0
     force: bool = False
+    """Run the named steps (all selected ones when none is named) whatever their state."""
+    downstream: bool = False
+    """With `force`, also run every step after the named ones."""
     keep_going: bool = False
     use_cache: bool = True
     offline: bool = False
@@ -125,7 +128,38 @@ def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
     """The plan, a workspace to assess it in and the selected steps, for a look that writes
     nothing."""
     plan, _ = open_plan(request)
-    return plan, Workspace(plan, request.options, force=request.force), plan.select(request.targets)
+    return plan, _workspace(request, plan), _selected(request, plan)
+
+
+def _selected(request: Request, plan: Plan) -> list[str]:
+    """The targets and what they need (the default steps without targets); with `-B
+    --downstream`, also the steps after the targets, and what those need."""
+    if request.force and request.downstream and request.targets:
+        return plan.select([*request.targets, *sorted(_forced(request, plan))])
+    return plan.select(request.targets)
+
+
+def _workspace(request: Request, plan: Plan) -> Workspace:
+    """A workspace to assess the plan's steps in, knowing which of them `-B` forces."""
+    workspace = Workspace(plan, request.options, force=request.force)
+    workspace.forced = _forced(request, plan)
+    return workspace
+
+
+def _forced(request: Request, plan: Plan) -> frozenset[str]:
+    """The steps `-B` runs whatever their state: the named ones (every step when none is named),
+    and with `--downstream` every step after them. A group planned later is forced once it
+    is planned: its members are not known before."""
+    if not request.force:
+        return frozenset()
+    if not request.targets:
+        return frozenset(plan.steps)
+    named = {s for t in request.targets if t not in plan.deferred for s in plan.resolve(t)}
+    if request.downstream:
+        for step in plan.steps.values():  # in dependency order: one pass reaches every step
+            if named.intersection(step.preds):
+                named.add(step.id)
+    return frozenset(named)
 
 
 def estimate(request: Request, plan: Plan, assessments: list[Assessment]) -> Estimate | None:
@@ -256,13 +290,13 @@ def build(
         state.ensure()
         with BuildLock(state.build_lock):
             # The lock file is read only while holding the workdir: no other build changes it.
-            workspace = Workspace(plan, request.options, force=request.force)
+            workspace = _workspace(request, plan)
             try:
                 cleared = leftovers.clear(state, plan, workspace.lock_file)
                 if cleared:  # what it stopped may have written files the plan read: again
                     plan, pipeline = open_plan(request, keep=True, fresh=True)
                     selected = _first_round(request, plan)
-                    workspace = Workspace(plan, request.options, force=request.force)
+                    workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
                 report = _build(request, listeners, plan, pipeline, workspace, selected)
@@ -274,7 +308,7 @@ def build(
 
 def _first_round(request: Request, plan: Plan) -> list[str]:
     """The steps the first round of a build selects (all of them, in most pipelines)."""
-    return plan.first_round(plan.select(request.targets), request.targets)
+    return plan.first_round(_selected(request, plan), request.targets)
 
 
 def _share(
@@ -463,6 +497,7 @@ def _next_round(
     after = _planned_after(runner, done, request.targets)
     runner.events.emit("job.replanned", selected=selected, after=after)
     workspace = runner.workspace.replanned(plan)
+    workspace.forced = _forced(request, plan)
     return Runner(
         workspace, selected, runner.options, runner.events, folder, pipeline, _kinds, foreign
     )

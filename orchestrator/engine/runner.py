@@ -312,7 +312,7 @@ class Runner:
             and remote is not None
             and remote.problem is None
             and step.cache
-            and not (step.always_run or self.workspace.options.force)  # they run regardless
+            and not (step.always_run or step_id in self.workspace.forced)  # they run anyway
         )
 
     def _start_waits(self) -> None:

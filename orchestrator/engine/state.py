@@ -58,16 +58,19 @@ class Workspace:
         self.stat_cache = StatCache(self.state.stat_cache, root=self.workdir)
         self.hasher = Hasher(self.workdir, self.stat_cache)
         self.entries = _read_entries(self.lock_file, ignore_errors=force)
+        self.forced: frozenset[str] = frozenset(plan.steps) if options.force else frozenset()
+        """The steps `-B` runs whatever their state (all of them, unless targets narrow it)."""
         self.remote: RemoteCache | None = None
         """The shared remote cache a build asks on a local miss (`ORCH_REMOTE_CACHE`)."""
         self.peek_remote = False
         """Only read the remote's records, downloading nothing (`orch status --remote`)."""
         self._options = {
-            (always_run, cache): Options(
-                force=options.force,
+            (forced, always_run, cache): Options(
+                force=forced,
                 always_run=options.always_run or always_run,
                 use_cache=options.use_cache and cache,
             )
+            for forced in (False, True)
             for always_run in (False, True)
             for cache in (False, True)
         }
@@ -122,7 +125,8 @@ class Workspace:
         else:
             key = step_key(step.kind, step.definition, inputs)
         outputs = self.output_hashes(step)
-        options = self._options[step.always_run and honour_always_run, step.cache]
+        forced = step.id in self.forced
+        options = self._options[forced, step.always_run and honour_always_run, step.cache]
         current = Current(key, step.definition, inputs, outputs, False, upstream_will_change)
         decision = decide(entry, current, options)
         cached = miss = None

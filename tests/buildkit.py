@@ -91,6 +91,8 @@ class Build:
     stdout: str
     stderr: str
     run: Path | None
+    summary: dict[str, Any] | None = None
+    """A build that changed nothing: its line in the run history (it has no run folder)."""
 
     @property
     def lines(self) -> list[str]:
@@ -98,18 +100,31 @@ class Build:
         return [untimed(line) for line in self.stdout.splitlines()]
 
     def events(self, type: str | None = None, step: str | None = None) -> list[Event]:
-        assert self.run is not None, "this invocation started no run"
+        """The run's events ([] for a build that changed nothing: it keeps none)."""
+        if self.run is None:
+            assert self.summary is not None, "this invocation started no run"
+            return []
         return [
             event
             for event in read_events(self.run)
             if (type is None or event["type"] == type) and (step is None or event["step"] == step)
         ]
 
+    @property
+    def unchanged(self) -> bool:
+        """Whether this was a build that changed nothing: every step up to date, and no run
+        folder (the run history got a line instead)."""
+        said = re.search(r"all \d+ steps? up to date\n$", self.stdout) is not None
+        return self.run is None and self.summary is not None and self.exit_code == 0 and said
+
     def started(self) -> list[str]:
         """The steps whose command this build started, in order."""
         return [event["step"] for event in self.events("step.started")]
 
     def manifest(self) -> dict[str, Any]:
+        """The run's manifest; for a build that changed nothing, its history line."""
+        if self.run is None and self.summary is not None:
+            return self.summary
         assert self.run is not None, "this invocation started no run"
         data: dict[str, Any] = json.loads((self.run / "manifest.json").read_text())
         return data
@@ -157,16 +172,25 @@ class Project:
 
     def run_folders(self) -> set[Path]:
         folder = self.root / RUNS
-        return set(folder.iterdir()) if folder.is_dir() else set()
+        return {p for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
 
     # ------------------------------------------------------------------ orch in-process
 
     def orch(self, *args: str) -> Build:
         """Run `orch ARGS` in-process (the cwd must be the project root)."""
         assert Path.cwd() == self.root, "use the `project` fixture, which changes into the root"
-        before = self.run_folders()
+        before, noted = self.run_folders(), self.unchanged_builds()
         result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        return Build(result.exit_code, result.stdout, result.stderr, self._new_run(before))
+        summaries = self.unchanged_builds()[len(noted) :]
+        summary = summaries[-1] if summaries else None
+        run = self._new_run(before)
+        return Build(result.exit_code, result.stdout, result.stderr, run, summary)
+
+    def unchanged_builds(self) -> list[dict[str, Any]]:
+        """The run history's lines: one per build that changed nothing."""
+        path = self.root / RUNS / "history.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) if line.startswith('{"job_id": "2') else {} for line in lines]
 
     def _new_run(self, before: set[Path]) -> Path | None:
         new = self.run_folders() - before

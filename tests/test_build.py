@@ -138,12 +138,7 @@ def test_first_build_runs_every_step_then_everything_is_up_to_date(project: Proj
     assert second.exit_code == 0
     assert project.new_runs() == []
     assert second.stdout == "all 5 steps up to date\n"
-    assert second.statuses() == dict.fromkeys(ALL, "up-to-date")
-    skipped = second.events("step.skipped")
-    assert [(e["step"], e["data"]["reason"]) for e in skipped] == [
-        (step, "up-to-date") for step in ALL
-    ]
-    assert second.started() == []
+    assert second.unchanged, "a line in the run history instead of a run folder"
 
 
 def test_editing_an_input_reruns_that_step_and_its_dependents_only(project: Project) -> None:

@@ -178,6 +178,35 @@ def test_tail_follow_prints_a_live_builds_events_as_they_happen_and_exits_when_i
     assert events[-1]["type"] == END
 
 
+def test_tail_follow_started_before_a_build_waits_for_it_not_for_the_last_run(
+    project: Project,
+) -> None:
+    before = failed_run(project).run
+    project.pipeline(WAITING)
+    tail = project.spawn("tail", "-f")
+    lines = line_reader(tail)
+    assert tail.stderr is not None
+    assert tail.stderr.readline().startswith("waiting for a build in ")
+    build = project.spawn("build", "-j", "1")
+    run = project.wait_for_run({before} if before else set(), build)
+    seen = read_until(lines, "step.started", "wait")
+    assert tail_fields(seen[0])[1:] == ("job.started", "-")
+    project.write("go", "")
+    read_until(lines, END, "-")
+    assert tail.wait(timeout=10) == 0 and build.wait(timeout=10) == 0
+    assert read_events(run)[0]["job_id"] == run.name
+
+
+def test_tail_follow_of_a_build_that_changes_nothing_says_so(project: Project) -> None:
+    project.pipeline("version: 1\nsteps:\n  a:\n    run: echo a > a.txt\n    output: a.txt\n")
+    ok(project.orch("build"))
+    again = ok(project.orch("build"))
+    assert again.unchanged
+    job = again.manifest()["job_id"]
+    followed = ok(project.orch("tail", "-f", job))
+    assert followed.stdout == f"run {job} changed nothing: {again.stdout}"
+
+
 # --------------------------------------------------------------------------- show
 
 
@@ -346,7 +375,7 @@ def test_show_on_a_killed_build_says_it_did_not_finish_and_what_the_events_say(
     assert manifest["completed_steps"] == ["first"]
     assert table(ok(project.orch("runs")).stdout)[0]["STATUS"] == "unfinished"
 
-    followed = project.orch("tail", "-f", "--type", "job.*")
+    followed = project.orch("tail", "-f", run.name, "--type", "job.*")
     assert followed.exit_code == 1
     assert [tail_fields(line)[1] for line in followed.lines] == ["job.started"]
     assert "no end event and no build is writing it" in followed.stderr
@@ -375,3 +404,33 @@ def test_follow_stops_at_the_end_event_even_while_a_build_holds_the_workdir(
     run = _events_file(tmp_path, "\n".join(lines) + "\n")
     followed = list(history.follow(run, lambda: True, poll_s=0.001))
     assert [e["type"] for e in followed] == ["job.started", "job.failed"]
+
+
+def test_run_folders_past_orch_keep_runs_are_removed_oldest_first(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_KEEP_RUNS", "2")
+    project.pipeline(
+        "version: 1\nsteps:\n  a:\n    inputs: [in.txt]\n    output: a.txt\n"
+        "    run: cp in.txt a.txt\n"
+    )
+    jobs = []
+    for n in range(4):
+        project.write("in.txt", f"{n}\n")
+        jobs.append(ok(project.orch("build")).manifest()["job_id"])
+    assert sorted(p.name for p in project.run_folders()) == jobs[-2:]
+
+
+def test_runs_lists_builds_that_changed_nothing_and_skips_damaged_history_lines(
+    project: Project,
+) -> None:
+    project.pipeline("version: 1\nsteps:\n  a:\n    output: a.txt\n    run: echo a > a.txt\n")
+    first = ok(project.orch("build")).manifest()["job_id"]
+    again = ok(project.orch("build"))
+    assert again.unchanged
+    history_file = project.root / ".orch" / "runs" / "history.jsonl"
+    with history_file.open("a") as file:
+        file.write('{"job_id": "../x", "status": "succeeded"}\nnot json\n[1]\n')
+    rows = table(ok(project.orch("runs")).stdout)
+    assert [row["JOB"] for row in rows] == [again.manifest()["job_id"], first]
+    assert (rows[0]["STATUS"], rows[0]["RAN"], rows[0]["UP TO DATE"]) == ("succeeded", "0", "1")

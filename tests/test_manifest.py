@@ -68,11 +68,20 @@ def test_restored_steps_keep_their_reasons_when_replayed(project: Project) -> No
     assert replayed(restored)["files"]["a.txt"] == sha256("HELLO\n")
 
 
-def test_an_up_to_date_build_replays_to_its_manifest(project: Project) -> None:
+def test_an_up_to_date_build_leaves_one_history_line_and_no_run_folder(project: Project) -> None:
     built(project)
     again = project.orch("build")
-    assert replayed(again) == again.manifest()
-    assert replayed(again)["counts"] == {Status.UP_TO_DATE: 2}
+    assert again.unchanged
+    assert again.manifest()["counts"] == {Status.UP_TO_DATE: 2}
+    assert set(again.manifest()) == {
+        "job_id",
+        "pipeline",
+        "status",
+        "started",
+        "finished",
+        "duration_s",
+        "counts",
+    }
 
 
 def events(*lines: tuple[str, str | None, dict[str, Any]]) -> list[dict[str, Any]]:

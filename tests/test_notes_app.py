@@ -140,7 +140,11 @@ def _build_started(project: Path) -> tuple[list[str], list[str]]:
     before = set(runs.iterdir())
     done = orch(project, "build", PIPELINE)
     assert done.returncode == 0, done.stdout + done.stderr
-    (run,) = set(runs.iterdir()) - before
+    new = [run for run in set(runs.iterdir()) - before if run.is_dir()]
+    if not new:  # it changed nothing: a line in the run history, no run folder
+        assert done.stdout.endswith("up to date\n")
+        return [], []
+    (run,) = new
     events = read_events(run)
     return [e["step"] for e in events if e["type"] == "step.started"], [e["type"] for e in events]
 

@@ -636,17 +636,17 @@ def test_what_enters_an_llm_steps_key(
 
         unchanged = build_with()
         assert llm_server.count == 1
-        assert unchanged.statuses() == {"a": "up-to-date"}
+        assert unchanged.unchanged
         assert unchanged.stdout == "all 1 step up to date\n"
 
         # settings of how to reach the model are not part of the key
-        assert build_with(timeout_s=5).statuses() == {"a": "up-to-date"}
-        assert build_with(max_retries=1).statuses() == {"a": "up-to-date"}
-        assert build_with(base_url=other.openai_url).statuses() == {"a": "up-to-date"}
-        assert build_with(step={"description": "calls the model"}).statuses() == {"a": "up-to-date"}
+        assert build_with(timeout_s=5).unchanged
+        assert build_with(max_retries=1).unchanged
+        assert build_with(base_url=other.openai_url).unchanged
+        assert build_with(step={"description": "calls the model"}).unchanged
         monkeypatch.setenv("ORCH_PROVIDER_TIMEOUT_S", "7")
         monkeypatch.setenv("OPENAI_API_KEY", "sk-another-key")
-        assert build_with().statuses() == {"a": "up-to-date"}
+        assert build_with().unchanged
         assert llm_server.count == 1
         assert other.count == 0
 
@@ -837,7 +837,7 @@ def test_a_base_url_in_the_pipeline_wins_over_the_environment_and_may_come_from_
 
     with LlmServer() as other:
         monkeypatch.setenv("LLM_URL", other.openai_url)
-        assert ok(project.orch("build")).statuses() == {"a": "up-to-date"}
+        assert ok(project.orch("build")).unchanged
         ok(project.orch("build", "-B"))
         assert (llm_server.count, other.count) == (1, 1)
 
@@ -1144,7 +1144,7 @@ def test_the_fake_provider_replies_from_its_responses_folder_and_reruns_when_a_r
     assert project.read("out/a.md") == "first reply\n"
     assert first.manifest()["steps"]["a"]["meta"]["provider"] == "fake"
 
-    assert ok(project.orch("build")).statuses() == {"a": "up-to-date"}
+    assert ok(project.orch("build")).unchanged
 
     project.write("replies/a.md", "second reply\n")
     again = ok(project.orch("build"))

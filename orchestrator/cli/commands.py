@@ -766,6 +766,9 @@ def runs_command(limit: int | None, as_json: bool, workdir: Path) -> None:
     found = history.list_runs(workdir)
     live = history.live_job(workdir, found)
     entries = [(history.read_manifest(run), run.job_id == live) for run in found[:limit]]
+    entries += [(summary, False) for summary in history.unchanged_runs(workdir)[:limit]]
+    entries = sorted(entries, key=lambda entry: _newest(entry[0]), reverse=True)
+    entries = entries[:limit]
     if as_json:
         import json
 
@@ -776,6 +779,11 @@ def runs_command(limit: int | None, as_json: bool, workdir: Path) -> None:
     else:
         for line in history_text.runs_table(entries):
             click.echo(line)
+
+
+def _newest(manifest: dict[str, Any]) -> tuple[str, str]:
+    """The order of runs: by the second their job id names, then their start time."""
+    return str(manifest.get("job_id"))[:16], str(manifest.get("started") or "")
 
 
 @cli.command("show")
@@ -822,10 +830,19 @@ def tail_command(
     as_json: bool,
     workdir: Path,
 ) -> None:
-    """Print a run's events (RUN: a job id or a unique prefix; default: the latest)."""
+    """Print a run's events (RUN: a job id or a unique prefix; default: the latest). With -f
+    and no RUN: the build running now, or else the next one to start."""
     from orchestrator.record import history
 
-    found = history.resolve(workdir, run)
+    if follow and run is None:
+        if history.live_run(workdir) is None:
+            click.echo(f"waiting for a build in {workdir.resolve()} …", err=True)
+        found = history.next_live_run(workdir)
+    elif run is not None and (unchanged := history.unchanged(workdir, run)) is not None:
+        click.echo(f"run {run} changed nothing: {_unchanged_text(unchanged)}")
+        return
+    else:
+        found = history.resolve(workdir, run)
     wanted = history.EventFilter(types, steps, level)
     if follow:
         events = history.follow(found, lambda: history.is_live(workdir, found))
@@ -841,6 +858,10 @@ def tail_command(
         last = event
         if wanted(event):
             click.echo(_event_text(event, as_json))
+    unchanged = history.unchanged(workdir, found.job_id) if last is None else None
+    if unchanged is not None:
+        click.echo(f"run {found.job_id} changed nothing: {_unchanged_text(unchanged)}")
+        return
     if follow and (last is None or last.get("type") not in history.END_TYPES):
         click.echo(
             f"warning: run {found.job_id} has no end event and no build is writing it"
@@ -848,6 +869,11 @@ def tail_command(
             err=True,
         )
         raise SystemExit(1)
+
+
+def _unchanged_text(summary: dict[str, Any]) -> str:
+    count = sum(summary["counts"].values())
+    return f"all {count} step{'' if count == 1 else 's'} up to date"
 
 
 def _event_text(event: dict[str, Any], as_json: bool) -> str:

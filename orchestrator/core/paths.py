@@ -125,8 +125,9 @@ def expand_glob(workdir: Path, pattern: str) -> list[str]:
     """The files under `workdir` matching `pattern`, sorted, as workdir-relative paths."""
     from wcmatch import glob
 
-    found = glob.glob(_wc(pattern), root_dir=str(workdir), flags=glob.GLOBSTAR | glob.NODIR)
-    return sorted(str(p) for p in found)
+    found = glob.glob(_wc(pattern), root_dir=str(workdir), flags=glob.GLOBSTAR)
+    # Folders are left out here: wcmatch's NODIR also drops a file named "\".
+    return sorted(str(p) for p in found if not os.path.isdir(os.path.join(workdir, p)))
 
 
 def _wc(pattern: str) -> str:

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.core import interrupt
-from orchestrator.core.errors import PipelineError, UsageError, describe_os_error
+from orchestrator.core.errors import IoFailure, PipelineError, UsageError, describe_os_error
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
 from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
-from orchestrator.record.events import EventLog, Listener
+from orchestrator.record import history, runs
+from orchestrator.record.events import Event, EventLog, Listener
 from orchestrator.record.manifest import Manifest
 from orchestrator.record.masking import Masker
 from orchestrator.record.runs import RunFolder, new_job_id
@@ -288,7 +289,8 @@ def build(
     with interrupt.deferred():
         state = StateFolder(Path(plan.workdir))
         state.ensure()
-        with BuildLock(state.build_lock):
+        job_id = new_job_id()
+        with BuildLock(state.build_lock, job_id):
             # The lock file is read only while holding the workdir: no other build changes it.
             workspace = _workspace(request, plan)
             try:
@@ -299,7 +301,7 @@ def build(
                     workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
-                report = _build(request, listeners, plan, pipeline, workspace, selected)
+                report = _build(request, listeners, plan, pipeline, workspace, selected, job_id)
                 interrupt.quiet()  # the run is recorded: a later signal changes nothing
             finally:
                 leftovers.end(state)
@@ -330,12 +332,14 @@ def _build(
     pipeline: Callable[[], LoadedPipeline],
     workspace: Workspace,
     selected: list[str],
+    job_id: str,
 ) -> Report:
-    job_id = new_job_id()
     folder = RunFolder(workspace.workdir, job_id)
     manifest = Manifest(job_id)
-    events = EventLog(job_id, folder.events, Masker.from_environment())
+    events = EventLog(job_id, folder.events, Masker.from_environment(), held=True)
     events.listeners.append(manifest.apply)  # the manifest is the fold of the events
+    keeper = _RunKeeper(events, folder, manifest)
+    events.listeners.append(keeper)
     events.listeners.extend(listeners)
     run_options = RunOptions(
         request.job_count,
@@ -360,6 +364,41 @@ def _build(
     if events.failure is not None:
         raise events.failure
     return Report(status, job_id, manifest, folder.path, warnings)
+
+
+QUIET = frozenset({"job.started", "job.succeeded"})
+"""Events of a build that changes nothing (with the up-to-date `step.skipped`): such a build
+gets a line in the run history instead of a run folder."""
+
+
+@dataclass
+class _RunKeeper:
+    """Gives the run its folder at its first event that is not one of a build that changes
+    nothing (before anything changes): the events so far go to its file, and the manifest is
+    written. If that fails, the error stops the build there, once."""
+
+    events: EventLog
+    folder: RunFolder
+    manifest: Manifest
+    failed: bool = False
+
+    def __call__(self, event: Event) -> None:
+        if not self.events.is_held or self.failed or _quiet(event):
+            return
+        try:
+            self.folder.create()
+            self.events.open()
+            self.folder.write_manifest(self.manifest)
+        except IoFailure:
+            self.failed = True
+            raise
+
+
+def _quiet(event: Event) -> bool:
+    kind = event["type"]
+    if kind == "step.skipped":
+        return bool(event["data"].get("reason") == Status.UP_TO_DATE)
+    return kind in QUIET
 
 
 def _save_stat_cache(workspace: Workspace) -> tuple[str, ...]:
@@ -424,7 +463,8 @@ def _run(runner: Runner, folder: RunFolder, manifest: Manifest, request: Request
             max_cost=request.max_cost,
             **({"shard": str(request.shard)} if request.shard is not None else {}),
         )
-        folder.write_manifest(manifest)
+        if folder.created:
+            folder.write_manifest(manifest)
         status = _rounds(runner, folder, request)
     except (KeyboardInterrupt, interrupt.Interrupted):
         status = JobStatus.CANCELLED
@@ -520,7 +560,8 @@ LEVELS = {JobStatus.SUCCEEDED: "info", JobStatus.CANCELLED: "warning"}
 def _close(
     events: EventLog, folder: RunFolder, manifest: Manifest, status: JobStatus, started: float
 ) -> None:
-    """Write the job's end event and its final manifest (failed if events went unwritten)."""
+    """Write the job's end event and its final manifest (failed if events went unwritten), or
+    for a build that changed nothing, its line in the run history."""
     if events.failure is not None and status == JobStatus.SUCCEEDED:
         status = JobStatus.FAILED
     summary = manifest.to_json()
@@ -531,7 +572,14 @@ def _close(
         counts=summary["counts"],
         pending_steps=summary["pending_steps"],
     )
-    folder.write_manifest(manifest)
+    if not events.is_held:
+        folder.write_manifest(manifest)
+        history.prune(folder.workdir, manifest.job_id)
+    elif status == JobStatus.SUCCEEDED:
+        try:
+            runs.record_unchanged(folder.workdir, manifest)
+        except IoFailure as exc:
+            events.failure = events.failure or exc
 
 
 def _kinds() -> Mapping[str, Kind]:

@@ -2,8 +2,9 @@
 
 The kernel releases a `flock` when its holder exits, even by kill -9. It is taken on the
 workdir rather than on a file under `.orch/`, so deleting `.orch` during a build (by hand, by
-`git clean -fdx`, by a step) cannot let a second build in beside the first. The holder's pid is
-written to `.orch/build.lock` only to tell the next build who holds the workdir.
+`git clean -fdx`, by a step) cannot let a second build in beside the first. The holder's pid and
+job id are written to `.orch/build.lock` (`<pid> <job id>`) only to tell the next build who
+holds the workdir, and `orch tail -f` which run is live.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class BuildLock:
     `path` is the holder file, `.orch/build.lock`; its folder's parent is the workdir.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, job_id: str = "") -> None:
         self.path = path
+        self.job_id = job_id
         self.workdir = path.parent.parent
         self._fds: list[int] = []
 
@@ -47,7 +49,7 @@ class BuildLock:
                 raise
         with contextlib.suppress(OSError):  # the pid only informs; the flock is what counts
             os.ftruncate(holder, 0)
-            os.write(holder, f"{os.getpid()}\n".encode())
+            os.write(holder, f"{os.getpid()} {self.job_id}".rstrip().encode() + b"\n")
         return self
 
     def _take(self, holder: int) -> None:
@@ -68,7 +70,8 @@ class BuildLock:
                 raise self._held(holder) from None
 
     def _held(self, holder: int) -> BuildLocked:
-        pid = os.read(holder, 64).decode(errors="replace").strip() or "unknown"
+        held = os.read(holder, 64).decode(errors="replace").split()
+        pid = held[0] if held else "unknown"
         return BuildLocked(
             f"another build is running in {self.workdir} (pid {pid}); wait for it to finish"
         )

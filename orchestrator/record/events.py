@@ -41,8 +41,16 @@ def _line(event: Event) -> str:
 class EventLog:
     """Writes a job's events to a file (when given one) and passes them to listeners."""
 
-    def __init__(self, job_id: str, path: Path | None = None, masker: Masker | None = None) -> None:
-        """`masker` hides secret values in every event's data."""
+    def __init__(
+        self,
+        job_id: str,
+        path: Path | None = None,
+        masker: Masker | None = None,
+        *,
+        held: bool = False,
+    ) -> None:
+        """`masker` hides secret values in every event's data. `held`: keep the lines in
+        memory until `open` is called (they may never need a file)."""
         self.job_id = job_id
         self.masker = masker or Masker()
         self.listeners: list[Listener] = []
@@ -50,9 +58,23 @@ class EventLog:
         self.failure: IoFailure | None = None
         """Why the file stopped being written (the disk is full, ...); listeners still get all."""
         self._file: IO[str] | None = None
-        if path is not None:
-            with io_failure("open the events file", path):
-                self._file = path.open("a", encoding="utf-8")
+        self._held: list[str] | None = [] if held else None
+        if path is not None and not held:
+            self.open()
+
+    def open(self) -> None:
+        """Open the file and write the lines held so far."""
+        assert self.path is not None
+        with io_failure("open the events file", self.path):
+            self._file = self.path.open("a", encoding="utf-8")
+        held, self._held = self._held or [], None
+        if held:
+            self._write("".join(held))
+
+    @property
+    def is_held(self) -> bool:
+        """Whether lines are still kept in memory, with no file open yet."""
+        return self._held is not None
 
     def emit(self, type: str, step: str | None = None, level: str = "info", **data: Any) -> Event:
         """Record one event."""
@@ -66,6 +88,8 @@ class EventLog:
         }
         if self._file is not None:
             self._write(_line(event))
+        elif self._held is not None:
+            self._held.append(_line(event))
         for listener in self.listeners:
             listener(event)
         return event

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,12 +22,15 @@ from typing import IO, Any
 from orchestrator.core.errors import UsageError
 from orchestrator.record import manifest, records
 from orchestrator.record.events import Event
-from orchestrator.record.status import JobStatus
+from orchestrator.record.runs import HISTORY, keep_runs
+from orchestrator.record.status import JobStatus, Status
 from orchestrator.store.layout import StateFolder
 
 LEVELS = ("debug", "info", "warning", "error")
 END_TYPES = frozenset(manifest.JOB_ENDS)
 RUNNING = JobStatus.RUNNING
+STEP_STATUSES = frozenset(status.value for status in Status)
+_JOB_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,16 @@ def list_runs(workdir: Path) -> list[Run]:
     return sorted(runs, key=order, reverse=True)
 
 
+def prune(workdir: Path, current: str) -> list[str]:
+    """Remove the oldest run folders past `runs.keep_runs()` (never `current`); their ids."""
+    import shutil
+
+    old = [run for run in list_runs(workdir)[keep_runs() :] if run.job_id != current]
+    for run in old:
+        shutil.rmtree(run.path, ignore_errors=True)
+    return [run.job_id for run in old]
+
+
 def _started(run: Run) -> str:
     stored = _load_json(run.manifest_file)
     return str(stored.get("started") or "") if stored else ""
@@ -104,15 +118,23 @@ def _names(runs: list[Run], limit: int = 5) -> str:
 
 
 def build_running(workdir: Path) -> bool:
-    """Whether a build holds the workdir: `.orch/build.lock` names a live process.
+    """Whether a build holds the workdir: `.orch/build.lock` names a live process."""
+    return _holder(workdir) is not None
 
-    Only the holder's pid is read; taking the lock to test it could make a starting build fail.
+
+def _holder(workdir: Path) -> tuple[int, str] | None:
+    """The pid and job id (may be empty) `.orch/build.lock` names, if that process lives.
+
+    Only the file is read; taking the lock to test it could make a starting build fail.
     """
     try:
-        text = StateFolder(workdir).build_lock.read_text(encoding="utf-8").strip()
+        words = StateFolder(workdir).build_lock.read_text(encoding="utf-8").split()
     except OSError:
-        return False
-    return text.isdigit() and _alive(int(text))
+        return None
+    if not words or not words[0].isdigit() or not _alive(int(words[0])):
+        return None
+    job_id = words[1] if len(words) > 1 and _JOB_ID.fullmatch(words[1]) else ""
+    return int(words[0]), job_id
 
 
 def _alive(pid: int) -> bool:
@@ -130,12 +152,33 @@ def _alive(pid: int) -> bool:
 
 
 def live_job(workdir: Path, runs: list[Run] | None = None) -> str | None:
-    """The job id of the run a build may still write to: a build holds the workdir, and one
-    build at a time means it is the newest run. `runs`: the workdir's runs, if already listed."""
-    if not build_running(workdir):
+    """The job id of the build that holds the workdir, as its lock names it (a build of an
+    older orch names none: then the newest run). `runs`: the workdir's runs, if listed."""
+    holder = _holder(workdir)
+    if holder is None:
         return None
+    if holder[1]:
+        return holder[1]
     newest = runs if runs is not None else list_runs(workdir)
     return newest[0].job_id if newest else None
+
+
+def live_run(workdir: Path) -> Run | None:
+    """The run of the build that holds the workdir (its folder may not exist yet)."""
+    job_id = live_job(workdir)
+    return None if job_id is None else Run(job_id, runs_folder(workdir) / job_id)
+
+
+def next_live_run(workdir: Path, poll_s: float = 0.05) -> Run:
+    """The run of the build that holds the workdir, waiting for one to start if none does."""
+    while (run := live_run(workdir)) is None:
+        time.sleep(poll_s)
+    return run
+
+
+def unchanged(workdir: Path, job_id: str) -> dict[str, Any] | None:
+    """The history's summary of a build that changed nothing, if `job_id` was one."""
+    return next((s for s in unchanged_runs(workdir) if s["job_id"] == job_id), None)
 
 
 def is_live(workdir: Path, run: Run) -> bool:
@@ -161,6 +204,44 @@ def read_manifest(run: Run) -> dict[str, Any]:
     if stored.status != RUNNING:
         return stored.to_json()
     return manifest.replay(stored, read_events(run)).to_json()
+
+
+def unchanged_runs(workdir: Path) -> list[dict[str, Any]]:
+    """The builds that changed nothing (they have no run folder), from the run history, newest
+    first, as manifests of their summary; a damaged line is left out."""
+    try:
+        raw = (runs_folder(workdir) / HISTORY).read_bytes()
+    except OSError:
+        return []
+    found = [summary for line in raw.splitlines() if (summary := _unchanged(line)) is not None]
+    return sorted(found, key=lambda summary: (summary["started"], summary["job_id"]), reverse=True)
+
+
+def _unchanged(line: bytes) -> dict[str, Any] | None:
+    """One line of the run history, every field checked; None when it is not one."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not _JOB_ID.fullmatch(str(data.get("job_id"))):
+        return None
+    counts = data.get("counts")
+    if not isinstance(counts, dict) or any(
+        type(n) is not int or n < 0 or k not in STEP_STATUSES for k, n in counts.items()
+    ):
+        return None
+    texts = {key: records.text(data.get(key)) for key in ("pipeline", "started", "finished")}
+    duration = records.number(data.get("duration_s"))
+    if data.get("status") != JobStatus.SUCCEEDED or not texts["started"] or duration is None:
+        return None
+    return {
+        "job_id": data["job_id"],
+        "status": JobStatus.SUCCEEDED,
+        **texts,
+        "duration_s": duration,
+        "counts": counts,
+        "usage": {},
+    }
 
 
 # --------------------------------------------------------------------------- events

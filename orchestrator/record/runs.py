@@ -50,18 +50,26 @@ def log_name(step_id: str) -> str:
 
 
 class RunFolder:
-    """The folder of one run."""
+    """The folder of one run, made by `create` (a build that changes nothing makes none)."""
 
     def __init__(self, workdir: Path, job_id: str) -> None:
+        self.workdir = workdir
         self.path = StateFolder(workdir).run(job_id)
         self.logs = self.path / "logs"
-        with io_failure("create the run folder", self.path):
-            self.logs.mkdir(parents=True, exist_ok=True)
         self.events = self.path / "events.jsonl"
         self.manifest = self.path / "manifest.json"
+        self.created = False
+
+    def create(self) -> None:
+        """Make the folder and its `logs/` (once)."""
+        if not self.created:
+            with io_failure("create the run folder", self.path):
+                self.logs.mkdir(parents=True, exist_ok=True)
+            self.created = True
 
     def log(self, step_id: str) -> Path:
-        """The log file of a step."""
+        """The log file of a step (the folder is made if it is not yet)."""
+        self.create()
         return self.logs / log_name(step_id)
 
     def write_manifest(self, manifest: Manifest) -> None:
@@ -91,3 +99,49 @@ def _overwrite_in_place(path: Path, data: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- history, pruning
+
+HISTORY = "history.jsonl"
+"""In the runs folder: one line per build that changed nothing (it has no run folder)."""
+KEEP_RUNS = 50
+"""Run folders kept by default (`ORCH_KEEP_RUNS`)."""
+
+
+def record_unchanged(workdir: Path, manifest: Manifest) -> None:
+    """Append the summary of a build that changed nothing to the runs folder's history, keeping
+    its last `keep_runs()` lines."""
+    summary = manifest.to_json()
+    line = {
+        "job_id": summary["job_id"],
+        "pipeline": summary["pipeline"],
+        "status": summary["status"],
+        "started": summary["started"],
+        "finished": summary["finished"],
+        "duration_s": summary["duration_s"],
+        "counts": summary["counts"],
+    }
+    folder = StateFolder(workdir).runs
+    path = folder / HISTORY
+    with io_failure("write the run history", path):
+        folder.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        if path.stat().st_size > 512 * keep_runs() * 2:  # trimmed now and then, not each time
+            _trim(path, keep_runs())
+
+
+def _trim(path: Path, keep: int) -> None:
+    from orchestrator.store.filestore import atomic_write
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    atomic_write(path, b"".join(lines[-keep:]), durable=False)
+
+
+def keep_runs() -> int:
+    """How many run folders to keep: `ORCH_KEEP_RUNS` if a positive number, else KEEP_RUNS."""
+    import os
+
+    value = os.environ.get("ORCH_KEEP_RUNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else KEEP_RUNS

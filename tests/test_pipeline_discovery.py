@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from orchestrator.cli import discovery
 from orchestrator.cli.commands import cli
 from tests.buildkit import Project
 
@@ -273,3 +274,42 @@ def test_dash_c_on_what_is_not_a_folder_is_a_usage_error(
     )
     assert "Traceback" not in result.output
     assert _files(project.root) == {"a-file", "orch.yaml"}
+
+
+# --------------------------------------------------------------------------- the module
+
+
+def test_search_prefers_orch_yaml_then_orch_yml_then_the_pipelines_folder(tmp_path: Path) -> None:
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines/app.yaml").write_text("")
+    assert discovery.search(tmp_path).found == (Path("pipelines/app.yaml"),)
+    (tmp_path / "orch.yml").write_text("")
+    assert discovery.search(tmp_path).found == (Path("orch.yml"),)
+    (tmp_path / "orch.yaml").write_text("")
+    assert discovery.search(tmp_path).found == (Path("orch.yaml"),)
+
+
+def test_search_skips_hidden_files_folders_and_other_names(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines"
+    (pipelines / "folder.yaml").mkdir(parents=True)
+    for name in (".hidden.yaml", "app.lock", "notes.md", "app.yaml.bak", "b.yml"):
+        (pipelines / name).write_text("")
+    assert discovery.search(tmp_path).found == (Path("pipelines/b.yml"),)
+
+
+def test_named_adds_the_extension_only_when_it_was_left_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.yaml").write_text("")
+    Path("b.yml").write_text("")
+    Path("c").write_text("")
+    Path("c.yaml").write_text("")
+    assert [discovery.named(word) for word in ("a", "b", "c", "a.yaml", "a.yml", "d")] == [
+        Path("a.yaml"),
+        Path("b.yml"),
+        Path("c"),
+        Path("a.yaml"),
+        None,
+        None,
+    ]

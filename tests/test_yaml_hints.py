@@ -144,3 +144,15 @@ def test_a_values_file_gets_the_same_hints(project: Project) -> None:
         "          ^\n"
         'hint: a value that starts with {{ must be quoted: "{{ … }}"\n'
     )
+
+
+def test_a_quoted_template_is_not_blamed(project: Project) -> None:
+    project.write("orch.yaml", HEAD + '    run: "echo a: {{ x }}\n')
+    result = _orch("validate")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "orch.yaml:4:10: invalid YAML: found unexpected end of stream\n"
+        '      run: "echo a: {{ x }}\n'
+        "           ^\n"
+        "hint: this quote is never closed\n",
+    )

@@ -62,13 +62,19 @@ def _jinja(lines: list[str], here: str, found: YamlProblem) -> str | None:
     """`output: {{ name }}.txt`: YAML reads `{` as the start of a mapping."""
     for line in (here, _line(lines, found.context_line)):
         match = _UNQUOTED_JINJA.search(line)
-        if match:
+        if match and not _inside_quotes(line, match.start(1)):
             opening = match[1]
             return (
                 f"a value that starts with {opening} must be quoted:"
                 f' "{opening} … {_CLOSING[opening]}"'
             )
     return None
+
+
+def _inside_quotes(line: str, column: int) -> bool:
+    """Whether `column` of `line` stands inside a quoted value that opened before it."""
+    before = line[:column]
+    return before.count('"') % 2 == 1 or before.count("'") % 2 == 1
 
 
 def _tab(lines: list[str], here: str, found: YamlProblem) -> str | None:

@@ -161,6 +161,8 @@ def test_a_pipeline_named_without_its_extension_is_found(project: Project) -> No
     assert (built.exit_code, _last_line(built)[-7:]) == (0, ": 1 ran")
     assert project.exists("out.txt") and not project.exists("used.txt")
     assert project.exists("pipelines/notes_app.lock")
+    info = _orch("cache", "info", "pipelines/notes_app")
+    assert info.stdout.startswith(f"{project.root}/.orch/cache: 1 step results, 1 files,")
 
 
 def test_a_missing_pipeline_is_named_as_given(project: Project) -> None:

@@ -585,9 +585,7 @@ def cache() -> None:
     """Inspect, read or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
 
 
-_cache_pipeline = click.argument(
-    "pipeline", required=False, type=click.Path(path_type=Path, dir_okay=False)
-)
+_cache_pipeline = click.argument("pipeline", required=False, type=click.Path(path_type=Path))
 
 
 @cache.command("info")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_PIPELINE = "orch.yaml"
 EXIT_INTERRUPTED = EXIT_CODE
 
 
@@ -106,8 +104,21 @@ def _plain(name: str, value: Any) -> Any:
     )
 
 
+def _found_pipeline(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Any:
+    """The PIPELINE argument's file (`.yaml` may be left off), else the folder's pipeline."""
+    if ctx.resilient_parsing:
+        return value
+    from orchestrator.cli import discovery
+
+    try:
+        return discovery.pipeline(value)
+    except UsageError as exc:
+        click.echo(exc.render(), err=True)
+        raise SystemExit(exc.exit_code) from None
+
+
 _pipeline_argument = click.argument(
-    "pipeline", required=False, default=DEFAULT_PIPELINE, type=click.Path(path_type=Path)
+    "pipeline", required=False, type=click.Path(path_type=Path), callback=_found_pipeline
 )
 _set_option = click.option(
     "--set",
@@ -120,8 +131,22 @@ _set_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orch", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.option(
+    "-C",
+    "--directory",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    metavar="DIR",
+    help="Change to DIR before anything else (as make -C and git -C do).",
+)
+def cli(directory: Path | None) -> None:
     """orch: declarative pipelines with Make-like semantics."""
+    if directory is not None:
+        import os
+
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise click.BadParameter(exc.strerror or str(exc), param_hint="'-C'") from None
 
 
 @cli.command()
@@ -130,12 +155,13 @@ def cli() -> None:
 @_reports_errors
 def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
     """Check pipelines without running anything (exit 2 if any is invalid)."""
+    from orchestrator.cli import discovery
     from orchestrator.plan import graph
     from orchestrator.plan.loading import load
 
     overrides = _parse_sets(sets)
     failed = False
-    for file in pipelines or (Path(DEFAULT_PIPELINE),):
+    for file in [discovery.pipeline(word) for word in pipelines] or [discovery.pipeline(None)]:
         try:
             loaded = load(file, overrides=overrides)
             graph.build(loaded)
@@ -196,40 +222,12 @@ def schema(write: bool) -> None:
 
 # --------------------------------------------------------------------------- builds
 
-PIPELINE_SUFFIXES = (".yaml", ".yml")
-
 
 def _pipeline_and_targets(args: tuple[str, ...]) -> tuple[Path, tuple[str, ...]]:
-    """`[PIPELINE] [TARGET...]`: the first word is the pipeline when it names one (see
-    `_is_pipeline`); otherwise the pipeline is ./orch.yaml and every word is a target."""
-    if args and _is_pipeline(args[0]):
-        return Path(args[0]), args[1:]
-    return Path(DEFAULT_PIPELINE), args
+    """`[PIPELINE] [TARGET]...`: see `discovery.pipeline_and_targets`."""
+    from orchestrator.cli import discovery
 
-
-_TOP_KEY = re.compile(rb"^steps[ \t]*:", re.M)
-_FLOW_KEY = re.compile(rb"""[{,]\s*["']?steps["']?\s*:""")
-
-
-def _is_pipeline(word: str) -> bool:
-    """Without ./orch.yaml, a YAML name or any file; with it, ./orch.yaml itself or a file
-    holding a top-level `steps:` key (block or flow style), so that a declared output (built
-    or not) is a target."""
-    path = Path(word)
-    default = Path(DEFAULT_PIPELINE)
-    if not default.is_file():
-        return word.endswith(PIPELINE_SUFFIXES) or path.is_file()
-    if not path.is_file():
-        return False
-    try:
-        if path.samefile(default):
-            return True
-        with path.open("rb") as file:
-            head = file.read(1 << 20)
-    except OSError:
-        return True  # reported as an unreadable pipeline
-    flow = head.lstrip().startswith(b"{") and _FLOW_KEY.search(head) is not None
-    return flow or _TOP_KEY.search(head) is not None
+    return discovery.pipeline_and_targets(args)
 
 
 def _shard(value: str | None) -> Any:
@@ -561,8 +559,10 @@ def _cache_of(pipeline: Path | None) -> Any:
 def _state_of(pipeline: Path | None) -> tuple[Any, str | None]:
     """The state folder of the pipeline's workdir (of `.` without one), and the remote cache
     the pipeline names."""
+    from orchestrator.cli import discovery
     from orchestrator.store.layout import StateFolder
 
+    pipeline = discovery.pipeline_if_any(pipeline)
     if pipeline is None:
         return StateFolder(Path.cwd()), None
     from orchestrator.plan.loading import load
@@ -585,9 +585,7 @@ def cache() -> None:
     """Inspect, read or trim the cache (`.orch/cache` of the pipeline's workdir, or of `.`)."""
 
 
-_cache_pipeline = click.argument(
-    "pipeline", required=False, type=click.Path(path_type=Path, dir_okay=False)
-)
+_cache_pipeline = click.argument("pipeline", required=False, type=click.Path(path_type=Path))
 
 
 @cache.command("info")

@@ -39,15 +39,20 @@ class Diagnostic:
     message: str
     location: Location | None = None
     file: Path | None = None
+    hint: str | None = None
+    """One sentence on how to fix it, shown last as ``hint: …``."""
 
     def render(self) -> str:
-        """Format as ``file:line:col: message`` followed by the source line and a caret."""
+        """Format as ``file:line:col: message`` followed by the source line, a caret and the
+        hint."""
         if self.location is None:
             prefix = f"{self.file}: " if self.file else ""
-            return f"{prefix}{self.message}"
-        head = f"{self.location}: {self.message}"
-        excerpt = _source_excerpt(self.location)
-        return f"{head}\n{excerpt}" if excerpt else head
+            head = f"{prefix}{self.message}"
+        else:
+            head = f"{self.location}: {self.message}"
+            excerpt = _source_excerpt(self.location)
+            head = f"{head}\n{excerpt}" if excerpt else head
+        return head if self.hint is None else f"{head}\nhint: {self.hint}"
 
 
 def _source_excerpt(location: Location) -> str:

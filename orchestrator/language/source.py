@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.errors import Location, PipelineError
+from orchestrator.core.errors import Diagnostic, Location, PipelineError
+from orchestrator.language.yamlhints import YamlProblem, at_context, hint
 
 PathKey = str | int
 Origin = tuple["SourceDocument", tuple[PathKey, ...]]
@@ -100,10 +101,15 @@ def parse(file: Path, text: str) -> SourceDocument:
     try:
         data = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        found = _yaml_problem(exc)
+        mark = exc.context_mark if at_context(found) else exc.problem_mark
+        mark = mark or exc.context_mark
         location = Location(file, mark.line + 1, mark.column + 1) if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
+        advice = hint(text, found)
+        raise PipelineError(
+            [Diagnostic(f"invalid YAML: {problem}", location, file, advice)]
+        ) from exc
     except YAMLError as exc:
         position = getattr(exc, "position", None)  # a ReaderError: a character YAML refuses
         location = position_in(file, text, position) if isinstance(position, int) else None
@@ -112,6 +118,19 @@ def parse(file: Path, text: str) -> SourceDocument:
     except RecursionError as exc:
         raise PipelineError.at("invalid YAML: the document nests too deeply", None, file) from exc
     return SourceDocument(file, text, data)
+
+
+def _yaml_problem(exc: Any) -> YamlProblem:
+    """What a ruamel `MarkedYAMLError` says, as plain values."""
+    problem, context = exc.problem_mark, exc.context_mark
+    return YamlProblem(
+        exc.problem or "",
+        problem.line if problem else None,
+        problem.column if problem else None,
+        exc.context or "",
+        context.line if context else None,
+        context.column if context else None,
+    )
 
 
 def position_in(file: Path, text: str, offset: int) -> Location:

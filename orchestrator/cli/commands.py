@@ -529,7 +529,11 @@ def _status_json(found: StatusReport, cost: Estimate | None) -> str:
 @_set_option
 @_reports_errors
 def list_command(pipeline: Path, as_json: bool, sets: tuple[str, ...]) -> None:
-    """List the steps and foreach groups, with their descriptions."""
+    """List the steps and foreach groups, with their descriptions.
+
+    One line per step or group, in the order they are declared: a group shows its number of
+    steps and the steps it is planned after; a `default: false` step is marked.
+    """
     from orchestrator.plan.compiled import compile_plan
     from orchestrator.plan.listing import entries
     from orchestrator.plan.loading import load
@@ -551,12 +555,21 @@ def list_command(pipeline: Path, as_json: bool, sets: tuple[str, ...]) -> None:
 
 @cli.command("init")
 @click.argument(
-    "folder", required=False, default=".", type=click.Path(path_type=Path, file_okay=False)
+    "folder",
+    required=False,
+    default=".",
+    metavar="[DIR]",
+    type=click.Path(path_type=Path, file_okay=False),
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing orch.yaml and workflow.")
 @_reports_errors
 def init_command(folder: Path, force: bool) -> None:
-    """Write a starter orch.yaml, ignore .orch/ in git, and add a CI workflow."""
+    """Write a starter orch.yaml, ignore .orch/ in git, and add a CI workflow.
+
+    DIR (default: the current folder) gets orch.yaml, whose steps build offline at once,
+    `.orch/` in its .gitignore, and .github/workflows/orch.yml. An existing orch.yaml or
+    workflow is an error, with nothing written, unless --force.
+    """
     from orchestrator.cli.starter import write_starter
 
     for line in write_starter(folder, force=force):
@@ -572,7 +585,13 @@ def init_command(folder: Path, force: bool) -> None:
 def clean_command(
     args: tuple[str, ...], dry_run: bool, provider: str | None, sets: tuple[str, ...]
 ) -> None:
-    """Remove the outputs of the steps (all, or TARGETs only); the cache keeps them."""
+    """Remove the outputs of the steps (all, or TARGETs only); the cache keeps them.
+
+    TARGETs are steps, foreach groups or output paths, as for build, but the steps they need
+    are left alone. The cache and the lock file stay, so the next build restores the outputs.
+    A file that differs from what the lock file records (a hand edit) is kept in the cache
+    first, with the command that brings it back.
+    """
     from orchestrator.engine.clean import clean
 
     cleaned = clean(_request(args, sets, provider=provider), dry_run=dry_run)

@@ -5,6 +5,8 @@ Regenerate it with `python -m orchestrator.cli.reference > docs/cli.md`.
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
 HEADER = """\
@@ -46,7 +48,7 @@ def _section(path: str, ctx: click.Context) -> str:
     command = ctx.command
     pieces = " ".join(command.collect_usage_pieces(ctx))
     lines = [f"## `{path}`", "", "```text", f"{path} {pieces}".rstrip(), "```", ""]
-    help_text = (command.help or "").strip()
+    help_text = inspect.cleandoc(command.help or "")
     if help_text:
         lines += [_paragraphs(help_text), ""]
     options = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]

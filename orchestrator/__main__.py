@@ -32,7 +32,7 @@ def _run() -> None:
         return
     from orchestrator.cli.commands import cli
 
-    cli()
+    cli(prog_name="orch")  # also under `python -m orchestrator`: completion reads _ORCH_COMPLETE
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator import __version__
+from orchestrator.cli import completion
 from orchestrator.core.errors import OrchError, PipelineError, UsageError
 from orchestrator.core.interrupt import EXIT_CODE, Interrupted
 from orchestrator.record.status import JobStatus
@@ -249,7 +250,12 @@ def _request(args: tuple[str, ...], sets: tuple[str, ...], **options: Any) -> An
     return Request(pipeline, targets, _parse_sets(sets), **options)
 
 
-_targets_argument = click.argument("args", nargs=-1, metavar="[PIPELINE] [TARGET]...")
+_targets_argument = click.argument(
+    "args",
+    nargs=-1,
+    metavar="[PIPELINE] [TARGET]...",
+    shell_complete=completion.targets(_pipeline_and_targets),
+)
 _provider_option = click.option(
     "--provider",
     metavar="NAME",
@@ -523,6 +529,122 @@ def _status_json(found: StatusReport, cost: Estimate | None) -> str:
         "estimate": None if cost is None else cost.as_json(),
     }
     return json.dumps(data, indent=2)
+
+
+# --------------------------------------------------------------------------- list, init, clean
+
+
+@cli.command("list")
+@_pipeline_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_set_option
+@_reports_errors
+def list_command(pipeline: Path, as_json: bool, sets: tuple[str, ...]) -> None:
+    """List the steps and foreach groups, with their descriptions.
+
+    One line per step or group, in the order they are declared: a group shows its number of
+    steps and the steps it is planned after; a `default: false` step is marked.
+    """
+    from orchestrator.plan.compiled import compile_plan
+    from orchestrator.plan.listing import entries
+    from orchestrator.plan.loading import load
+
+    loaded = load(pipeline, overrides=_parse_sets(sets))
+    _warn(loaded.warnings)
+    found = entries(loaded, compile_plan(loaded))
+    if as_json:
+        import json
+
+        click.echo(json.dumps([entry.to_json() for entry in found], indent=2, ensure_ascii=False))
+        return
+    width = max(len(entry.name) for entry in found)
+    for entry in found:
+        notes = ", ".join(entry.notes())
+        text = " ".join(part for part in (entry.description, notes and f"({notes})") if part)
+        click.echo(f"{entry.name:<{width}}  {text}".rstrip())
+
+
+@cli.command("init")
+@click.argument(
+    "folder",
+    required=False,
+    default=".",
+    metavar="[DIR]",
+    type=click.Path(path_type=Path, file_okay=False),
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing orch.yaml and workflow.")
+@_reports_errors
+def init_command(folder: Path, force: bool) -> None:
+    """Write a starter orch.yaml, ignore .orch/ in git, and add a CI workflow.
+
+    DIR (default: the current folder) gets orch.yaml, whose steps build offline at once,
+    `.orch/` in its .gitignore, and .github/workflows/orch.yml. An existing orch.yaml or
+    workflow is an error, with nothing written, unless --force.
+    """
+    from orchestrator.cli.starter import write_starter
+
+    for line in write_starter(folder, force=force):
+        click.echo(line)
+
+
+@cli.command("clean")
+@_targets_argument
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@_provider_option
+@_set_option
+@_reports_errors
+def clean_command(
+    args: tuple[str, ...], dry_run: bool, provider: str | None, sets: tuple[str, ...]
+) -> None:
+    """Remove the outputs of the steps (all, or TARGETs only); the cache keeps them.
+
+    TARGETs are steps, foreach groups or output paths, as for build, but the steps they need
+    are left alone. The cache and the lock file stay, so the next build restores the outputs.
+    A file that differs from what the lock file records (a hand edit) is kept in the cache
+    first, with the command that brings it back.
+    """
+    from orchestrator.engine.clean import clean
+
+    cleaned = clean(_request(args, sets, provider=provider), dry_run=dry_run)
+    for group, after in cleaned.unplanned.items():
+        click.echo(
+            f"'{group}' is not planned yet (it is planned after {', '.join(after)}):"
+            " its steps are not known, so nothing of it is removed"
+        )
+    found = cleaned.steps
+    verb = "would remove" if dry_run else "removed"
+    for step in found:
+        for path in step.removed:
+            click.echo(f"{verb}  {path}")
+        for kept in step.kept:
+            click.echo(f"warning  {_kept_line(kept.as_event_data(), dry_run)}")
+    if not found:
+        click.echo("nothing to remove")
+        return
+    files, steps = sum(len(step.removed) for step in found), len(found)
+    click.echo(f"{verb} {_count(files, 'file')} of {_count(steps, 'step')}")
+    rerun = [step.step for step in found if not step.restorable]
+    if rerun:
+        click.echo(f"not in the cache, so the next build runs again: {', '.join(rerun)}")
+
+
+def _kept_line(data: dict[str, Any], dry_run: bool) -> str:
+    """How a hand edit is kept before clean removes it (or would be)."""
+    from orchestrator.cli.reporter import kept_text
+
+    if not dry_run:
+        return kept_text(data)
+    path = data["path"]
+    what = (
+        f"your edit of {path}"
+        if data["reason"] == "edited"
+        else f"{path}, which orch had not recorded"
+    )
+    return f"would keep {what} in the cache first"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # --------------------------------------------------------------------------- cache

@@ -312,7 +312,9 @@ class StepBase(_Model):
     """The keys that name the kind when `kind:` is not written; a step gives exactly one."""
 
     kind: str
-    description: str | None = None
+    description: str | None = Field(
+        None, description="What the step is for, shown by `orch list`; not part of its key."
+    )
     inputs: list[InputEntry] = Field(
         default_factory=list,
         description="Files, folders (a/) or globs; '!pattern' excludes from the globs and folders.",

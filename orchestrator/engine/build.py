@@ -20,6 +20,7 @@ from orchestrator.core.errors import PipelineError, UsageError, describe_os_erro
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
+from orchestrator.engine.execution import OutputListener
 from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
@@ -267,6 +268,7 @@ def build(
     request: Request,
     listeners: tuple[Listener, ...] = (),
     on_plan: Callable[[Plan], None] | None = None,
+    output: OutputListener | None = None,
 ) -> Report:
     """Build the requested steps; one build per workdir at a time.
 
@@ -275,7 +277,8 @@ def build(
     A signal after its last lock write leaves the outcome as it is. It starts by clearing
     what a build killed by kill -9 left (`leftovers`). A sandbox asked for where Landlock is
     missing is refused first (`sandbox.SandboxUnavailable`). `on_plan` is given the plan once
-    the targets are known to be valid, before anything is written.
+    the targets are known to be valid, before anything is written. `output`, when given, is
+    handed each line of the running steps' output (`orch build -v`).
     """
     if request.sandbox:
         from orchestrator.steps.sandbox import abi_version
@@ -299,7 +302,7 @@ def build(
                     workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
-                report = _build(request, listeners, plan, pipeline, workspace, selected)
+                report = _build(request, listeners, plan, pipeline, workspace, selected, output)
                 interrupt.quiet()  # the run is recorded: a later signal changes nothing
             finally:
                 leftovers.end(state)
@@ -330,6 +333,7 @@ def _build(
     pipeline: Callable[[], LoadedPipeline],
     workspace: Workspace,
     selected: list[str],
+    output: OutputListener | None = None,
 ) -> Report:
     job_id = new_job_id()
     folder = RunFolder(workspace.workdir, job_id)
@@ -346,6 +350,7 @@ def _build(
         budget=_budget(request.max_cost),
         batch=request.batch,
         shard_wait=request.shard_wait,
+        output=output,
     )
     selected, foreign = _share(request, plan, selected)
     runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds, foreign)

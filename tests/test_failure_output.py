@@ -285,3 +285,21 @@ def test_a_last_line_without_a_newline_is_shown_whole(project: Project) -> None:
     build = project.orch("build", "-v", "-j", "1")
     assert build.lines[2:4] == ["first", "no newline"]
     assert _after_failed(build.lines, 2) == [f"{UNDER_STEP}  first", f"{UNDER_STEP}  no newline"]
+
+
+def test_a_log_of_several_megabytes_counts_all_its_earlier_lines(project: Project) -> None:
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          big:
+            run: seq 1 300000; head -c 1500 /dev/zero | tr '\\0' x; echo; exit 1
+        """
+    )
+    build = project.orch("build")
+    log = _log(build.run, "big")
+    shown = _after_failed(build.lines, 3)
+    assert shown[0] == f"{UNDER_STEP}… 299981 earlier lines in {log}"
+    assert shown[1] == f"{UNDER_STEP}  299982"
+    (event,) = build.events("step.failed")
+    assert event["data"]["excerpt"]["lines"][-1] == "x" * 1000 + "…", "a long line is cut"

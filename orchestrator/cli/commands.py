@@ -17,10 +17,10 @@ from orchestrator.core.interrupt import EXIT_CODE, Interrupted
 from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
+    from orchestrator.cli.reporter import Reporter
     from orchestrator.engine.build import StatusReport
     from orchestrator.engine.estimates import Estimate
     from orchestrator.plan.compiled import Plan
-    from orchestrator.record.events import Listener
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -328,6 +328,14 @@ _provider_option = click.option(
     help="How long a shard waits for another to upload a step it needs, before building it"
     " itself [ORCH_SHARD_WAIT].",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    envvar="ORCH_VERBOSE",
+    help="Echo each command and show its output as it runs, prefixed with the step's id"
+    " when -j > 1 [ORCH_VERBOSE].",
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -346,6 +354,7 @@ def build(
     remote_required: bool,
     shard: Any,
     shard_wait: float,
+    verbose: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -389,8 +398,11 @@ def build(
         waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
-    with _progress() as listener:
-        report = builds.build(request, (listener,), functools.partial(_say_writers, request))
+    with _progress(prefixed=request.job_count > 1) as reporter:
+        output = reporter.output if verbose else None
+        report = builds.build(
+            request, (reporter,), functools.partial(_say_writers, request), output
+        )
     _warn(report.warnings)
     done = report.manifest.to_json()
     click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
@@ -410,18 +422,19 @@ def _say_writers(request: Any, plan: Plan) -> None:
                 click.echo(f"building step '{writer[0]}' (it writes {writer[1]})")
 
 
-def _progress() -> AbstractContextManager[Listener]:
-    """The live view on a terminal (unless `CI` is set), else timestamped plain lines."""
+def _progress(*, prefixed: bool) -> AbstractContextManager[Reporter]:
+    """The live view on a terminal (unless `CI` is set), else timestamped plain lines.
+    `prefixed`: a line of a step's output starts with the step's id (`-v` with `-j` > 1)."""
     import os
     import sys
 
     if sys.stdout.isatty() and not os.environ.get("CI"):
         from orchestrator.cli.live import LiveReporter
 
-        return LiveReporter()
+        return LiveReporter(prefixed=prefixed)
     from orchestrator.cli.reporter import PlainReporter
 
-    return nullcontext(PlainReporter(click.echo))
+    return nullcontext(PlainReporter(click.echo, prefixed=prefixed))
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.reporter import WIDTH, describe, line_text
+from orchestrator.cli.reporter import WIDTH, describe, excerpt_lines, line_text, output_text
 from orchestrator.record.events import Event
 from orchestrator.record.status import Status
 
@@ -41,8 +41,10 @@ class _Running:
 class LiveReporter:
     """Listens to a build's events and keeps the terminal up to date."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, prefixed: bool = False) -> None:
+        """`prefixed`: each line of a step's output starts with the step's id."""
         self.console = console or Console()
+        self.prefixed = prefixed
         self.running: dict[str, _Running] = {}
         self.spinner = Spinner("dots", style="cyan")
         self.live = Live(self, console=self.console, refresh_per_second=10, transient=True)
@@ -71,6 +73,15 @@ class LiveReporter:
         line = describe(event)
         if line is not None and line[0] != "run":
             self._print(*line)
+            for extra in excerpt_lines(event):
+                self._print_plain(" " * WIDTH + extra)
+
+    def output(self, step: str, line: str) -> None:
+        """A line of a step's output above the view, as it is written (`orch build -v`)."""
+        self._print_plain(output_text(step, line, self.prefixed))
+
+    def _print_plain(self, line: str) -> None:
+        self.live.console.print(Text(line), soft_wrap=True)
 
     def _print(self, label: str, step: str | None, detail: str) -> None:
         """One line above the view; not wrapped by rich, so a command in it copies whole."""

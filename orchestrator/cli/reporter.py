@@ -1,13 +1,16 @@
 """What a build prints: a line per step that does something, and a summary.
 
 Off a terminal (or with `CI` set) the lines are plain and start with the local time; on a
-terminal `live.LiveReporter` shows them above a view of the running steps.
+terminal `live.LiveReporter` shows them above a view of the running steps. Under a failed
+command's line come the last lines of its log; with `orch build -v`, each command and the lines
+of its output as they are written (prefixed with the step's id when several steps may run at
+once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.cli.history_text import local_time
 from orchestrator.engine.decide import Action
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
 
 Echo = Callable[[str], None]
 WIDTH = 10
+TIME_WIDTH = len("00:00:00 ")
+EXCERPT_INDENT = "  "
+"""How much further than the step's id a line of a failed command's output is indented."""
 KEPT = "warning"
 BARE = frozenset({KEPT})
 """Labels whose detail is printed as is, not in parentheses (it holds a command to copy)."""
@@ -91,17 +97,50 @@ def undeclared_text(step: str | None, data: Mapping[str, Any]) -> str:
     return f"{writer} {what}; the next build brings it back"
 
 
+def excerpt_lines(event: Event) -> list[str]:
+    """The lines under a failed command's line: the last lines of its log (indented), how many
+    came before them, and the log's path; none for other events."""
+    excerpt = event["data"].get("excerpt") if event["type"] == "step.failed" else None
+    if not excerpt:
+        return []
+    log, earlier = excerpt.get("log", ""), excerpt.get("earlier", 0)
+    cut = [f"… {earlier} earlier line{'' if earlier == 1 else 's'} in {log}"] if earlier else []
+    shown = [f"{EXCERPT_INDENT}{line}".rstrip() for line in excerpt.get("lines", [])]
+    return [*cut, *shown, f"log: {log}"]
+
+
+def output_text(step: str, line: str, prefixed: bool) -> str:
+    """A line of a step's output as `orch build -v` shows it: `[step] line` when prefixed."""
+    return f"[{step}] {line}" if prefixed else line
+
+
+class Reporter(Protocol):
+    """What shows a build: each event, and (`orch build -v`) each line of a step's output."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def output(self, step: str, line: str) -> None: ...
+
+
 class PlainReporter:
     """Turns events into timestamped lines: what runs and why, what was restored, what failed."""
 
-    def __init__(self, echo: Echo) -> None:
+    def __init__(self, echo: Echo, *, prefixed: bool = False) -> None:
+        """`prefixed`: each line of a step's output starts with the step's id."""
         self.echo = echo
+        self.prefixed = prefixed
 
     def __call__(self, event: Event) -> None:
         line = describe(event)
         if line is None:
             return
         self.echo(f"{local_time(event['ts'], '%H:%M:%S')} {line_text(*line)}")
+        for extra in excerpt_lines(event):
+            self.echo(" " * (TIME_WIDTH + WIDTH) + extra)
+
+    def output(self, step: str, line: str) -> None:
+        """A line of a step's output, as it is written (`orch build -v`)."""
+        self.echo(output_text(step, line, self.prefixed))
 
 
 def line_text(label: str, step: str | None, detail: str) -> str:

@@ -114,6 +114,8 @@ class StepFailed(OrchError):
         self.message = message
         self.meta: dict[str, Any] = {}
         """What the step used before failing (provider calls, tokens), for the manifest."""
+        self.details: dict[str, Any] = {}
+        """More for its `step.failed` event: the `excerpt` of a failed command's log."""
 
 
 class IoFailure(OrchError):

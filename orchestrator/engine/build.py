@@ -20,6 +20,7 @@ from orchestrator.core.errors import IoFailure, PipelineError, UsageError, descr
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
+from orchestrator.engine.execution import OutputListener
 from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
@@ -268,6 +269,7 @@ def build(
     request: Request,
     listeners: tuple[Listener, ...] = (),
     on_plan: Callable[[Plan], None] | None = None,
+    output: OutputListener | None = None,
 ) -> Report:
     """Build the requested steps; one build per workdir at a time.
 
@@ -276,7 +278,8 @@ def build(
     A signal after its last lock write leaves the outcome as it is. It starts by clearing
     what a build killed by kill -9 left (`leftovers`). A sandbox asked for where Landlock is
     missing is refused first (`sandbox.SandboxUnavailable`). `on_plan` is given the plan once
-    the targets are known to be valid, before anything is written.
+    the targets are known to be valid, before anything is written. `output`, when given, is
+    handed each line of the running steps' output (`orch build -v`).
     """
     if request.sandbox:
         from orchestrator.steps.sandbox import abi_version
@@ -301,7 +304,9 @@ def build(
                     workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
                 interrupt.check()  # interrupted before the run folder exists: no run
-                report = _build(request, listeners, plan, pipeline, workspace, selected, job_id)
+                report = _build(
+                    request, listeners, plan, pipeline, workspace, selected, job_id, output
+                )
                 interrupt.quiet()  # the run is recorded: a later signal changes nothing
             finally:
                 leftovers.end(state)
@@ -333,6 +338,7 @@ def _build(
     workspace: Workspace,
     selected: list[str],
     job_id: str,
+    output: OutputListener | None = None,
 ) -> Report:
     folder = RunFolder(workspace.workdir, job_id)
     manifest = Manifest(job_id)
@@ -350,6 +356,7 @@ def _build(
         budget=_budget(request.max_cost),
         batch=request.batch,
         shard_wait=request.shard_wait,
+        output=output,
     )
     selected, foreign = _share(request, plan, selected)
     runner = Runner(workspace, selected, run_options, events, folder, pipeline, _kinds, foreign)

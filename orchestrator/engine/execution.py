@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import StepFailed
 
+OutputListener = Callable[[str, str], None]
+"""Given a step's id and each line of its output as the step writes it (`orch build -v`)."""
+
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline, Step
     from orchestrator.providers import Providers
@@ -31,6 +34,7 @@ class Execution:
         sandboxed: bool = False,
         budget: Budget | None = None,
         batch: bool = False,
+        output: OutputListener | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.budget = budget
@@ -40,6 +44,7 @@ class Execution:
         self.folder = folder
         self.offline = offline
         self.sandboxed = sandboxed
+        self.output = output
         self._providers: Providers | None = None
         self._masked_pipeline = False
 
@@ -75,11 +80,20 @@ class Execution:
             providers=self.providers,
             others=others,
             sandboxed=self.sandboxed,
+            output=self._output_of(step_id),
         )
         try:
             return await kind.execute(context)
         finally:
             await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+
+    def _output_of(self, step_id: str) -> Callable[[str], None] | None:
+        """What hands each line of a step's output on to `output`, secrets masked."""
+        output = self.output
+        if output is None:
+            return None
+        masker = self.events.masker
+        return lambda line: output(step_id, masker.text(line))
 
     def providers(self) -> Providers:
         """The build's providers, created on first use."""

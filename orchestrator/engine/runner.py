@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.core import interrupt
 from orchestrator.core.errors import StepFailed, describe_os_error
 from orchestrator.engine.decide import Action
-from orchestrator.engine.execution import Execution
+from orchestrator.engine.execution import Execution, OutputListener
 from orchestrator.engine.lockwriter import LockWriter
 from orchestrator.engine.outputs import declares
 from orchestrator.engine.scheduler import Schedule
@@ -68,6 +68,8 @@ class RunOptions:
     """Send llm steps' first calls through the providers' batch APIs."""
     shard_wait: float = 0.0
     """How long to wait for another shard to upload a step of its share (`--shard-wait`)."""
+    output: OutputListener | None = None
+    """Given each line of a running step's output, with the step's id (`orch build -v`)."""
 
 
 class Runner:
@@ -98,6 +100,7 @@ class Runner:
             sandboxed=options.sandbox,
             budget=options.budget,
             batch=options.batch,
+            output=options.output,
         )
         self.files = StepFiles(workspace, events, store=options.store)
         self.lock = LockWriter(workspace)
@@ -487,6 +490,7 @@ class Runner:
             message=failure.message,
             duration_s=None if started is None else _since(started),
             **({"meta": dict(failure.meta)} if failure.meta else {}),
+            **failure.details,
         )
         return Status.FAILED
 

@@ -174,6 +174,14 @@ class FailureMeta(_Data):
     batch: str | SkipJsonSchema[None] = _sometimes("When a provider batch answered (--batch).")
 
 
+class Excerpt(_Data):
+    """The last lines a failed command wrote to its log (stdout and stderr as they came)."""
+
+    lines: list[str] = Field(description="Up to 20 lines, the last one last, secrets masked.")
+    earlier: Count = Field(description="How many lines of its output came before them.")
+    log: str = Field(description="The step's log file.")
+
+
 class StepFailedData(_Data):
     """A step failed (or was cancelled)."""
 
@@ -182,6 +190,9 @@ class StepFailedData(_Data):
     duration_s: Seconds | None = Field(description="Null when it failed before starting.")
     meta: FailureMeta | SkipJsonSchema[None] = _sometimes(
         "What an llm step used before it failed (the manifest's `meta` of the step)."
+    )
+    excerpt: Excerpt | SkipJsonSchema[None] = _sometimes(
+        "When a shell step's command failed or timed out having written output."
     )
 
 

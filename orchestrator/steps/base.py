@@ -52,6 +52,8 @@ class StepContext:
     """Outputs of other steps inside this step's output folders."""
     sandboxed: bool = False
     """Whether commands may write only where the step's outputs go (`orch build --sandbox`)."""
+    output: Callable[[str], None] | None = None
+    """Given each line of the step's output as it is written (`orch build -v`), if set."""
 
     @property
     def workdir(self) -> Path:

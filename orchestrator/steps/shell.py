@@ -26,7 +26,7 @@ from pydantic import Field
 from orchestrator.core.errors import StepFailed
 from orchestrator.core.paths import escapes_through_symlink, is_dir
 from orchestrator.language.spec import StepBase
-from orchestrator.steps import Kind, Planning, processes
+from orchestrator.steps import Kind, Planning, processes, streaming
 from orchestrator.steps.base import Outcome, StepContext
 from orchestrator.store.layout import StateFolder
 
@@ -78,22 +78,21 @@ async def execute(ctx: StepContext) -> Outcome:
     command = str(ctx.render(definition["run"]))
     env = {**ctx.pipeline.env, **{k: str(v) for k, v in ctx.render(definition["env"]).items()}}
     cwd = ctx.workdir / definition["cwd"] if definition.get("cwd") else ctx.workdir
-    records = StateFolder(ctx.workdir).processes
     ctx.make_output_folders()
     capture = None
     if spec.stdout is not None:
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         capture = ctx.scratch / "stdout"
-    with ctx.log.open("ab") as log:
-        log.write(f"$ {ctx.events.masker.text(command)}\n".encode())
-        log.flush()
-        with capture.open("wb") if capture else log as out, _confined(ctx, env, capture) as apply:
-            code = await _run(command, env, str(cwd), out, log, spec.timeout_s, records, apply)
-    if code != 0:
-        if capture is not None and spec.stdout is not None:
-            _keep_in_log(ctx.log, capture, spec.stdout)
-        hint = SANDBOX_HINT if ctx.sandboxed else ""
-        raise StepFailed("exit", f"exited with code {code} (log: {ctx.log}){hint}")
+    shown = ctx.events.masker.text(command.rstrip("\n"))
+    header = f"$ {shown}\n".encode()
+    start = ctx.log.stat().st_size if ctx.log.exists() else 0
+    with _with_excerpt(ctx.log, start + len(header)):
+        code = await _logged_run(ctx, header, start, command, env, str(cwd), capture)
+        if code != 0:
+            if capture is not None and spec.stdout is not None:
+                _keep_in_log(ctx.log, capture, spec.stdout)
+            hint = SANDBOX_HINT if ctx.sandboxed else ""
+            raise StepFailed("exit", f"exited with code {code} (log: {ctx.log}){hint}")
     written = []
     if capture is not None:
         (stdout_path,) = [p for p in ctx.step.outputs if ctx.step.field_of(p)[-1] == "stdout"]
@@ -122,6 +121,42 @@ def _confined(
             yield rules.apply
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _logged_run(
+    ctx: StepContext,
+    header: bytes,
+    start: int,
+    command: str,
+    env: dict[str, str],
+    cwd: str,
+    capture: Path | None,
+) -> int:
+    """Run the command with its output in the step's log (stdout in `capture` if given), after
+    `header`; the log is followed from byte `start` for `ctx.output` (`orch build -v`)."""
+    spec = ctx.step.spec
+    records = StateFolder(ctx.workdir).processes
+    with ctx.log.open("ab") as log:
+        log.write(header)
+        log.flush()
+        with capture.open("wb") if capture else log as out, _confined(ctx, env, capture) as apply:
+            async with streaming.following(ctx.log, start, ctx.output):
+                return await _run(command, env, cwd, out, log, spec.timeout_s, records, apply)
+
+
+@contextlib.contextmanager
+def _with_excerpt(log: Path, start: int) -> Iterator[None]:
+    """A failure inside carries the last lines the command wrote to its log from byte `start`
+    on (see `logtail`)."""
+    try:
+        yield
+    except StepFailed as exc:
+        from orchestrator.record.logtail import tail
+
+        excerpt = tail(log, start)
+        if excerpt is not None:
+            exc.details["excerpt"] = excerpt.as_event_data()
+        raise
 
 
 def _output_folders(ctx: StepContext) -> list[Path]:

@@ -1,0 +1,138 @@
+"""When each step of a run happened, on which worker lane, and the run's critical path.
+
+Everything is read from the events: a step that ran spans `step.started` to `step.succeeded` or
+`step.failed`; a step restored, up to date or blocked is an instant (its `step.restored` or
+`step.skipped`). Lanes are assigned greedily: each step, in order of start, takes the first lane
+free by then.
+
+The critical path ends at the step that finished last and goes back, step by step, to the
+predecessor that finished last. With the step graph (`preds`: each step's predecessors, from the
+saved plan, see `orchestrator/plan/saved.py`), a predecessor is a step it depends on; without it,
+a predecessor is any step that finished before it started, so the path is the chain of waits
+the run shows, which may cross steps that are not linked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from orchestrator.record.events import Event
+
+SPANS = {"step.started": "start", "step.succeeded": "end", "step.failed": "end"}
+INSTANTS = frozenset({"step.restored", "step.skipped"})
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step on the timeline; times in seconds after the job started."""
+
+    step: str
+    start: float
+    end: float
+    lane: int = 0
+    critical: bool = False
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The bars of a run, how many lanes they take, how long the run was, and its critical path
+    (step ids, first to last)."""
+
+    bars: list[Bar]
+    lanes: int
+    span: float
+    critical: list[str]
+
+
+def seconds(ts: object) -> float | None:
+    """An event's ISO-8601 time as seconds since the epoch; None when it is not one."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return None
+
+
+def intervals(events: Iterable[Event]) -> tuple[dict[str, tuple[float, float]], float]:
+    """Each step's (start, end) after the job's start, and the run's length so far.
+
+    A step still running when the events stop ends with the last event."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    origin: float | None = None
+    last = 0.0
+    for event in events:
+        at = seconds(event.get("ts"))
+        if at is None:
+            continue
+        origin = at if origin is None else origin
+        last = max(last, at - origin)
+        step, kind = event.get("step"), event.get("type", "")
+        if not isinstance(step, str):
+            continue
+        if SPANS.get(kind) == "start" or kind in INSTANTS:
+            starts.setdefault(step, at - origin)
+        if SPANS.get(kind) == "end" or kind in INSTANTS:
+            ends[step] = at - origin
+    found = {step: (start, ends.get(step, last)) for step, start in starts.items()}
+    return found, last
+
+
+def lanes(spans: Mapping[str, tuple[float, float]]) -> dict[str, int]:
+    """Each step's lane: in order of start, the first lane whose last step ended by then."""
+    lane_ends: list[float] = []
+    chosen: dict[str, int] = {}
+    for step, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
+        free = next((i for i, busy in enumerate(lane_ends) if busy <= start), len(lane_ends))
+        if free == len(lane_ends):
+            lane_ends.append(end)
+        lane_ends[free] = end
+        chosen[step] = free
+    return chosen
+
+
+def critical_path(
+    spans: Mapping[str, tuple[float, float]], preds: Mapping[str, Sequence[str]] | None
+) -> list[str]:
+    """From the step that finished last back to the first, the predecessor that finished last
+    each time (see the module's docstring for what a predecessor is without `preds`)."""
+    if not spans:
+        return []
+    step: str | None = max(spans, key=lambda s: (spans[s][1], spans[s][1] - spans[s][0]))
+    path: list[str] = []
+    while step is not None and step not in path:
+        path.append(step)
+        step = _latest(_before(step, spans, preds, path), spans)
+    return path[::-1]
+
+
+def _before(
+    step: str,
+    spans: Mapping[str, tuple[float, float]],
+    preds: Mapping[str, Sequence[str]] | None,
+    seen: Sequence[str],
+) -> list[str]:
+    if preds is not None:
+        return [p for p in preds.get(step, ()) if p in spans]
+    start = spans[step][0]
+    return [s for s, (_, end) in spans.items() if end <= start and s not in seen]
+
+
+def _latest(candidates: list[str], spans: Mapping[str, tuple[float, float]]) -> str | None:
+    return max(candidates, key=lambda s: spans[s][1], default=None)
+
+
+def timeline(events: Iterable[Event], preds: Mapping[str, Sequence[str]] | None) -> Timeline:
+    """The timeline of a run from its events, with the step graph when it is known."""
+    spans, span = intervals(events)
+    lane_of = lanes(spans)
+    critical = critical_path(spans, preds)
+    on_path = set(critical)
+    bars = [
+        Bar(step, start, end, lane_of[step], step in on_path)
+        for step, (start, end) in spans.items()
+    ]
+    return Timeline(bars, max(lane_of.values(), default=-1) + 1, span, critical)

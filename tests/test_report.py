@@ -162,13 +162,59 @@ def test_the_page_names_no_url(built: Built) -> None:
     assert "<script" not in page.replace("&lt;script", "")
 
 
-def test_the_report_of_a_run_without_a_saved_plan_derives_the_critical_path(
-    built: Built, project: Project
+# `slow` and `quick` run side by side; `join` waits for both, so the path is slow -> join.
+PARALLEL = """\
+version: 1
+steps:
+  slow:
+    run: sleep 0.5; echo slow
+    stdout: build/slow.txt
+  quick:
+    run: echo quick
+    stdout: build/quick.txt
+  join:
+    inputs: [build/slow.txt, build/quick.txt]
+    run: cat build/slow.txt build/quick.txt
+    stdout: build/join.txt
+"""
+
+
+def timeline_of(page: str) -> tuple[dict[str, set[str]], int]:
+    """Each bar's classes by step, and the number of lanes, from a page's timeline."""
+    parsed = Elements()
+    parsed.feed(page)
+    tags = parsed.inside("timeline")
+    tags = tags[: next(i for i, (tag, _) in enumerate(tags) if tag == "section")]
+    bars = {a["data-step"]: set(a["class"].split()) for _, a in tags if "data-step" in a}
+    return bars, sum(a.get("class") == "lane" for _, a in tags)
+
+
+def test_the_critical_path_follows_the_step_that_kept_the_build_waiting(
+    project: Project,
 ) -> None:
-    shutil.copytree(built.root / ".orch" / "runs", project.root / ".orch" / "runs")
+    project.pipeline(PARALLEL)
+    assert project.orch("build", "-j", "2").exit_code == 0
     page = project.orch("report", "-o", "-").stdout
-    assert "The step graph is not known" in page
-    assert "Critical path, from the events alone (no saved plan): " in page
+    bars, lanes = timeline_of(page)
+    assert {step: "critical" in found for step, found in bars.items()} == {
+        "slow": True,
+        "quick": False,
+        "join": True,
+    }
+    assert lanes == 2
+    assert "Critical path, from the step graph: slow → join" in page
+    assert 'class="edge critical"' in page and '<svg id="graph"' in page
+
+
+def test_without_a_saved_plan_the_critical_path_comes_from_the_events(project: Project) -> None:
+    project.pipeline(PARALLEL)
+    assert project.orch("build", "-j", "2").exit_code == 0
+    shutil.rmtree(project.root / ".orch" / "plans")
+    page = project.orch("report", "-o", "-").stdout
+    bars, _ = timeline_of(page)
+    assert {step for step, found in bars.items() if "critical" in found} == {"slow", "join"}
+    assert "Critical path, from the events alone (no saved plan): slow → join" in page
+    assert "The step graph is not known" in page and '<svg id="graph"' not in page
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -230,22 +276,20 @@ def test_chromium_draws_a_page_that_is_not_blank(built: Built, tmp_path: Path) -
 def test_the_dom_has_one_bar_per_step_with_its_status_and_the_manifest_cost(
     built: Built,
 ) -> None:
-    dom = chromium("--dump-dom", built.page.as_uri())
+    dom = chromium("--dump-dom", built.page.as_uri()).stdout.decode()
+    bars, _ = timeline_of(dom)
+    assert {step: found - {"bar", "critical"} for step, found in bars.items()} == {
+        step: {status} for step, status in STATUSES.items()
+    }
+    assert {step for step, found in bars.items() if "critical" in found} >= {"source"}
+    assert not {"steady", "kept", "after"} & {s for s, found in bars.items() if "critical" in found}
     parsed = Elements()
-    parsed.feed(dom.stdout.decode())
-    bars = [a for _, a in parsed.inside("timeline") if "bar" in a.get("class", "").split()]
-    classes = {a["data-step"]: set(a["class"].split()) for a in bars}
-    assert len(bars) == len(classes) == len(STATUSES)
-    assert {step: STATUSES[step] in found for step, found in classes.items()} == dict.fromkeys(
-        STATUSES, True
-    )
-    assert any("critical" in found for found in classes.values())
-    cost = parsed.texts["total-cost"]
-    assert (
-        cost == parsed.texts["usage-total"] == f"{built.manifest['usage']['cost']:.8f}".rstrip("0")
-    )
-    assert float(cost) == built.manifest["usage"]["cost"] > 0
-    assert "<script>alert(1)</script> & done" in parsed.text
+    parsed.feed(dom)
+    runs_cost = orch(built.root, "runs", "--limit", "1").stdout.splitlines()[1].split()[-1]
+    assert parsed.texts["total-cost"] == parsed.texts["usage-total"] == runs_cost
+    assert float(runs_cost) == built.manifest["usage"]["cost"] > 0
+    assert "29\n30\n<script>alert(1)</script> & done" in parsed.text
+    assert "first <line>" not in parsed.text  # more than 20 lines before the end
     assert "script" not in [tag for tag, _ in parsed.tags]
 
 

@@ -5,7 +5,8 @@ Everything is read from the events: a step that ran spans `step.started` to `ste
 `step.skipped`). Lanes are assigned greedily: each step, in order of start, takes the first lane
 free by then.
 
-The critical path ends at the step that finished last and goes back, step by step, to the
+The critical path ends at the step that finished last (of those that did not wait on a
+failure: a blocked step did nothing) and goes back, step by step, to the
 predecessor that finished last. With the step graph (`preds`: each step's predecessors, from the
 saved plan, see `orchestrator/plan/saved.py`), a predecessor is a step it depends on; without it,
 a predecessor is any step that finished before it started, so the path is the chain of waits
@@ -22,6 +23,8 @@ from orchestrator.record.events import Event
 
 SPANS = {"step.started": "start", "step.succeeded": "end", "step.failed": "end"}
 INSTANTS = frozenset({"step.restored", "step.skipped"})
+BLOCKED = "blocked"
+"""The reason of a `step.skipped` whose step waited on a failure."""
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,18 @@ def _latest(candidates: list[str], spans: Mapping[str, tuple[float, float]]) -> 
     return max(candidates, key=lambda s: spans[s][1], default=None)
 
 
+def _blocked(event: Event) -> bool:
+    reason = (event.get("data") or {}).get("reason")
+    return event.get("type") == "step.skipped" and reason == BLOCKED
+
+
 def timeline(events: Iterable[Event], preds: Mapping[str, Sequence[str]] | None) -> Timeline:
     """The timeline of a run from its events, with the step graph when it is known."""
+    events = list(events)
     spans, span = intervals(events)
     lane_of = lanes(spans)
-    critical = critical_path(spans, preds)
+    blocked = {e.get("step") for e in events if _blocked(e)}
+    critical = critical_path({s: t for s, t in spans.items() if s not in blocked}, preds)
     on_path = set(critical)
     bars = [
         Bar(step, start, end, lane_of[step], step in on_path)

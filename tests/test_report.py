@@ -14,6 +14,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -129,6 +130,21 @@ def test_report_writes_report_html_and_says_where(built: Built) -> None:
     again = orch(built.root, "report", job_id[:-2], "-o", "out/run.html")
     assert again.stdout == f"wrote out/run.html (run {job_id})\n"
     assert (built.root / "out" / "run.html").read_text() == built.page.read_text()
+
+
+def test_report_replaces_an_earlier_report_but_never_another_file(built: Built) -> None:
+    earlier = built.page.read_text()
+    assert orch(built.root, "report").stdout.startswith("wrote report.html (run ")
+    assert built.page.read_text() == earlier
+    mine = built.root / "notes.html"
+    mine.write_text("<p>my notes</p>")
+    refused = orch(built.root, "report", "-o", "notes.html")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        2,
+        "",
+        "notes.html exists and is not an orch report; remove it or choose another -o\n",
+    )
+    assert mine.read_text() == "<p>my notes</p>"
 
 
 def test_report_to_stdout_prints_the_page_and_nothing_else(built: Built) -> None:
@@ -334,35 +350,31 @@ class Seen:
     requests: list[str]
 
 
-def counting_proxy() -> Any:
+@contextmanager
+def counting_proxy() -> Iterator[Seen]:
     """A proxy on 127.0.0.1 that answers 502 and records every request line."""
-    import contextlib
+    seen = Seen(0, [])
 
-    @contextlib.contextmanager
-    def serve() -> Iterator[Seen]:
-        seen = Seen(0, [])
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            seen.requests.append(self.requestline)
+            self.send_error(502)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                seen.requests.append(self.requestline)
-                self.send_error(502)
+        do_GET = do_POST = do_HEAD = do_CONNECT = do_PUT = do_OPTIONS = _any
 
-            do_GET = do_POST = do_HEAD = do_CONNECT = do_PUT = do_OPTIONS = _any
+        def log_message(self, *args: Any) -> None:
+            return
 
-            def log_message(self, *args: Any) -> None:
-                return
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        seen.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield seen
-        finally:
-            server.shutdown()
-            server.server_close()
-
-    return serve()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    seen.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:

@@ -822,12 +822,7 @@ def report_command(run: str | None, output: str, workdir: Path) -> None:
     if output == "-":
         click.echo(page, nl=False)
         return
-    from orchestrator.store.filestore import atomic_write
-
-    try:
-        atomic_write(Path(output), page.encode("utf-8"), durable=False)
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    runreport.write(Path(output), page)
     click.echo(f"wrote {output} (run {found.job_id})")
 
 

@@ -24,6 +24,8 @@ from orchestrator.record.history import Run
 from orchestrator.record.status import Status
 from orchestrator.record.timeline import Timeline
 
+GENERATOR = '<meta name="generator" content="orch report">'
+"""The line that tells a page orch wrote: `write` replaces such a file, never another."""
 LOG_LINES = 20
 """How many lines of a failed step's log the page shows."""
 STATUS_ORDER = ("ran", "restored", "up-to-date", "failed", "blocked", "cancelled", "running")
@@ -64,6 +66,28 @@ def _name(event: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
+def write(path: Path, page: str) -> None:
+    """Write the page to `path`, replacing an earlier report but no other file."""
+    from orchestrator.core.errors import UsageError
+    from orchestrator.store.filestore import atomic_write
+
+    if path.exists() and not _is_report(path):
+        raise UsageError(f"{path} exists and is not an orch report; remove it or choose another -o")
+    try:
+        atomic_write(path, page.encode("utf-8"), durable=False)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _is_report(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -80,7 +104,7 @@ def render(report: RunReport) -> str:
     ]
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<html lang="en">\n<head>\n<meta charset="utf-8">\n{GENERATOR}\n'
         f"<title>{escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"

@@ -15,7 +15,8 @@ the run shows, which may cross steps that are not linked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import bisect
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -104,28 +105,38 @@ def critical_path(
     each time (see the module's docstring for what a predecessor is without `preds`)."""
     if not spans:
         return []
+    before = _linked(spans, preds) if preds is not None else _waited_on(spans)
     step: str | None = max(spans, key=lambda s: (spans[s][1], spans[s][1] - spans[s][0]))
-    path: list[str] = []
+    path: dict[str, None] = {}  # ordered, and quick to test
     while step is not None and step not in path:
-        path.append(step)
-        step = _latest(_before(step, spans, preds, path), spans)
-    return path[::-1]
+        path[step] = None
+        step = before(step, path)
+    return list(path)[::-1]
 
 
-def _before(
-    step: str,
-    spans: Mapping[str, tuple[float, float]],
-    preds: Mapping[str, Sequence[str]] | None,
-    seen: Sequence[str],
-) -> list[str]:
-    if preds is not None:
-        return [p for p in preds.get(step, ()) if p in spans]
-    start = spans[step][0]
-    return [s for s, (_, end) in spans.items() if end <= start and s not in seen]
+Predecessor = Callable[[str, Container[str]], str | None]
+"""The predecessor of a step that finished last, given the steps on the path so far."""
 
 
-def _latest(candidates: list[str], spans: Mapping[str, tuple[float, float]]) -> str | None:
-    return max(candidates, key=lambda s: spans[s][1], default=None)
+def _linked(
+    spans: Mapping[str, tuple[float, float]], preds: Mapping[str, Sequence[str]]
+) -> Predecessor:
+    def before(step: str, path: Container[str]) -> str | None:
+        linked = [p for p in preds.get(step, ()) if p in spans]
+        return max(linked, key=lambda p: spans[p][1], default=None)
+
+    return before
+
+
+def _waited_on(spans: Mapping[str, tuple[float, float]]) -> Predecessor:
+    by_end = sorted(spans, key=lambda s: spans[s][1])
+    ends = [spans[s][1] for s in by_end]
+
+    def before(step: str, path: Container[str]) -> str | None:
+        at = bisect.bisect_right(ends, spans[step][0])
+        return next((by_end[i] for i in range(at - 1, -1, -1) if by_end[i] not in path), None)
+
+    return before
 
 
 def _blocked(event: Event) -> bool:

@@ -112,7 +112,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = tmp_path_factory.mktemp("report")
     manifest = build_run(root)
     result = orch(root, "report")
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"wrote report.html (run {manifest['job_id']})\n",
+    )
     return Built(root, manifest, root / "report.html")
 
 
@@ -231,6 +234,25 @@ def test_without_a_saved_plan_the_critical_path_comes_from_the_events(project: P
     assert {step for step, found in bars.items() if "critical" in found} == {"slow", "join"}
     assert "Critical path, from the events alone (no saved plan): slow → join" in page
     assert "The step graph is not known" in page and '<svg id="graph"' not in page
+
+
+def test_step_ids_and_names_with_markup_are_text(project: Project) -> None:
+    step = 'echo@<b>"x" & y</b>'
+    project.pipeline("""\
+        version: 1
+        name: <i>mine</i>
+        steps:
+          echo:
+            foreach: ['<b>"x" & y</b>']
+            run: echo hi
+        """)
+    assert project.orch("build").exit_code == 0
+    page = project.orch("report", "-o", "-").stdout
+    parsed = Elements()
+    parsed.feed(page)
+    assert {a["data-step"] for _, a in parsed.tags if "data-step" in a} == {step}
+    assert not {"b", "i"} & {tag for tag, _ in parsed.tags}
+    assert "<i>mine</i>" in parsed.text and f"{step}: ran" in parsed.text
 
 
 # --------------------------------------------------------------------------- in a browser

@@ -35,13 +35,14 @@ STATUS_ORDER = ("ran", "restored", "up-to-date", "failed", "blocked", "cancelled
 class RunReport:
     """What the page shows: the run's manifest, its timeline, the step graph (each step's
     predecessors; None when unknown), the last log lines of each failed step (None: no log),
-    and whether a build is still writing the run."""
+    whether a build is still writing the run, and the pipeline's name."""
 
     manifest: dict[str, Any]
     timeline: Timeline
     preds: dict[str, tuple[str, ...]] | None
     logs: dict[str, list[str] | None]
     live: bool = False
+    name: str = ""
 
 
 def collect(workdir: Path, run: Run) -> RunReport:
@@ -58,7 +59,8 @@ def collect(workdir: Path, run: Run) -> RunReport:
         failure["step"]: history.log_tail(run, failure["step"], LOG_LINES)
         for failure in manifest.get("failures", [])
     }
-    return RunReport(manifest, timeline(events, preds), preds, logs, history.is_live(workdir, run))
+    live = history.is_live(workdir, run)
+    return RunReport(manifest, timeline(events, preds), preds, logs, live, name)
 
 
 def _name(event: Mapping[str, Any]) -> str:
@@ -94,7 +96,7 @@ def _is_report(path: Path) -> bool:
 def render(report: RunReport) -> str:
     """The page of a run."""
     manifest = report.manifest
-    title = f"orch report: {text.pipeline_name(manifest)} {manifest.get('job_id', '')}"
+    title = f"{_heading(report)} {manifest.get('job_id', '')}"
     body = [
         _header(report),
         _timeline_section(report),
@@ -109,6 +111,10 @@ def render(report: RunReport) -> str:
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
+
+
+def _heading(report: RunReport) -> str:
+    return report.name or text.pipeline_name(report.manifest)
 
 
 def _statuses(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -130,10 +136,7 @@ def _header(report: RunReport) -> str:
         ("cost", f'<span id="total-cost">{escape(text.cost(usage) or "-")}</span>'),
     ]
     cells = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
-    return (
-        f"<header><h1>{escape(text.pipeline_name(manifest))}</h1>"
-        f'<dl class="summary">{cells}</dl></header>'
-    )
+    return f'<header><h1>{escape(_heading(report))}</h1><dl class="summary">{cells}</dl></header>'
 
 
 def _counts(counts: Mapping[str, int]) -> str:

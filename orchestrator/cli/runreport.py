@@ -293,5 +293,5 @@ STYLE = (
     ".usage td:nth-child(n+4){text-align:right;font-variant-numeric:tabular-nums}"
     ".usage tfoot td{font-weight:600;border-top:2px solid #616161}"
     ".log{background:#263238;color:#eceff1;padding:10px;overflow-x:auto;font-size:12px}"
-    + _status_rules()
+    ".status.succeeded{color:#2e7d32}" + _status_rules()
 )

@@ -940,6 +940,33 @@ def show_command(run: str | None, as_json: bool, workdir: Path) -> None:
         click.echo(line)
 
 
+@cli.command("report")
+@_run_argument
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    metavar="FILE",
+    help="Where to write the page; - for stdout.",
+)
+@_workdir_option
+@_reports_errors
+def report_command(run: str | None, output: str, workdir: Path) -> None:
+    """Write a run as one self-contained HTML page (RUN: a job id or a unique prefix; default:
+    the latest)."""
+    from orchestrator.cli import runreport
+    from orchestrator.record import history
+
+    found = history.resolve(workdir, run)
+    page = runreport.render(runreport.collect(workdir, found))
+    if output == "-":
+        click.echo(page, nl=False)
+        return
+    runreport.write(Path(output), page)
+    click.echo(f"wrote {output} (run {found.job_id})")
+
+
 @cli.command("tail")
 @_run_argument
 @click.option("--type", "types", multiple=True, metavar="GLOB", help="Event types (repeatable).")

@@ -26,7 +26,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,3 +182,38 @@ def _confined(workdir: Path, plan: Plan) -> bool:
     }
     folders.update(path for step in plan.steps.values() for path in step.outputs if is_dir(path))
     return not any(escapes_through_symlink(workdir, folder) for folder in folders if folder != ".")
+
+
+def step_graph(
+    workdir: Path, name: str, steps: Collection[str]
+) -> dict[str, tuple[str, ...]] | None:
+    """Each of `steps`' predecessors among them, from the newest plan saved in the workdir for
+    the pipeline `name` that holds every one of them; None when no saved plan does.
+
+    A run folder keeps what happened, not the graph: `orch report` takes it from here. The plan
+    is the pipeline as last compiled, so it can be newer than the run it is drawn with.
+    """
+    wanted = set(steps)
+    for file in _newest_first(StateFolder(workdir).plans.glob("*.json")):
+        plan = _read_plan(file)
+        if plan is not None and plan.name == name and wanted <= plan.steps.keys():
+            return {s: tuple(p for p in plan.steps[s].preds if p in wanted) for s in steps}
+    return None
+
+
+def _newest_first(files: Iterable[Path]) -> list[Path]:
+    dated = []
+    for file in files:
+        try:
+            dated.append((file.stat().st_mtime_ns, file))
+        except OSError:
+            continue
+    return [file for _, file in sorted(dated, reverse=True)]
+
+
+def _read_plan(file: Path) -> Plan | None:
+    try:
+        record = unseal(file.read_bytes())
+        return Plan.from_json(json.loads(record)["plan"]) if record is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -22,7 +22,7 @@ from typing import IO, Any
 from orchestrator.core.errors import UsageError
 from orchestrator.record import manifest, records
 from orchestrator.record.events import Event
-from orchestrator.record.runs import HISTORY, keep_runs
+from orchestrator.record.runs import HISTORY, keep_runs, log_name
 from orchestrator.record.status import JobStatus, Status
 from orchestrator.store.layout import StateFolder
 
@@ -47,6 +47,9 @@ class Run:
     @property
     def manifest_file(self) -> Path:
         return self.path / "manifest.json"
+
+    def log_file(self, step_id: str) -> Path:
+        return self.path / "logs" / log_name(step_id)
 
 
 def runs_folder(workdir: Path) -> Path:
@@ -242,6 +245,27 @@ def _unchanged(line: bytes) -> dict[str, Any] | None:
         "counts": counts,
         "usage": {},
     }
+
+
+# --------------------------------------------------------------------------- logs
+
+TAIL_BYTES = 64 * 1024
+"""How much of the end of a log `log_tail` reads."""
+
+
+def log_tail(run: Run, step_id: str, count: int = 20) -> list[str] | None:
+    """The last `count` lines of a step's log (read from its last 64 KiB); None without a log."""
+    try:
+        with run.log_file(step_id).open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return None
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > TAIL_BYTES:
+        lines = lines[1:]  # the first line read is likely cut
+    return lines[-count:]
 
 
 # --------------------------------------------------------------------------- events

@@ -158,6 +158,13 @@ def quiet() -> None:
     _State.quiet = True
 
 
+def resume() -> None:
+    """After a build, for a command that goes on (`orch watch`): signals raise again, and one
+    that arrived since the build began raises now."""
+    _State.quiet = False
+    _raise_once()
+
+
 def ignore() -> None:
     """Ignore the signals from now on, for a process on its way out: while Python shuts down it
     puts back the default handlers it replaced (not an ignored one), and SIGTERM would kill."""

@@ -92,7 +92,7 @@ def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
     record = {
         "format": PLAN_FORMAT,
         "identity": identity,
-        "reads": _reads(loaded),
+        "reads": reads(loaded),
         "plan": plan.to_json(),
     }
     try:
@@ -137,7 +137,7 @@ def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
     return StateFolder(workdir).plans / f"{cut(pipeline.stem, PLAN_STEM_BYTES)}-{name}.json"
 
 
-def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
+def reads(loaded: LoadedPipeline) -> dict[str, Any]:
     """Every file and glob that rendering the pipeline looked at, with what it saw (a fake
     provider's reply files among them: whether one exists decides the step's inputs)."""
     files = [normalize(name) for name in loaded.spec.dotenv]

@@ -15,6 +15,9 @@ from typing import IO
 
 import pytest
 
+from orchestrator.engine.build import Request
+from orchestrator.engine.watchset import WatchSet, watch_set
+
 from .buildkit import Project, live_members, read_events, wait_for
 
 END_TYPES = {"job.succeeded", "job.failed", "job.cancelled"}
@@ -82,6 +85,42 @@ def _pump(stream: IO[str], lines: list[str]) -> None:
 
 def _ended(run: Path) -> bool:
     return any(event["type"] in END_TYPES for event in read_events(run))
+
+
+def test_the_watch_set_holds_what_the_steps_read_and_nothing_a_build_writes(
+    project: Project,
+) -> None:
+    project.write("values.yaml", "who: world\n")
+    project.write("src/a.txt", "a\n")
+    project.write("notes/n.md", "n\n")
+    project.pipeline(
+        """\
+        version: 1
+        vars: [values.yaml]
+        steps:
+          copy:
+            run: cat src/*.txt notes/ > out/copy.txt
+            inputs: ["src/*.txt", notes/]
+            output: out/copy.txt
+          again:
+            run: cat out/copy.txt > out/again.txt
+            inputs: [out/copy.txt]
+            output: out/again.txt
+        """
+    )
+    watched = watch_set(Request(Path("orch.yaml")))
+    root = project.root.resolve()
+
+    assert watched.roots() == [root]
+    for path in ("orch.yaml", "values.yaml", "src/a.txt", "src/new.txt", "notes/deep/x"):
+        assert watched.covers(str(root / path)), path
+    for path in ("out/copy.txt", "out/again.txt", ".orch/stat-cache.json", "orch.lock",
+                 ".orch.lock.0123abcd.tmp", "src/a.md", "runs.log"):  # fmt: skip
+        assert not watched.covers(str(root / path)), path
+    assert WatchSet(root, frozenset(), ("src/*.txt", "notes/")).roots() == [
+        root / "notes",
+        root / "src",
+    ]
 
 
 def test_an_edited_input_rebuilds_once_and_what_the_build_writes_does_not(
@@ -155,6 +194,42 @@ def test_an_invalid_pipeline_is_reported_and_watching_goes_on_until_it_is_fixed(
     assert "Traceback" not in "\n".join(watch.stderr)
 
 
+def test_changes_during_a_build_give_one_build_after_it(project: Project) -> None:
+    project.write("notes.txt", "one\n")
+    hold = "while [ -e hold ]; do sleep 0.01; done"  # `hold` is no input: it starts nothing
+    run = f"cat notes.txt > out/copy.txt; echo copy >> runs.log; touch started; {hold}"
+    project.pipeline(
+        f"""\
+        version: 1
+        steps:
+          copy:
+            run: {run}
+            inputs: [notes.txt]
+            output: out/copy.txt
+        """
+    )
+    watch = Watch(project)
+    watch.wait_for_builds(1)
+    project.new_runs()
+
+    project.write("hold", "")
+    (project.root / "started").unlink()
+    project.write("notes.txt", "two\n")
+    wait_for(lambda: project.exists("started"), what="the second build's step")
+    for text in ("three\n", "four\n", "five\n"):
+        project.write("notes.txt", text)
+    (project.root / "hold").unlink()
+    watch.wait_for_builds(3, "after the build the edits were made during")
+    assert project.read("out/copy.txt") == "five\n"
+
+    project.write("notes.txt", "six\n")
+    watch.wait_for_builds(4, "after a later edit")
+    assert project.read("out/copy.txt") == "six\n"
+    assert project.new_runs() == ["copy", "copy", "copy"]
+    assert len(project.run_folders()) == 4
+    assert watch.stop() == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_a_build_cancels_it_and_stops_watching(
     project: Project, sig: signal.Signals
@@ -164,7 +239,7 @@ def test_a_signal_during_a_build_cancels_it_and_stops_watching(
         version: 1
         steps:
           slow:
-            run: echo $$ > slow.pid; sleep 60; echo done > out.txt
+            run: echo $$ > slow.pid; while [ ! -e go ]; do sleep 0.01; done; echo done > out.txt
             output: out.txt
         """
     )
@@ -176,4 +251,4 @@ def test_a_signal_during_a_build_cancels_it_and_stops_watching(
     assert read_events(run)[-1]["type"] == "job.cancelled"
     assert "Traceback" not in "\n".join(watch.stderr)
     assert not project.exists("out.txt")
-    assert live_members(group) == []
+    wait_for(lambda: not live_members(group), what="the step's processes to end")

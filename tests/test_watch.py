@@ -99,7 +99,7 @@ def test_the_watch_set_holds_what_the_steps_read_and_nothing_a_build_writes(
         vars: [values.yaml]
         steps:
           copy:
-            run: cat src/*.txt notes/ > out/copy.txt
+            run: cat src/*.txt notes/*.md > out/copy.txt
             inputs: ["src/*.txt", notes/]
             output: out/copy.txt
           again:
@@ -110,6 +110,8 @@ def test_the_watch_set_holds_what_the_steps_read_and_nothing_a_build_writes(
     )
     watched = watch_set(Request(Path("orch.yaml")))
     root = project.root.resolve()
+    assert project.orch("build").exit_code == 0
+    assert watch_set(Request(Path("orch.yaml"))) == watched  # now from the plan the build saved
 
     assert watched.roots() == [root]
     for path in ("orch.yaml", "values.yaml", "src/a.txt", "src/new.txt", "notes/deep/x"):

@@ -93,16 +93,17 @@ def _existing(folder: Path) -> Path:
 
 
 def watch_set(request: Request) -> WatchSet:
-    """What to watch for a build of `request`: loads the pipeline in full (a `PipelineError`
-    or `UsageError` when it is not valid)."""
+    """What to watch for a build of `request`, from the plan the build saved (else from the
+    pipeline loaded in full); a `PipelineError` or `UsageError` when it is not valid."""
     from orchestrator.plan import saved
 
     plan, pipeline = open_plan(request)
-    loaded = pipeline()
+    read = saved.saved_reads(request.pipeline, request.overrides, request.provider)
+    if read is None:
+        read = saved.reads(pipeline())
     workdir = Path(plan.workdir).resolve()
     selected = plan.select(request.targets)
     inputs = {path for step in selected for path in plan.steps[step].inputs}
-    read = saved.reads(loaded)
     files = {(workdir / path).resolve() for path in read["files"]}
     files.add(request.pipeline.resolve())
     sources = tuple(path for path in plan.sources if path in inputs)

@@ -60,6 +60,22 @@ def load(
     pipeline: Path, overrides: Mapping[str, Any], provider: str | None
 ) -> tuple[Plan | None, str]:
     """The saved plan if it is still valid (else None), and the identity a save must use."""
+    found, identity = _valid(pipeline, overrides, provider)
+    return (None if found is None else found[0]), identity
+
+
+def saved_reads(
+    pipeline: Path, overrides: Mapping[str, Any], provider: str | None
+) -> dict[str, Any] | None:
+    """What the saved plan was compiled from, as `reads` gives it, if the plan is still valid."""
+    found, _ = _valid(pipeline, overrides, provider)
+    return None if found is None else found[1]
+
+
+def _valid(
+    pipeline: Path, overrides: Mapping[str, Any], provider: str | None
+) -> tuple[tuple[Plan, dict[str, Any]] | None, str]:
+    """The saved plan and its reads if still valid (else None), and the identity of a save."""
     try:
         text = pipeline.read_bytes()
     except OSError:
@@ -78,7 +94,7 @@ def load(
             return None, identity
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, identity
-    return replace(plan, pipeline=str(pipeline)), identity
+    return (replace(plan, pipeline=str(pipeline)), saved["reads"]), identity
 
 
 def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:

@@ -45,7 +45,8 @@ class Watcher:
 
         self.roots = roots
         paths = [str(root) for root in roots]
-        self._notify: RustNotify = RustNotify(paths, False, False, POLL_DELAY_MS, True, True)
+        polling = _force_polling()
+        self._notify: RustNotify = RustNotify(paths, False, polling, POLL_DELAY_MS, True, True)
 
     def changes(self, timeout_ms: int = 0) -> set[str]:
         """The paths changed since the last call, once a batch is complete (empty after
@@ -59,6 +60,13 @@ class Watcher:
 
     def close(self) -> None:
         self._notify.close()
+
+
+def _force_polling() -> bool:
+    """Whether `WATCHFILES_FORCE_POLLING` asks to poll (for file systems that send no events,
+    such as some network and container mounts), as watchfiles reads it."""
+    value = os.environ.get("WATCHFILES_FORCE_POLLING", "")
+    return value.lower() not in ("", "false", "disable", "disabled")
 
 
 class _Signalled:

@@ -196,6 +196,33 @@ def test_an_invalid_pipeline_is_reported_and_watching_goes_on_until_it_is_fixed(
     assert "Traceback" not in "\n".join(watch.stderr)
 
 
+def test_a_pipeline_edit_changes_what_is_watched(project: Project) -> None:
+    shared = project.root.parent / "shared"  # a fragment outside the workdir
+    shared.mkdir()
+    (shared / "common.yaml").write_text(COPY.format(inputs="notes.txt").split("\n", 1)[1])
+    project.write("notes.txt", "one\n")
+    project.write("orch.yaml", "version: 1\ninclude: [../shared/common.yaml]\n")
+    watch = Watch(project)
+    watch.wait_for_builds(1)
+
+    (shared / "common.yaml").write_text(COPY.format(inputs="notes.txt").split("\n", 1)[1] + "#\n")
+    watch.wait_for_builds(2, "after the fragment's edit")
+    project.write("orch.yaml", COPY.format(inputs="notes.txt"))  # the fragment no longer
+    watch.wait_for_builds(3, "after the pipeline's edit")
+
+    (shared / "common.yaml").write_text("")  # not watched any more
+    project.write("notes.txt", "two\n")
+    watch.wait_for_builds(4, "after the input's edit")
+    assert project.read("out/copy.txt") == "two\n"
+    assert len(project.run_folders()) == 4
+    assert watch.stop() == 0
+    assert watch.changed_lines() == [
+        "changed: ../shared/common.yaml",
+        "changed: orch.yaml",
+        "changed: notes.txt",
+    ]
+
+
 def test_changes_during_a_build_give_one_build_after_it(project: Project) -> None:
     project.write("notes.txt", "one\n")
     hold = "while [ -e hold ]; do sleep 0.01; done"  # `hold` is no input: it starts nothing

@@ -141,8 +141,11 @@ def _follow(watcher: Watcher, watched: WatchSet) -> tuple[Watcher, list[str]]:
     following = Watcher(roots)  # watching before the old one stops: no change is missed
     try:
         seen = watcher.changes(timeout_ms=1)
+    except BaseException:
+        following.close()
+        raise
     finally:
-        watcher.close()
+        watcher.close()  # closing twice is harmless
     return following, sorted(path for path in seen if watched.covers(path))
 
 
@@ -155,9 +158,7 @@ def _wait(watcher: Watcher, watched: WatchSet) -> list[str]:
 
 
 def _changed_line(paths: list[str]) -> str:
-    """`changed: FILE`, or `changed: FILE and N more`, the files relative to `.` when inside it."""
-    first = Path(paths[0])
-    here = Path.cwd().resolve()
-    shown = os.path.relpath(first, here) if first.is_relative_to(here) else str(first)
+    """`changed: FILE`, or `changed: FILE and N more`, the file relative to `.`."""
+    shown = os.path.relpath(paths[0], Path.cwd().resolve())
     more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
     return f"changed: {shown}{more}"

@@ -18,7 +18,7 @@ from orchestrator.record.status import JobStatus
 
 if TYPE_CHECKING:
     from orchestrator.cli.reporter import Reporter
-    from orchestrator.engine.build import StatusReport
+    from orchestrator.engine.build import Report, StatusReport
     from orchestrator.engine.estimates import Estimate
     from orchestrator.plan.compiled import Plan
 
@@ -359,7 +359,7 @@ def build(
     sets: tuple[str, ...],
 ) -> None:
     """Bring the pipeline's outputs up to date."""
-    from orchestrator.cli.reporter import deferred_lines, status_lines, summary
+    from orchestrator.cli.reporter import deferred_lines, status_lines
     from orchestrator.engine import build as builds
     from orchestrator.engine.decide import Action
 
@@ -398,6 +398,19 @@ def build(
         waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
+    report = _build_and_say(request, verbose=verbose)
+    if report.status == JobStatus.CANCELLED:
+        raise SystemExit(EXIT_INTERRUPTED)
+    if report.status != JobStatus.SUCCEEDED:
+        raise SystemExit(1)
+
+
+def _build_and_say(request: Any, *, verbose: bool = False) -> Report:
+    """Build with the progress view (`verbose`: with each command and its output), then say
+    the warnings, the summary and, for a failed build, where its run folder is."""
+    from orchestrator.cli.reporter import summary
+    from orchestrator.engine import build as builds
+
     with _progress(prefixed=request.job_count > 1) as reporter:
         output = reporter.output if verbose else None
         report = builds.build(
@@ -406,11 +419,9 @@ def build(
     _warn(report.warnings)
     done = report.manifest.to_json()
     click.echo(summary(done["counts"], report.status, done["duration_s"], done["usage"]))
-    if report.status == JobStatus.CANCELLED:
-        raise SystemExit(EXIT_INTERRUPTED)
-    if report.status != JobStatus.SUCCEEDED:
+    if report.status not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
         click.echo(f"run details: {report.run_folder}", err=True)
-        raise SystemExit(1)
+    return report
 
 
 def _say_writers(request: Any, plan: Plan) -> None:
@@ -435,6 +446,36 @@ def _progress(*, prefixed: bool) -> AbstractContextManager[Reporter]:
     from orchestrator.cli.reporter import PlainReporter
 
     return nullcontext(PlainReporter(click.echo, prefixed=prefixed))
+
+
+@cli.command()
+@_targets_argument
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Steps run at once [CPU count].")
+@click.option("-k", "--keep-going", is_flag=True, help="Go on with steps a failure does not block.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    envvar="ORCH_OFFLINE",
+    help="Fail steps that would call a provider over the network [ORCH_OFFLINE].",
+)
+@_provider_option
+@_set_option
+@_reports_errors
+def watch(
+    args: tuple[str, ...],
+    jobs: int | None,
+    keep_going: bool,
+    offline: bool,
+    provider: str | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Build, then build again each time an input of the steps or the pipeline changes
+    (Ctrl-C stops, exit 0)."""
+    from orchestrator.cli.watch import watch as watching
+
+    options = {"jobs": jobs or 0, "keep_going": keep_going, "offline": offline}
+    request = _request(args, sets, provider=provider, **options)
+    raise SystemExit(watching(request, _build_and_say))
 
 
 @cli.command()

@@ -5,8 +5,9 @@ and plans, so every phase unwinds through the same `except`. Inside `deferred()`
 taking the workdir to the last record of the run) a signal is only recorded: the runner looks at
 `requested()` between steps and, while its event loop runs, a `forwarding` hook cancels the
 running steps. Once the run is recorded, `quiet()` ignores signals, so the exit code is the
-build's. A `held()` block (an atomic write) postpones the signal to its end, so no temp file is
-left. Only the first signal raises; a second one during the cleanup it started is ignored.
+build's, until `resume()` (`orch watch` goes on after a build). A `held()` block (an atomic
+write) postpones the signal to its end, so no temp file is left. Only the first signal raises; a
+second one during the cleanup it started is ignored.
 """
 
 from __future__ import annotations
@@ -156,6 +157,13 @@ def forwarding(hook: Callable[[], object]) -> Iterator[None]:
 def quiet() -> None:
     """From now on a signal is only recorded: what it could stop is done (until `deferred`)."""
     _State.quiet = True
+
+
+def resume() -> None:
+    """After a build, for a command that goes on (`orch watch`): signals raise again, and one
+    that arrived since the build began raises now."""
+    _State.quiet = False
+    _raise_once()
 
 
 def ignore() -> None:

@@ -60,6 +60,22 @@ def load(
     pipeline: Path, overrides: Mapping[str, Any], provider: str | None
 ) -> tuple[Plan | None, str]:
     """The saved plan if it is still valid (else None), and the identity a save must use."""
+    found, identity = _valid(pipeline, overrides, provider)
+    return (None if found is None else found[0]), identity
+
+
+def saved_reads(
+    pipeline: Path, overrides: Mapping[str, Any], provider: str | None
+) -> dict[str, Any] | None:
+    """What the saved plan was compiled from, as `reads` gives it, if the plan is still valid."""
+    found, _ = _valid(pipeline, overrides, provider)
+    return None if found is None else found[1]
+
+
+def _valid(
+    pipeline: Path, overrides: Mapping[str, Any], provider: str | None
+) -> tuple[tuple[Plan, dict[str, Any]] | None, str]:
+    """The saved plan and its reads if still valid (else None), and the identity of a save."""
     try:
         text = pipeline.read_bytes()
     except OSError:
@@ -78,7 +94,7 @@ def load(
             return None, identity
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, identity
-    return replace(plan, pipeline=str(pipeline)), identity
+    return (replace(plan, pipeline=str(pipeline)), saved["reads"]), identity
 
 
 def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
@@ -92,7 +108,7 @@ def save(identity: str, loaded: LoadedPipeline, plan: Plan) -> None:
     record = {
         "format": PLAN_FORMAT,
         "identity": identity,
-        "reads": _reads(loaded),
+        "reads": reads(loaded),
         "plan": plan.to_json(),
     }
     try:
@@ -137,7 +153,7 @@ def _plan_file(pipeline: Path, text: bytes, identity: str) -> Path:
     return StateFolder(workdir).plans / f"{cut(pipeline.stem, PLAN_STEM_BYTES)}-{name}.json"
 
 
-def _reads(loaded: LoadedPipeline) -> dict[str, Any]:
+def reads(loaded: LoadedPipeline) -> dict[str, Any]:
     """Every file and glob that rendering the pipeline looked at, with what it saw (a fake
     provider's reply files among them: whether one exists decides the step's inputs)."""
     files = [normalize(name) for name in loaded.spec.dotenv]

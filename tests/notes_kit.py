@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,6 @@ OUTPUTS = ("generated", "build")
 GOLDEN = ROOT / "tests" / "golden"
 FILES_LIST = "build/notes_api/design/files.json"
 """The architect's list of the files to write, one builder step each."""
-_PYTEST_TIMING = re.compile(rb" in \d+\.\d+s")
 
 
 def copy_inputs(destination: Path) -> Path:
@@ -51,18 +49,12 @@ def orch(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def generated(root: Path) -> dict[str, bytes]:
-    """Every file a build of the pipeline wrote under `root`, by relative path.
-
-    The test report's timing ("6 passed in 0.41s") is left out, as it changes on every run.
-    """
+    """Every file a build of the pipeline wrote under `root`, by relative path."""
     found = {}
     for name in OUTPUTS:
         for path in sorted((root / name).rglob("*")):
             if path.is_file():
-                data = path.read_bytes()
-                if path.name == "qa.txt":
-                    data = _PYTEST_TIMING.sub(b"", data)
-                found[path.relative_to(root).as_posix()] = data
+                found[path.relative_to(root).as_posix()] = path.read_bytes()
     return found
 
 

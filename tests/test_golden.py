@@ -38,8 +38,8 @@ def test_the_offline_build_writes_exactly_the_golden_files(built: Path) -> None:
 
 def test_qa_ran_the_generated_tests_and_they_passed(built: Path) -> None:
     report = (built / "build" / "notes_api" / "qa.txt").read_text(encoding="utf-8")
-    assert " passed" in report
-    assert "failed" not in report and "error" not in report.lower()
+    assert report.count("\nPASSED ") == 8
+    assert "FAILED" not in report and "error" not in report.lower()
 
 
 @pytest.fixture

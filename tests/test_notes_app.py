@@ -187,7 +187,7 @@ def test_a_file_added_to_the_design_runs_one_new_builder_and_qa(project: Path) -
     assert started == ["architect", "builder@notes_api/version.py", "qa"]
     version = project / "generated" / "notes_api" / "notes_api" / "version.py"
     assert version.read_text(encoding="utf-8") == 'VERSION = "0.1.0"\n'
-    assert " passed" in (project / "build" / "notes_api" / "qa.txt").read_text(encoding="utf-8")
+    assert "\nPASSED " in (project / "build" / "notes_api" / "qa.txt").read_text(encoding="utf-8")
 
 
 def _app(root: Path) -> dict[str, bytes]:

@@ -153,27 +153,37 @@ def cli(directory: Path | None) -> None:
 @cli.command()
 @click.argument("pipelines", nargs=-1, type=click.Path(path_type=Path))
 @_set_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per pipeline.")
 @_reports_errors
-def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
+def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...], as_json: bool) -> None:
     """Check pipelines without running anything (exit 2 if any is invalid)."""
     from orchestrator.cli import discovery
     from orchestrator.plan import graph
     from orchestrator.plan.loading import load
 
     overrides = _parse_sets(sets)
-    failed = False
+    found: list[dict[str, Any]] = []
     for file in [discovery.pipeline(word) for word in pipelines] or [discovery.pipeline(None)]:
+        result: dict[str, Any] = {"pipeline": str(file), "valid": True, "steps": None}
+        found.append(result)
         try:
             loaded = load(file, overrides=overrides)
             graph.build(loaded)
         except PipelineError as exc:
-            click.echo(exc.render(), err=True)
-            failed = True
+            result.update(valid=False, errors=[d.as_json() for d in exc.diagnostics])
+            if not as_json:
+                click.echo(exc.render(), err=True)
             continue
-        _warn(loaded.warnings)
-        count = len(loaded.steps)
-        click.echo(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
-    if failed:
+        result.update(steps=len(loaded.steps), warnings=list(loaded.warnings), errors=[])
+        if not as_json:
+            _warn(loaded.warnings)
+            count = len(loaded.steps)
+            click.echo(f"{file}: ok ({count} step{'s' if count != 1 else ''})")
+    if as_json:
+        import json
+
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    if not all(result["valid"] for result in found):
         raise SystemExit(PipelineError.exit_code)
 
 
@@ -182,21 +192,22 @@ def validate(pipelines: tuple[Path, ...], sets: tuple[str, ...]) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "mermaid", "dot"]),
+    type=click.Choice(["text", "mermaid", "dot", "json"]),
     default="text",
     show_default=True,
     help="Drawing format.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as --format json).")
 @_set_option
 @_reports_errors
-def graph_command(pipeline: Path, fmt: str, sets: tuple[str, ...]) -> None:
+def graph_command(pipeline: Path, fmt: str, as_json: bool, sets: tuple[str, ...]) -> None:
     """Print the step graph."""
     from orchestrator.plan import graph
     from orchestrator.plan.loading import load
 
     loaded = load(pipeline, overrides=_parse_sets(sets))
     _warn(loaded.warnings)
-    click.echo(graph.render(loaded, graph.build(loaded), fmt), nl=False)
+    click.echo(graph.render(loaded, graph.build(loaded), "json" if as_json else fmt), nl=False)
 
 
 def _warn(warnings: tuple[str, ...]) -> None:
@@ -336,6 +347,9 @@ _provider_option = click.option(
     help="Echo each command and show its output as it runs, prefixed with the step's id"
     " when -j > 1 [ORCH_VERBOSE].",
 )
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the outcome as JSON instead of progress."
+)
 @_provider_option
 @_set_option
 @_reports_errors
@@ -355,6 +369,7 @@ def build(
     shard: Any,
     shard_wait: float,
     verbose: bool,
+    as_json: bool,
     provider: str | None,
     sets: tuple[str, ...],
 ) -> None:
@@ -388,17 +403,21 @@ def build(
     if dry_run:
         plan, assessments = builds.predict(request)
         _warn(plan.warnings)
-        _say_writers(request, plan)
+        if not as_json:
+            _say_writers(request, plan)
+        waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
+        if as_json:
+            _say_json(_dry_run_json(assessments, waiting))
+            return
         changing = (a for a in assessments if a.decision.action != Action.UP_TO_DATE)
         for line in [*status_lines(changing), *deferred_lines(plan.waiting(request.targets))]:
             click.echo(line)
         cost = builds.estimate(request, plan, assessments)
         if cost is not None:
             click.echo(cost.line())
-        waiting = sum(a.decision.action != Action.UP_TO_DATE for a in assessments)
         click.echo(f"dry run: {waiting} of {len(assessments)} steps would change")
         return
-    report = _build_and_say(request, verbose=verbose)
+    report = _build_json(request) if as_json else _build_and_say(request, verbose=verbose)
     if report.status == JobStatus.CANCELLED:
         raise SystemExit(EXIT_INTERRUPTED)
     if report.status != JobStatus.SUCCEEDED:
@@ -422,6 +441,42 @@ def _build_and_say(request: Any, *, verbose: bool = False) -> Report:
     if report.status not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
         click.echo(f"run details: {report.run_folder}", err=True)
     return report
+
+
+def _build_json(request: Any) -> Report:
+    """Build with no progress view, then print the outcome as one JSON object: the job, its
+    status, counts, usage, each step's status and failures, and its run folder (null for a
+    build that changed nothing)."""
+    from orchestrator.engine import build as builds
+
+    report = builds.build(request)
+    done = report.manifest.to_json()
+    keys = ("job_id", "status", "duration_s", "counts", "usage", "failures", "pending_steps")
+    outcome = {key: done[key] for key in keys}
+    outcome["status"] = str(report.status)
+    outcome["steps"] = {step: record["status"] for step, record in done["steps"].items()}
+    outcome["run_folder"] = str(report.run_folder) if report.run_folder.is_dir() else None
+    outcome["warnings"] = list(report.warnings)
+    _say_json(outcome)
+    return report
+
+
+def _dry_run_json(assessments: list[Any], waiting: int) -> dict[str, Any]:
+    steps = [
+        {
+            "step": a.step.id,
+            "action": a.decision.action.value,
+            "reasons": list(a.decision.reasons),
+        }
+        for a in assessments
+    ]
+    return {"steps": steps, "would_change": waiting}
+
+
+def _say_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _say_writers(request: Any, plan: Plan) -> None:

@@ -42,6 +42,18 @@ class Diagnostic:
     hint: str | None = None
     """One sentence on how to fix it, shown last as ``hint: …``."""
 
+    def as_json(self) -> dict[str, object]:
+        """`file`, `line`, `col` (null where unknown), `message` and `hint`."""
+        where = self.location
+        file = where.file if where is not None else self.file
+        return {
+            "file": None if file is None else str(file),
+            "line": None if where is None else where.line,
+            "col": None if where is None else where.col,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
     def render(self) -> str:
         """Format as ``file:line:col: message`` followed by the source line, a caret and the
         hint."""

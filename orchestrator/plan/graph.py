@@ -264,7 +264,7 @@ def ordered(pipeline: LoadedPipeline, graph: StepGraph) -> list[str]:
 
 
 def render(pipeline: LoadedPipeline, graph: StepGraph, fmt: str) -> str:
-    """The graph as ``text``, ``mermaid`` or ``dot``; a group not planned yet is one node
+    """The graph as ``text``, ``mermaid``, ``dot`` or ``json``; a group not planned yet is one node
     `group@*`, after the steps whose outputs it expands from (a dashed edge)."""
     order = ordered(pipeline, graph)
     edges = [(dep, name) for name in order for dep in _sorted_preds(graph, name, order)]
@@ -273,7 +273,23 @@ def render(pipeline: LoadedPipeline, graph: StepGraph, fmt: str) -> str:
         return _mermaid(order, edges, later)
     if fmt == "dot":
         return _dot(pipeline.name, order, edges, later)
+    if fmt == "json":
+        return _json(pipeline, graph, order, later)
     return _text(graph, order, later)
+
+
+def _json(pipeline: LoadedPipeline, graph: StepGraph, order: list[str], later: Later) -> str:
+    """`{"pipeline", "steps": [{"id", "kind", "needs"}], "later": [{"group", "after"}]}`, the
+    steps in dependency order, each with the steps it waits for."""
+    import json
+
+    steps = [
+        {"id": name, "kind": pipeline.steps[name].kind, "needs": _sorted_preds(graph, name, order)}
+        for name in order
+    ]
+    groups = [{"group": group, "after": after} for group, after in later]
+    data = {"pipeline": pipeline.name, "steps": steps, "later": groups}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 Later = list[tuple[str, list[str]]]

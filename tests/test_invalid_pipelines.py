@@ -1423,7 +1423,8 @@ ALIAS_BOMB = (
     ("text", "fragment"),
     [
         (ALIAS_BOMB, "expands to more than"),
-        ("version: 1\nv: " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
+        # libyaml parses it, then the depth check refuses it; the pure parser cannot parse it
+        ("version: 1\nv: " + "[" * 5000 + "]" * 5000 + "\n", "the document nests"),
     ],
     ids=["alias-bomb", "deeper-than-the-parser"],
 )
@@ -1432,7 +1433,7 @@ def test_hostile_documents_are_refused_quickly(tmp_path: Path, text: str, fragme
     before = _snapshot(tmp_path)
     result = _invoke(["validate", str(pipeline)], tmp_path)
     assert result.exit_code == 2
-    assert f"{pipeline}: " in result.stderr and fragment in result.stderr
+    assert result.stderr.startswith(f"{pipeline}") and fragment in result.stderr
     assert "Traceback" not in result.output
     assert _snapshot(tmp_path) == before
 

@@ -55,18 +55,18 @@ def validate(source: SourceDocument, language: Language) -> Pipeline:
 
 def _check_shape(source: SourceDocument, data: Any, language: Language) -> None:
     """The checks whose messages pydantic cannot phrase well: document, version, step kinds."""
-    at_top = source.locate(())
     if data is None:
         raise PipelineError.at(
-            "empty pipeline file: expected a mapping with 'version: 1' and 'steps'", at_top
+            "empty pipeline file: expected a mapping with 'version: 1' and 'steps'",
+            source.locate(()),
         )
     if not isinstance(data, dict):
         raise PipelineError.at(
             f"a pipeline is a mapping of keys ('version', 'steps', ...), not a {_type_name(data)}",
-            at_top,
+            source.locate(()),
         )
     if "version" not in data:
-        raise PipelineError.at("missing 'version': add 'version: 1' at the top", at_top)
+        raise PipelineError.at("missing 'version': add 'version: 1' at the top", source.locate(()))
     version = data["version"]
     if type(version) is not int or version != 1:
         raise PipelineError.at(

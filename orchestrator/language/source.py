@@ -1,7 +1,10 @@
 """Parsing a pipeline file with ruamel.yaml, and finding where any key or value stands.
 
-The data comes from ruamel's safe loader; the round-trip parse that knows every node's line
-and column is about three times slower, so it runs only when an error needs a location.
+The data comes from ruamel's safe loader, with libyaml's C parser when `ruamel.yaml.clib` is
+installed (about ten times faster) and the pure-Python one otherwise. A document the C parser
+refuses is parsed again by the pure one, whose errors the diagnostics and hints are written
+for. The round-trip parse that knows every node's line and column is slower still, so it runs
+only when an error needs a location.
 """
 
 from __future__ import annotations
@@ -94,12 +97,41 @@ def _child_position(node: Any, part: PathKey, *, key: bool) -> tuple[int, int] |
 
 def parse(file: Path, text: str) -> SourceDocument:
     """Parse YAML text into a document; YAML errors become PipelineError."""
+    data = _fast_load(text)
+    if data is _REFUSED:
+        data = _pure_load(file, text)
+    return SourceDocument(file, text, data)
+
+
+_REFUSED = object()
+
+
+def _fast_load(text: str) -> Any:
+    """The data, parsed by libyaml when ruamel.yaml.clib is installed; `_REFUSED` when it is
+    not, or when the text is not valid YAML (the pure parser then says why)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        yaml = YAML(typ="safe", pure=False)
+    except Exception:  # no C extension: ruamel falls back by itself on some versions only
+        return _REFUSED
+    if "CParser" not in getattr(yaml.Parser, "__name__", ""):
+        return _REFUSED
+    try:
+        return yaml.load(text)
+    except (YAMLError, RecursionError, ValueError):
+        return _REFUSED
+
+
+def _pure_load(file: Path, text: str) -> Any:
+    """The data, parsed by ruamel's pure-Python parser; its YAML errors become PipelineError."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="safe", pure=True)
     try:
-        data = yaml.load(text)
+        return yaml.load(text)
     except MarkedYAMLError as exc:
         found = _yaml_problem(exc)
         mark = exc.context_mark if at_context(found) else exc.problem_mark
@@ -117,7 +149,6 @@ def parse(file: Path, text: str) -> SourceDocument:
         raise PipelineError.at(f"invalid YAML: {problem}", location, file) from exc
     except RecursionError as exc:
         raise PipelineError.at("invalid YAML: the document nests too deeply", None, file) from exc
-    return SourceDocument(file, text, data)
 
 
 def _yaml_problem(exc: Any) -> YamlProblem:

@@ -24,7 +24,7 @@ from orchestrator.engine.execution import OutputListener
 from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
-from orchestrator.record import history, runs
+from orchestrator.record import runs
 from orchestrator.record.events import Event, EventLog, Listener
 from orchestrator.record.manifest import Manifest
 from orchestrator.record.masking import Masker
@@ -580,6 +580,8 @@ def _close(
         pending_steps=summary["pending_steps"],
     )
     if not events.is_held:
+        from orchestrator.record import history
+
         folder.write_manifest(manifest)
         history.prune(folder.workdir, manifest.job_id)
     elif status == JobStatus.SUCCEEDED:

@@ -182,6 +182,13 @@ def lone_surrogate(text: str) -> str | None:
     return None if found is None else f"\\u{ord(found[0]):04x}"
 
 
+def _top_key(document: SourceDocument, key: PathKey) -> Location:
+    """Where the top-level `key` stands, found in the text: for a document too deep to be
+    parsed again for its positions in good time."""
+    found = re.search(rf"^{re.escape(str(key))}\s*:", document.text, re.MULTILINE)
+    return position_in(document.file, document.text, found.start() if found else 0)
+
+
 def to_plain(document: SourceDocument) -> Any:
     """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting."""
     budget = [MAX_NODES]
@@ -196,7 +203,7 @@ def to_plain(document: SourceDocument) -> Any:
             )
         if len(path) > MAX_DEPTH:
             raise PipelineError.at(
-                f"the document nests deeper than {MAX_DEPTH} levels", document.locate(path)
+                f"the document nests deeper than {MAX_DEPTH} levels", _top_key(document, path[0])
             )
         if isinstance(node, dict):
             return {_key(k, (*path, k)): convert(v, (*path, k)) for k, v in node.items()}

@@ -182,11 +182,32 @@ def lone_surrogate(text: str) -> str | None:
     return None if found is None else f"\\u{ord(found[0]):04x}"
 
 
-def _top_key(document: SourceDocument, key: PathKey) -> Location:
-    """Where the top-level `key` stands, found in the text: for a document too deep to be
-    parsed again for its positions in good time."""
-    found = re.search(rf"^{re.escape(str(key))}\s*:", document.text, re.MULTILINE)
+LOCATABLE_DEPTH = 500
+"""Deeper than this, the round-trip parse that locates nodes takes seconds: a document nested
+so deep is located at its top-level key, found in the text."""
+
+
+def _too_deep(document: SourceDocument, path: tuple[PathKey, ...]) -> Location:
+    """Where a node nested too deep stands: the node itself, or for a document too deep to be
+    parsed again for positions in good time, the top-level key that holds it."""
+    if not _deeper_than(document.data, LOCATABLE_DEPTH):
+        return document.locate(path)
+    found = re.search(rf"^{re.escape(str(path[0]))}\s*:", document.text, re.MULTILINE)
     return position_in(document.file, document.text, found.start() if found else 0)
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether `data` nests more than `limit` levels (looked at without recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def to_plain(document: SourceDocument) -> Any:
@@ -203,7 +224,7 @@ def to_plain(document: SourceDocument) -> Any:
             )
         if len(path) > MAX_DEPTH:
             raise PipelineError.at(
-                f"the document nests deeper than {MAX_DEPTH} levels", _top_key(document, path[0])
+                f"the document nests deeper than {MAX_DEPTH} levels", _too_deep(document, path)
             )
         if isinstance(node, dict):
             return {_key(k, (*path, k)): convert(v, (*path, k)) for k, v in node.items()}

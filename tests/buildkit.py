@@ -294,3 +294,40 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, int, str]]:
             kind, digest = "file", hashlib.sha256(path.read_bytes()).hexdigest()
         found[path.relative_to(root).as_posix()] = (kind, stat.st_mtime_ns, stat.st_size, digest)
     return found
+
+
+def in_terminal(folder: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `orch ARGS` in a pseudo-terminal (xterm, 100 columns; `CI`, `NO_COLOR` and
+    `ORCH_VERBOSE` left out of the environment unless `env` sets them): its exit code and
+    everything it wrote, escapes and all, with newlines left as they are."""
+    import pty
+    import termios
+
+    main, child = pty.openpty()
+    modes = termios.tcgetattr(child)
+    modes[1] &= ~termios.OPOST  # no "\n" -> "\r\n" translation
+    termios.tcsetattr(child, termios.TCSANOW, modes)
+    unset = ("CI", "NO_COLOR", "ORCH_VERBOSE")
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
+    environ.update(TERM="xterm-256color", COLUMNS="100", **(env or {}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=folder,
+        env=environ,
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the terminal's other end is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    code = process.wait(timeout=60)
+    return code, b"".join(chunks).decode("utf-8", errors="replace")

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
 
+from . import buildkit
 from .buildkit import Project
 
 FAILING = """\
@@ -111,33 +107,7 @@ def test_a_timed_out_command_shows_what_it_wrote(project: Project) -> None:
 def in_terminal(folder: Path, *args: str) -> tuple[int, str]:
     """`orch ARGS` in a pseudo-terminal: its exit code and the lines it left, escapes removed
     (of a line redrawn after a carriage return, what was drawn last)."""
-    main, child = pty.openpty()
-    modes = termios.tcgetattr(child)
-    modes[1] &= ~termios.OPOST  # no "\n" -> "\r\n" translation
-    termios.tcsetattr(child, termios.TCSANOW, modes)
-    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR", "ORCH_VERBOSE")}
-    environ.update(TERM="xterm-256color", COLUMNS="100")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=folder,
-        env=environ,
-        stdin=child,
-        stdout=child,
-        stderr=child,
-    )
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # the terminal's other end is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    code = process.wait(timeout=60)
-    shown = b"".join(chunks).decode("utf-8", errors="replace")
+    code, shown = buildkit.in_terminal(folder, *args)
     lines = ESCAPE.sub("", shown).split("\n")
     return code, "\n".join(line.rsplit("\r", 1)[-1] for line in lines)
 

@@ -4,15 +4,12 @@ output is not a terminal or `CI` is set."""
 from __future__ import annotations
 
 import hashlib
-import os
-import pty
 import re
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
+
+from .buildkit import in_terminal
 
 PIPELINE = """\
 version: 1
@@ -34,33 +31,9 @@ ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def build_in_terminal(folder: Path, **env: str) -> str:
     """Everything `orch build` writes to a pseudo-terminal, with newlines left as they are."""
     (folder / "orch.yaml").write_text(PIPELINE, encoding="utf-8")
-    main, child = pty.openpty()
-    modes = termios.tcgetattr(child)
-    modes[1] &= ~termios.OPOST  # no "\n" -> "\r\n" translation
-    termios.tcsetattr(child, termios.TCSANOW, modes)
-    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
-    environ.update(TERM="xterm-256color", COLUMNS="100", **env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "build", "-j", "2"],
-        cwd=folder,
-        env=environ,
-        stdin=child,
-        stdout=child,
-        stderr=child,
-    )
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # the terminal's other end is closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert process.wait(timeout=60) == 0
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    code, shown = in_terminal(folder, "build", "-j", "2", env=env)
+    assert code == 0, shown
+    return shown
 
 
 def test_a_terminal_shows_a_row_per_running_step_then_the_summary(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@ by git, a CI workflow; and never a file overwritten without `--force`."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -12,9 +10,7 @@ from ruamel.yaml import YAML
 from orchestrator.cli.starter import CI_WORKFLOW, STARTER
 
 from .buildkit import Project
-from .conftest import ROOT
-from .notes_kit import environment
-from .test_readme import TIMING, _blocks, _section
+from .readmekit import blocks, replay, section
 
 WROTE_ALL = "wrote orch.yaml\nwrote .gitignore\nwrote .github/workflows/orch.yml\n"
 
@@ -121,20 +117,6 @@ def test_a_file_where_the_folder_should_be_is_a_usage_error(project: Project) ->
 
 
 def test_the_readme_everyday_session_replays(tmp_path: Path) -> None:
-    section = _section((ROOT / "README.md").read_text(encoding="utf-8"), "Everyday commands")
-    (session, *_) = _blocks(section, "console")
-    lines = session.splitlines()
-    commands = [line[2:] for line in lines if line.startswith("$ ")]
-    expected = "".join(f"{line}\n" for line in lines if not line.startswith("$ "))
-    script = f'orch() {{ "{sys.executable}" -m orchestrator "$@"; }}\n' + "\n".join(commands)
-
-    done = subprocess.run(
-        ["bash", "-ec", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environment(),
-    )
-
-    assert TIMING.sub("T", done.stdout) == TIMING.sub("T", expected), done.stderr
+    (session, *_) = blocks(section("Everyday commands"), "console")
+    printed, shown, errors = replay(session, tmp_path, stop_on_error=True)
+    assert printed == shown, errors

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,45 +9,22 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT
-from .notes_kit import environment
-
-TIMING = re.compile(r"\d+\.\d\d s|^\d\d:\d\d:\d\d", re.MULTILINE)
-
-
-def _section(text: str, title: str) -> str:
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end]
-
-
-def _blocks(section: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+from .readmekit import blocks, replay, section
 
 
 @pytest.mark.parametrize("title", ["Building", "LLM steps"])
 def test_a_console_session_of_the_readme_replays(tmp_path: Path, title: str) -> None:
-    section = _section((ROOT / "README.md").read_text(encoding="utf-8"), title)
-    (pipeline,) = _blocks(section, "yaml")
-    (session,) = _blocks(section, "console")
+    found = section(title)
+    (pipeline,) = blocks(found, "yaml")
+    (session,) = blocks(found, "console")
     (tmp_path / "orch.yaml").write_text(pipeline, encoding="utf-8")
-    lines = session.splitlines()
-    commands = [line[2:] for line in lines if line.startswith("$ ")]
-    expected = "".join(f"{line}\n" for line in lines if not line.startswith("$ "))
-    script = f'orch() {{ "{sys.executable}" -m orchestrator "$@"; }}\n' + "\n".join(commands)
-    done = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environment(),
-    )
-    assert TIMING.sub("T", done.stdout) == TIMING.sub("T", expected), done.stderr
+    printed, shown, errors = replay(session, tmp_path)
+    assert printed == shown, errors
 
 
-def _console(section: str) -> tuple[str, str]:
+def _console(found: str) -> tuple[str, str]:
     """The first command of a section's console block and the output shown after it."""
-    (session, *_) = _blocks(section, "console")
+    (session, *_) = blocks(found, "console")
     first, *rest = session.splitlines()
     shown = []
     for line in rest:
@@ -59,9 +35,8 @@ def _console(section: str) -> tuple[str, str]:
 
 
 def test_the_commands_section_shows_real_graph_and_validate_output(tmp_path: Path) -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = _section(text, "Commands")
-    graph_command, graph_shown = _console(section)
+    commands = section("Commands")
+    graph_command, graph_shown = _console(commands)
     assert graph_command == "orch graph pipelines/notes_app.yaml --format mermaid"
     graph = subprocess.run(
         [sys.executable, "-m", "orchestrator", *graph_command.split()[1:]],
@@ -72,13 +47,13 @@ def test_the_commands_section_shows_real_graph_and_validate_output(tmp_path: Pat
     )
     assert graph.stdout == graph_shown
 
-    (example, *_) = _blocks(_section(text, "The language by example"), "yaml")
+    (example, *_) = blocks(section("The language by example"), "yaml")
     misspelt = example.replace(
         "    inputs: [templates/page.html.j2", "    imputs: [templates/page.html.j2"
     )
     assert misspelt != example
     (tmp_path / "report.yaml").write_text(misspelt, encoding="utf-8")
-    session = section[section.index("$ orch validate report.yaml") :]
+    session = commands[commands.index("$ orch validate report.yaml") :]
     shown = session.split("\n$ ", 1)[0].split("\n", 1)[1] + "\n"
     validate = subprocess.run(
         [sys.executable, "-m", "orchestrator", "validate", "report.yaml"],

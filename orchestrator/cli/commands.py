@@ -462,15 +462,18 @@ def _build_json(request: Any) -> Report:
 
 
 def _dry_run_json(assessments: list[Any], waiting: int) -> dict[str, Any]:
-    steps = [
-        {
-            "step": a.step.id,
-            "action": a.decision.action.value,
-            "reasons": list(a.decision.reasons),
-        }
-        for a in assessments
-    ]
-    return {"steps": steps, "would_change": waiting}
+    return {"steps": [_step_json(a) for a in assessments], "would_change": waiting}
+
+
+def _step_json(assessment: Any) -> dict[str, Any]:
+    """What a build would do with a step: `step`, `action`, `reasons`, and `remote: true`
+    when the remote cache holds it."""
+    return {
+        "step": assessment.step.id,
+        "action": assessment.decision.action.value,
+        "reasons": list(assessment.decision.reasons),
+        **({"remote": True} if assessment.remote else {}),
+    }
 
 
 def _say_json(data: Any) -> None:
@@ -614,16 +617,7 @@ def _status_json(found: StatusReport, cost: Estimate | None) -> str:
     "estimate"}`."""
     import json
 
-    steps = [
-        {
-            "step": a.step.id,
-            "action": a.decision.action.value,
-            "reasons": a.decision.reasons,
-            "stale": a.step.id in found.stale,
-            **({"remote": True} if a.remote else {}),
-        }
-        for a in found.assessments
-    ]
+    steps = [{**_step_json(a), "stale": a.step.id in found.stale} for a in found.assessments]
     removed = [{"step": step, "reason": why} for step, why in found.plan.removed.items()]
     data = {
         "pipeline": found.plan.pipeline,
@@ -739,17 +733,11 @@ def clean_command(
 
 def _kept_line(data: dict[str, Any], dry_run: bool) -> str:
     """How a hand edit is kept before clean removes it (or would be)."""
-    from orchestrator.cli.reporter import kept_text
+    from orchestrator.cli.reporter import kept_text, kept_what
 
     if not dry_run:
         return kept_text(data)
-    path = data["path"]
-    what = (
-        f"your edit of {path}"
-        if data["reason"] == "edited"
-        else f"{path}, which orch had not recorded"
-    )
-    return f"would keep {what} in the cache first"
+    return f"would keep {kept_what(data)} in the cache first"
 
 
 def _count(number: int, noun: str) -> str:

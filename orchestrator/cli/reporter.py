@@ -73,10 +73,15 @@ def replanned_text(data: Mapping[str, Any]) -> str:
 
 def kept_text(data: Mapping[str, Any]) -> str:
     """What a `file.kept` event tells the user: which file, and how to get it back."""
+    return f"kept {kept_what(data)}; bring it back with: {data.get('command', '')}"
+
+
+def kept_what(data: Mapping[str, Any]) -> str:
+    """The file a `file.kept` event keeps: `your edit of PATH`, or `PATH, which orch had not
+    recorded`."""
     path = data.get("path", "")
     edited = data.get("reason") == "edited"
-    what = f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
-    return f"kept {what}; bring it back with: {data.get('command', '')}"
+    return f"your edit of {path}" if edited else f"{path}, which orch had not recorded"
 
 
 _VERBS = {"modified": "changed", "removed": "removed"}

@@ -259,3 +259,19 @@ def test_an_unexpected_os_error_is_one_line_with_its_path(
 
     assert exit.value.code == 1
     assert capsys.readouterr().err == "orch: /srv/data/x: Permission denied\n"
+
+
+def test_a_full_disk_when_a_build_that_changed_nothing_is_noted_is_one_line(
+    disk: Project,
+) -> None:
+    lock, output = built_once(disk)
+    fill(disk, leave=0)
+    history = disk.root / ".orch" / "runs" / "history.jsonl"
+
+    code, out, err = orch(disk, "build")
+
+    assert_clean_failure(code, out, err)
+    (line,) = err.splitlines()
+    assert line == f"orch: cannot write the run history: {history}: {NO_SPACE}"
+    assert not history.exists() or history.read_text() == ""
+    assert_nothing_lost(disk, lock, output)

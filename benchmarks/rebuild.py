@@ -6,7 +6,8 @@ Usage:
 Generates N one-file copy steps (`inputs: [src/i.txt]`, `run: cp …`) in a temporary folder,
 builds them once, then alternates: change one source and time `orch build` (one step reruns),
 and time a no-op `orch build`. With `--before TREE` (a checkout of another orch, such as a git
-worktree), each round also times that orch on the same edit first, for a before/after figure.
+worktree), each round also times that orch on the same edit first, in a folder of its own (a
+saved plan belongs to one orch), for a before/after figure.
 Every rebuild must print `1 ran, N-1 up to date`. Prints medians and the machine's load.
 Standard library only.
 """
@@ -66,6 +67,16 @@ def rebuild(folder: Path, tree: Path, n: int, edit: int) -> float:
     return elapsed
 
 
+def command_time(folder: Path, edit: int, n: int) -> float:
+    """Seconds of the rerun step's own command, run as orch runs it (`/bin/sh -ec`)."""
+    i = edit % n
+    started = time.perf_counter()
+    subprocess.run(
+        ["/bin/sh", "-ec", f"mkdir -p out && cp src/{i}.txt out/{i}.txt"], cwd=folder, check=True
+    )
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000)
@@ -73,20 +84,28 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another orch checkout to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        folder = Path(temp)
+        folder, other = Path(temp) / "after", Path(temp) / "before"
         write_pipeline(folder, args.n)
         orch_build(folder, ROOT)
-        before, after, noop = [], [], []
+        if args.before is not None:
+            write_pipeline(other, args.n)
+            orch_build(other, args.before)
+        before, after, noop, command = [], [], [], []
         for run in range(args.runs):
             if args.before is not None:
-                before.append(rebuild(folder, args.before, args.n, 2 * run))
-            after.append(rebuild(folder, ROOT, args.n, 2 * run + 1))
+                before.append(rebuild(other, args.before, args.n, run))
+            after.append(rebuild(folder, ROOT, args.n, run))
             noop.append(orch_build(folder, ROOT)[0])
+            command.append(command_time(folder, run, args.n))
     print(f"load {os.getloadavg()[0]:.1f}, {args.runs} runs, {args.n} steps (medians)")
     if before:
         print(f"rebuild after one edit, before: {statistics.median(before):.2f} s")
     print(f"rebuild after one edit: {statistics.median(after):.2f} s")
     print(f"no-op: {statistics.median(noop) * 1000:.0f} ms")
+    print(f"the step's command alone: {statistics.median(command) * 1000:.1f} ms")
+    target = statistics.median(noop) + statistics.median(command) + 0.1
+    verdict = "PASS" if statistics.median(after) <= target else "FAIL"
+    print(f"target: rebuild <= no-op + command + 100 ms = {target:.2f} s: {verdict}")
 
 
 if __name__ == "__main__":

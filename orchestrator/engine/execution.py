@@ -1,8 +1,12 @@
-"""Running one step's kind: its context, the build's providers, and the secrets to mask."""
+"""Running one step: from the saved plan when it holds the step's command (nothing else to
+load), otherwise through its kind with the loaded pipeline; the build's providers, and the
+secrets to mask."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.core.errors import StepFailed
@@ -12,19 +16,22 @@ OutputListener = Callable[[str, str], None]
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline, Step
+    from orchestrator.plan.compiled import PlannedStep
     from orchestrator.providers import Providers
     from orchestrator.providers.budget import Budget
     from orchestrator.record.events import EventLog
     from orchestrator.record.runs import RunFolder
     from orchestrator.steps import Kind, Outcome
+    from orchestrator.steps.commands import Command
 
 
 class Execution:
-    """Runs steps through their kinds; the loaded pipeline and the providers are made on first
-    use, and the providers are closed by `aclose`."""
+    """Runs steps; the loaded pipeline and the providers are made on first use, and the
+    providers are closed by `aclose`."""
 
     def __init__(
         self,
+        workdir: Path,
         pipeline: Callable[[], LoadedPipeline],
         kinds: Callable[[], Mapping[str, Kind]],
         events: EventLog,
@@ -36,6 +43,7 @@ class Execution:
         batch: bool = False,
         output: OutputListener | None = None,
     ) -> None:
+        self.workdir = workdir
         self.pipeline = pipeline
         self.budget = budget
         self.batch = batch
@@ -46,7 +54,7 @@ class Execution:
         self.sandboxed = sandboxed
         self.output = output
         self._providers: Providers | None = None
-        self._masked_pipeline = False
+        self._masked_environment = False
 
     def step(self, step_id: str) -> tuple[Step, Kind]:
         """A step as planned, and its kind."""
@@ -56,36 +64,72 @@ class Execution:
             raise StepFailed("unsupported", f"{step.kind} steps cannot run in this version")
         return step, kind
 
-    def runs_commands(self, kind: str) -> bool:
-        """Whether steps of `kind` start the user's commands."""
-        return self.kinds()[kind].runs_commands
+    def runs_commands(self, step: PlannedStep) -> bool:
+        """Whether the step starts the user's commands."""
+        return step.command is not None or self.kinds()[step.kind].runs_commands
 
-    async def run(self, step_id: str, others: tuple[str, ...]) -> Outcome:
-        """Run one step; its log is masked once it ends. `others`: the outputs of other steps
-        nested in its own, which it must not touch."""
+    def written_by_orch(self, step: PlannedStep) -> tuple[str, ...]:
+        """The outputs orch writes itself from what the step produced."""
+        if step.command is not None:
+            return () if step.command.stdout is None else (step.command.stdout,)
+        full, kind = self.step(step.id)
+        return kind.written_by_orch(full)
+
+    async def run(self, step: PlannedStep) -> Outcome:
+        """Run one step; its log is masked once it ends."""
         import asyncio
 
+        log = self.folder.log(step.id)
+        try:
+            if step.command is not None:
+                return await self._run_command(step, step.command, log)
+            return await self._run_kind(step, log)
+        finally:
+            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+
+    async def _run_command(self, step: PlannedStep, command: Command, log: Path) -> Outcome:
+        """Run a shell step from its planned command, in the real environment: the
+        pipeline's whole environment, as a command is planned only without dotenv files."""
+        from orchestrator.steps import commands
+
+        environ = dict(os.environ)
+        self._mask_secrets_of(environ)
+        place = commands.Place(
+            step.id,
+            self.workdir,
+            step.outputs,
+            log,
+            self._scratch(log),
+            self.events,
+            sandboxed=self.sandboxed,
+            output=self._output_of(step.id),
+        )
+        return await commands.run(place, command, environ)
+
+    async def _run_kind(self, planned: PlannedStep, log: Path) -> Outcome:
+        """Run a step through its kind, with the loaded pipeline. The outputs of other steps
+        nested in its own (`nested`) it must not touch."""
         from orchestrator.steps import StepContext
 
-        step, kind = self.step(step_id)
+        step, kind = self.step(planned.id)
         pipeline = self.pipeline()
-        self._mask_secrets_of(pipeline)
-        log = self.folder.log(step_id)
+        self._mask_secrets_of(pipeline.env)
         context = StepContext(
             pipeline,
             step,
             log,
-            self.folder.path / "scratch" / log.stem,
+            self._scratch(log),
             self.events,
             providers=self.providers,
-            others=others,
+            others=planned.nested,
             sandboxed=self.sandboxed,
-            output=self._output_of(step_id),
+            output=self._output_of(planned.id),
         )
-        try:
-            return await kind.execute(context)
-        finally:
-            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+        return await kind.execute(context)
+
+    def _scratch(self, log: Path) -> Path:
+        """The step's own folder for temporary files."""
+        return self.folder.path / "scratch" / log.stem
 
     def _output_of(self, step_id: str) -> Callable[[str], None] | None:
         """What hands each line of a step's output on to `output`, secrets masked."""
@@ -118,10 +162,11 @@ class Execution:
         if self._providers is not None:
             await self._providers.aclose()
 
-    def _mask_secrets_of(self, pipeline: LoadedPipeline) -> None:
-        """Mask the secrets the pipeline's environment adds (its dotenv files), once."""
-        if not self._masked_pipeline:
+    def _mask_secrets_of(self, environment: Mapping[str, str]) -> None:
+        """Mask the secrets of the steps' environment (with its dotenv files), once: a step
+        runs from its planned command only when that environment is the real one."""
+        if not self._masked_environment:
             from orchestrator.record.masking import secret_values
 
-            self.events.masker.add(secret_values(pipeline.env))
-            self._masked_pipeline = True
+            self.events.masker.add(secret_values(environment))
+            self._masked_environment = True

@@ -92,6 +92,7 @@ class Runner:
         self.options = options
         self.events = events
         self.execution = Execution(
+            workspace.workdir,
             pipeline,
             kinds,
             events,
@@ -168,6 +169,7 @@ class Runner:
         self.lock.in_loop = True
         try:
             with interrupt.forwarding(lambda: loop.call_soon_threadsafe(self.cancel)):
+                self._load_unless_planned()
                 await self._schedule()
                 await self.lock.flush()
         except OSError as exc:
@@ -176,6 +178,15 @@ class Runner:
             self.lock.in_loop = False
             await self._uploaded()
             await self.execution.aclose()
+
+    def _load_unless_planned(self) -> None:
+        """Load the pipeline before any step starts, unless every step still to settle runs
+        from its planned command: the load then sees the workdir as the build found it, not
+        as the first commands left it."""
+        status = self.schedule.status
+        unsettled = (s for s, ending in status.items() if ending == Status.PENDING)
+        if any(self.plan.steps[s].command is None for s in unsettled):
+            self.execution.pipeline()
 
     def _upload(self, key: str) -> None:
         """Send a step's result to the remote cache in the background (`UPLOADS` at a time),
@@ -438,15 +449,17 @@ class Runner:
         lock file."""
         import asyncio
 
-        step, kind = self.execution.step(step_id)
-        kept = await asyncio.to_thread(self.files.clear, assessment, kind.written_by_orch(step))
+        planned = self.plan.steps[step_id]
+        orch_writes = self.execution.written_by_orch(planned)
+        kept = await asyncio.to_thread(self.files.clear, assessment, orch_writes)
         self.files.report_kept(step_id, kept)
-        if kind.runs_commands:
+        runs_commands = self.execution.runs_commands(planned)
+        if runs_commands:
             self._start_watch()
         try:
-            outcome = await self.execution.run(step_id, self.plan.steps[step_id].nested)
+            outcome = await self.execution.run(planned)
         finally:
-            if kind.runs_commands:
+            if runs_commands:
                 self._report_undeclared(step_id)
         outputs = await asyncio.to_thread(self.files.finish, assessment, outcome.meta)
         if assessment.step.cache:
@@ -475,7 +488,7 @@ class Runner:
         """After a step that ran commands: warn about the outputs of settled steps that changed
         meanwhile, naming the other such steps running alongside."""
         running = (self.plan.steps[other] for other in self.running.values())
-        commands = {step.id for step in running if self.execution.runs_commands(step.kind)}
+        commands = {step.id for step in running if self.execution.runs_commands(step)}
         for found in self.watch.check(alongside=commands - {step_id}):
             self.events.emit("file.undeclared_write", step_id, "warning", **found.as_event_data())
 

@@ -170,7 +170,8 @@ def position_in(file: Path, text: str, offset: int) -> Location:
     return Location(file, text.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
-MAX_NODES = 200_000
+MAX_ALIASED = 200_000
+"""Values that YAML aliases may repeat in one document."""
 MAX_DEPTH = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -211,25 +212,34 @@ def _deeper_than(data: Any, limit: int) -> bool:
 
 
 def to_plain(document: SourceDocument) -> Any:
-    """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting."""
-    budget = [MAX_NODES]
+    """The document as plain dicts, lists and scalars, refusing alias bombs and deep nesting.
 
-    def convert(node: Any, path: tuple[PathKey, ...]) -> Any:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise PipelineError.at(
-                f"the document expands to more than {MAX_NODES} values (through YAML aliases?)",
-                None,
-                document.file,
-            )
+    A mapping or list met again is one an alias repeats: the values converted inside such
+    repeats count against `MAX_ALIASED`, so that a document of any size but without aliases
+    loads, and one whose aliases multiply stops early."""
+    budget = [MAX_ALIASED]
+    seen: set[int] = set()  # the containers converted once; the document keeps them alive
+
+    def convert(node: Any, path: tuple[PathKey, ...], repeated: bool = False) -> Any:
+        if isinstance(node, dict | list):
+            repeated = repeated or id(node) in seen
+            seen.add(id(node))
+        if repeated:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise PipelineError.at(
+                    f"YAML aliases expand to more than {MAX_ALIASED} values",
+                    None,
+                    document.file,
+                )
         if len(path) > MAX_DEPTH:
             raise PipelineError.at(
                 f"the document nests deeper than {MAX_DEPTH} levels", _too_deep(document, path)
             )
         if isinstance(node, dict):
-            return {_key(k, (*path, k)): convert(v, (*path, k)) for k, v in node.items()}
+            return {_key(k, (*path, k)): convert(v, (*path, k), repeated) for k, v in node.items()}
         if isinstance(node, list):
-            return [convert(v, (*path, i)) for i, v in enumerate(node)]
+            return [convert(v, (*path, i), repeated) for i, v in enumerate(node)]
         if isinstance(node, str):
             _check_text(node, path)
         for plain in (str, bool, int, float):

@@ -18,6 +18,7 @@ from orchestrator.store.digest import is_digest
 
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline, Step
+    from orchestrator.steps.commands import Command
 
 
 class PlannedStep(NamedTuple):
@@ -41,6 +42,9 @@ class PlannedStep(NamedTuple):
     """False: built only when a target asks for it (or for a step that needs it)."""
     excludes: tuple[str, ...] = ()
     """What the inputs' ``!`` entries take out of its glob and folder inputs."""
+    command: Command | None = None
+    """What a shell step runs, when that needs no rendering: the build runs it from the plan
+    (see `steps.commands`)."""
 
     def owns(self, path: str) -> bool:
         """Whether a file under one of the output folders belongs to this step."""
@@ -181,7 +185,7 @@ class Plan:
             "unplannable": dict(self.unplannable),
             "waiters": {name: list(ids) for name, ids in self.waiters.items()},
             "remote": self.remote,
-            "steps": [_compact(step._asdict()) for step in self.steps.values()],
+            "steps": [_compact(step) for step in self.steps.values()],
         }
 
     @classmethod
@@ -263,7 +267,17 @@ def _step_from_json(raw: Any, earlier: Mapping[str, PlannedStep]) -> PlannedStep
         expands=_expands(raw.get("expands")),
         default=_typed(raw, "default", bool, True),
         excludes=_paths(raw, "excludes"),
+        command=_command(raw.get("command")),
     )
+
+
+def _command(raw: Any) -> Command | None:
+    """A saved step's command, checked (see `Command.from_json`)."""
+    if raw is None:
+        return None
+    from orchestrator.steps.commands import Command
+
+    return Command.from_json(raw)
 
 
 def _expands(raw: Any) -> tuple[tuple[str, str | None], ...]:
@@ -333,13 +347,27 @@ _DEFAULTS = {
 }
 
 
-def _compact(step: dict[str, Any]) -> dict[str, Any]:
+def _compact(step: PlannedStep) -> dict[str, Any]:
     """Leave out fields at their default, which keeps saved plans of many steps small."""
+    fields = step._asdict()
+    if step.command is not None:
+        fields["command"] = step.command.to_json()
     return {
         name: list(value) if isinstance(value, tuple) else value
-        for name, value in step.items()
+        for name, value in fields.items()
         if value is not None and value != () and _DEFAULTS.get(name, object()) != value
     }
+
+
+def _ready(pipeline: LoadedPipeline, step: Step) -> Command | None:
+    """The command a step runs from the plan, if its kind can say it before it runs and the
+    real environment is all of the pipeline's (no dotenv file adds to it)."""
+    from orchestrator.steps import kinds
+
+    ready = kinds()[step.kind].ready
+    if ready is None or pipeline.spec.dotenv:
+        return None
+    return ready(step)
 
 
 def compile_plan(pipeline: LoadedPipeline) -> Plan:
@@ -368,6 +396,7 @@ def compile_plan(pipeline: LoadedPipeline) -> Plan:
             expands=step.expands,
             default=step.spec.default,
             excludes=step.excludes,
+            command=_ready(pipeline, step),
         )
         sources.update(
             path

@@ -49,7 +49,7 @@ from orchestrator.store.layout import StateFolder
 if TYPE_CHECKING:
     from orchestrator.language.pipeline import LoadedPipeline
 
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3
 _WORKDIR_LINE = re.compile(rb"""^workdir:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?$""", re.M)
 _PACKAGE = Path(__file__).resolve().parent
 _VOLATILE = frozenset({"_", "OLDPWD"})

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from orchestrator.language.source import PathKey
     from orchestrator.language.spec import Language, Provider, StepBase
     from orchestrator.steps.base import Executor, Outcome, StepContext
+    from orchestrator.steps.commands import Command
 
 
 class Planning(Protocol):
@@ -78,6 +79,9 @@ class Kind:
     runs_commands: bool = False
     """Whether its executor starts the user's commands, which may write anywhere: the build
     checks after such a step that no other step's outputs changed."""
+    ready: Callable[[Step], Command | None] | None = None
+    """The command a step runs, when it needs no rendering: kept in the saved plan, it lets a
+    build run the step without loading the pipeline (see `commands`)."""
 
 
 @functools.cache

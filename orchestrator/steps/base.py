@@ -91,18 +91,8 @@ class StepContext:
         return {**self.step.scope, "read": read}
 
     def make_output_folders(self) -> None:
-        """Make the folders that hold the step's outputs, inside the workdir only; the folders
-        are not outputs themselves."""
-        folders = {posixpath.dirname(path.rstrip("/")): path for path in self.step.outputs}
-        for folder, output in sorted(folders.items()):
-            if not folder:
-                continue
-            with _refusals_fail():
-                try:
-                    confined_makedirs(self.workdir, folder, output)
-                except OSError as exc:
-                    why = describe_os_error(exc, "make the folder", Path(folder))
-                    raise StepFailed("io", why) from exc
+        """Make the folders that hold the step's outputs (see `make_output_folders`)."""
+        make_output_folders(self.workdir, self.step.outputs)
 
     def write(self, path: str, content: bytes | str) -> WriteResult:
         """Write one output through `safe_write` and record `file.written`."""
@@ -111,10 +101,9 @@ class StepContext:
         return result
 
     def write_file(self, path: str, source: Path) -> WriteResult:
-        """Write one output from the file `source`, streamed through `safe_write_file`, and
-        record `file.written`."""
-        with _refusals_fail():
-            result = safe_write_file(self.workdir, path, source)
+        """Write one output from the file `source` (see `write_output_file`) and record
+        `file.written`."""
+        result = write_output_file(self.workdir, path, source)
         self.emit("file.written", **result.as_event_data())
         return result
 
@@ -124,6 +113,28 @@ class StepContext:
         for result in results:
             self.emit("file.written", **result.as_event_data())
         return results
+
+
+def make_output_folders(workdir: Path, outputs: tuple[str, ...]) -> None:
+    """Make the folders that hold `outputs`, inside the workdir only; the folders are not
+    outputs themselves."""
+    folders = {posixpath.dirname(path.rstrip("/")): path for path in outputs}
+    for folder, output in sorted(folders.items()):
+        if not folder:
+            continue
+        with _refusals_fail():
+            try:
+                confined_makedirs(workdir, folder, output)
+            except OSError as exc:
+                why = describe_os_error(exc, "make the folder", Path(folder))
+                raise StepFailed("io", why) from exc
+
+
+def write_output_file(workdir: Path, path: str, source: Path) -> WriteResult:
+    """Write one output from the file `source`, streamed through `safe_write_file`; a refused
+    write fails the step."""
+    with _refusals_fail():
+        return safe_write_file(workdir, path, source)
 
 
 def _write_all(workdir: Path, contents: Mapping[str, bytes | str]) -> list[WriteResult]:

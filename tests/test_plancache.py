@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,42 @@ def test_a_changed_environment_variable_reaches_the_step(
     assert (workdir / "shout.txt").read_text() == "hello hey one\n"
 
 
+def test_a_variable_nothing_reads_keeps_the_saved_plan(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = _plan(workdir)
+    saved = plan.stat().st_mtime_ns, plan.read_bytes()
+    monkeypatch.setenv("CI_PIPELINE_ID", "12345")
+    monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + str(workdir / "tools"))
+    assert build().output == "all 3 steps up to date\n"
+    assert (plan.stat().st_mtime_ns, plan.read_bytes()) == saved, "the plan was compiled again"
+
+
+def test_a_variable_a_template_reads_compiles_the_plan_again(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = _plan(workdir)
+    saved = plan.read_bytes()
+    monkeypatch.setenv("FROM_DOTENV", "real")  # the real environment wins over the dotenv file
+    assert ran(build()) == ["shout"]
+    assert (workdir / "shout.txt").read_text() == "hello hi real\n"
+    assert plan.read_bytes() != saved
+
+
+def test_a_template_reading_the_whole_environment_sees_any_change(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = workdir / "orch.yaml"
+    pipeline.write_text(pipeline.read_text().replace("word: hello", 'word: "{{ env | length }}"'))
+    monkeypatch.setenv("ONE_MORE", "x")
+    first = build()
+    assert ran(first) == ["shout", "page"], first.output
+    monkeypatch.setenv("AND_ANOTHER", "y")
+    assert ran(build()) == ["shout", "page"]
+    monkeypatch.setenv("AND_ANOTHER", "z")  # the same count: the plan compiles, nothing runs
+    assert build().output == "all 3 steps up to date\n"
+
+
 def test_a_changed_dotenv_file_is_seen(workdir: Path) -> None:
     (workdir / ".env").write_text("FROM_DOTENV=two\n")
     result = build()
@@ -152,8 +189,7 @@ def test_a_fake_reply_file_that_appears_later_becomes_an_input(
 
 
 def _plan(workdir: Path) -> Path:
-    """The saved plan, saved again by a build under this test's environment (pytest names the
-    test phase in PYTEST_CURRENT_TEST, which is part of the plan's identity)."""
+    """The saved plan, after a build that found everything up to date."""
     assert build().output == "all 3 steps up to date\n"
     (plan,) = (workdir / ".orch" / "plans").glob("*.json")
     return plan

@@ -58,7 +58,7 @@ def render_vars(
     spec: Pipeline,
     source: SourceDocument,
     renderer: Renderer,
-    env: dict[str, str],
+    env: Mapping[str, str],
     overrides: Mapping[str, Any],
     workdir: Path,
 ) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def _render_mapping(
     entry: Mapping[str, Any],
     source: SourceDocument,
     renderer: Renderer,
-    env: dict[str, str],
+    env: Mapping[str, str],
     overrides: Mapping[str, Any],
     where: tuple[PathKey, ...],
 ) -> list[str]:

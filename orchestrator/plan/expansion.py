@@ -48,6 +48,7 @@ from orchestrator.language.templating import (
     forbidden_read,
     map_strings,
 )
+from orchestrator.language.tracked import TrackedEnv
 from orchestrator.plan.conditions import Conditions, removed_reason
 from orchestrator.plan.foreach import Foreach
 
@@ -64,7 +65,7 @@ def expand(
     """Render a validated pipeline into its steps, raising PipelineError with every problem."""
     renderer = Renderer()
     workdir = settings.workdir(file, spec, source)
-    env = settings.environment(workdir, spec, source, environ)
+    env = TrackedEnv(settings.environment(workdir, spec, source, environ))
     variables = settings.render_vars(spec, source, renderer, env, overrides, workdir)
     base = {**variables, "vars": variables, "env": env}
     providers = settings.render_providers(spec, source, renderer, base)

@@ -4,8 +4,10 @@ A saved plan is reused only while everything it was compiled from is unchanged:
 
 - the pipeline file's bytes, its absolute path, and orch's own code;
 - the bytes of every file it includes (`include:`), recorded by absolute path;
-- the `--set` values, `--provider`, and the environment (but for `_` and `OLDPWD`, which a
-  shell changes all the time);
+- the `--set` values, `--provider`, the settings orch reads while loading
+  (`ORCH_TEMPLATE_TIMEOUT_S`, `ORCH_TEMPLATE_MAX_BYTES`), and the environment variables loading
+  read: each one looked up by name, or the whole environment (but for `_` and `OLDPWD`, which a
+  shell changes all the time) when something went through all of it;
 - every file read at plan time (dotenv files, values files, template and prompt files the user
   writes, parsed for what they reach, the data files of `foreach: {rows: ...}`) and what each
   `foreach` glob matches;
@@ -41,6 +43,7 @@ from orchestrator.core.paths import (
     name_of,
     normalize,
 )
+from orchestrator.language.tracked import TrackedEnv
 from orchestrator.plan.compiled import Plan
 from orchestrator.store.digest import canonical_json, sha256_file
 from orchestrator.store.integrity import seal, unseal
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 PLAN_FORMAT = 3
 _WORKDIR_LINE = re.compile(rb"""^workdir:[ \t]*(["']?)([^"'#\r\n]*?)\1[ \t]*(?:#.*)?$""", re.M)
 _PACKAGE = Path(__file__).resolve().parent
+LOAD_SETTINGS = ("ORCH_TEMPLATE_TIMEOUT_S", "ORCH_TEMPLATE_MAX_BYTES")
+"""Variables orch itself reads while loading a pipeline (see `language.limits`)."""
 _VOLATILE = frozenset({"_", "OLDPWD"})
 """Variables a shell changes on every command or `cd`; no pipeline should depend on them."""
 
@@ -128,7 +133,7 @@ def _identity(
         "pipeline": [str(pipeline.resolve()), hashlib.sha256(text).hexdigest()],
         "overrides": dict(overrides),
         "provider": provider,
-        "environ": {k: v for k, v in os.environ.items() if k not in _VOLATILE},
+        "settings": {name: os.environ.get(name) for name in LOAD_SETTINGS},
     }
     return hashlib.sha256(canonical_json(material)).hexdigest()
 
@@ -168,7 +173,38 @@ def reads(loaded: LoadedPipeline) -> dict[str, Any]:
     return {
         "files": dict(sorted(digests.items())),
         "globs": {pattern: list(found) for pattern, found in sorted(loaded.globs.items())},
+        "environ": _environ_read(loaded.env),
     }
+
+
+def _environ_read(env: Mapping[str, str]) -> dict[str, str | None]:
+    """What loading read of the environment: a digest of each variable looked up by name, as
+    the real environment holds it (the dotenv files are among the files read), or of the
+    whole environment under `*`."""
+    if not isinstance(env, TrackedEnv) or env.whole:
+        return {"*": _whole_environ()}
+    return {name: _value_digest(os.environ.get(name)) for name in sorted(env.names)}
+
+
+def _whole_environ() -> str:
+    """A digest of every environment variable but the volatile ones."""
+    environ = {k: v for k, v in os.environ.items() if k not in _VOLATILE}
+    return hashlib.sha256(canonical_json(environ)).hexdigest()
+
+
+def _value_digest(value: str | None) -> str | None:
+    """A variable's value as a digest (a saved plan holds no secret), None when unset."""
+    return (
+        None
+        if value is None
+        else hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    )
+
+
+def _environ_unchanged(read: Mapping[str, Any]) -> bool:
+    if "*" in read:
+        return bool(read["*"] == _whole_environ())
+    return all(_value_digest(os.environ.get(name)) == digest for name, digest in read.items())
 
 
 def _digest(path: Path) -> str | None:
@@ -179,6 +215,8 @@ def _digest(path: Path) -> str | None:
 
 
 def _unchanged(workdir: Path, reads: Mapping[str, Any], plan: Plan) -> bool:
+    if not _environ_unchanged(reads["environ"]):
+        return False
     for path, digest in reads["files"].items():
         if _digest(workdir / path) != digest:
             return False

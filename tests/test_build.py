@@ -877,6 +877,15 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
     assert [p.name for p in project.root.glob(".three.txt*")] == []
     assert sorted(project.lock()) == ["one", "two"]
     assert project.new_runs() == ["one", "two", "three"]
+    # The lock file is written when a build ends: the entries are in the lock journal, which
+    # `orch status` reads too.
+    assert not project.exists("orch.lock")
+    assert project.exists(".orch.lock.journal")
+    status = json.loads(project.orch("status", "--json").stdout)
+    actions = {step["step"]: step["action"] for step in status["steps"]}
+    assert actions == {"one": "up-to-date", "two": "up-to-date"} | dict.fromkeys(
+        ("three", "four", "five"), "run"
+    )
 
     # The step runs in its own session, so it outlives a kill -9 of orch; it must not keep
     # the workdir locked, though.
@@ -898,6 +907,8 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
         "five": "ran",
     }
     assert project.read("three.txt") == "seed\nseed\n"
+    assert not project.exists(".orch.lock.journal"), "the build folded it into the lock file"
+    assert sorted(project.lock()) == ["five", "four", "one", "three", "two"]
 
 
 def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(

@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--before", type=Path, help="another orch checkout to compare with")
     parser.add_argument("--no-lock-bytes", action="store_true", help="skip the strace build")
+    parser.add_argument("--lock-bytes-only", action="store_true", help="only the strace build")
     args = parser.parse_args()
     trees = {"orch": ROOT}
     if args.before is not None:
@@ -133,17 +134,18 @@ def main() -> None:
         write_makefile(template, args.n)
         make: list[Timing] = []
         orch: dict[str, list[Timing]] = {name: [] for name in trees}
-        for _ in range(args.runs):
+        for _ in range(0 if args.lock_bytes_only else args.runs):
             make.append(timed(["make", "-r", "-s", "-j2"], fresh(template, scratch, "m"), {}))
             for name, tree in trees.items():
                 folder = fresh(template, scratch, "o")
                 orch[name].append(timed(orch_command(), folder, orch_env(tree)))
         written = None if args.no_lock_bytes else lock_bytes(template, scratch, ROOT)
         load = Path("/proc/loadavg").read_text().split()[0]
-    print(f"first build of {args.n} copy steps, -j 2: medians of {args.runs} runs, load {load}")
-    show("make", median(make), median(make))
-    for name, timings in orch.items():
-        show(name, median(timings), median(make))
+    print(f"first build of {args.n} copy steps, -j 2: medians of {len(make)} runs, load {load}")
+    if make:
+        show("make", median(make), median(make))
+        for name, timings in orch.items():
+            show(name, median(timings), median(make))
     if written is not None:
         total, size = written
         print(f"lock bytes written: {total} ({total / size:.1f}x the final lock's {size} bytes)")

@@ -85,7 +85,8 @@ class Execution:
         try:
             return await kind.execute(context)
         finally:
-            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+            if self.events.masker:  # with no secret to mask, no thread to start
+                await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
 
     def _output_of(self, step_id: str) -> Callable[[str], None] | None:
         """What hands each line of a step's output on to `output`, secrets masked."""

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,10 +29,6 @@ from .buildkit import (
     snapshot,
     wait_for,
 )
-
-if TYPE_CHECKING:
-    from _typeshed import StrPath
-
 
 # --------------------------------------------------------------------------- pipelines
 
@@ -882,6 +877,15 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
     assert [p.name for p in project.root.glob(".three.txt*")] == []
     assert sorted(project.lock()) == ["one", "two"]
     assert project.new_runs() == ["one", "two", "three"]
+    # The lock file is written when a build ends: the entries are in the lock journal, which
+    # `orch status` reads too.
+    assert not project.exists("orch.lock")
+    assert project.exists(".orch.lock.journal")
+    status = json.loads(project.orch("status", "--json").stdout)
+    actions = {step["step"]: step["action"] for step in status["steps"]}
+    assert actions == {"one": "up-to-date", "two": "up-to-date"} | dict.fromkeys(
+        ("three", "four", "five"), "run"
+    )
 
     # The step runs in its own session, so it outlives a kill -9 of orch; it must not keep
     # the workdir locked, though.
@@ -903,6 +907,8 @@ def test_sigkill_loses_only_the_step_in_flight(project: Project) -> None:
         "five": "ran",
     }
     assert project.read("three.txt") == "seed\nseed\n"
+    assert not project.exists(".orch.lock.journal"), "the build folded it into the lock file"
+    assert sorted(project.lock()) == ["five", "four", "one", "three", "two"]
 
 
 def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(
@@ -910,7 +916,10 @@ def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(
 ) -> None:
     # No step is cached, so a lost lock entry means running the step again.
     project.write("src.txt", "seed\n")
-    snapshot_lock = "cp orch.lock lock-at-three.txt 2>/dev/null || rm -f lock-at-three.txt"
+    snapshot_lock = (
+        "for f in orch.lock .orch.lock.journal; do"
+        ' cp "$f" "at-three$f" 2>/dev/null || rm -f "at-three$f"; done'
+    )
     project.pipeline(
         f"""\
         version: 1
@@ -932,28 +941,28 @@ def test_a_finished_step_is_in_the_lock_before_the_next_step_starts(
             stdout: three.txt
         """
     )
-    # A slow disk: putting the lock file in place takes until `three` has started (at most
-    # half a second). Every atomic write ends with os.replace. Were the lock written in the
-    # background, `three` would start before the entries of `one` and `two` are on disk.
-    replace = os.replace
+    # A slow disk: getting an entry to disk (the fdatasync of the lock journal, or of a file)
+    # takes until `three` has started (at most half a second). Were the entries written in
+    # the background, `three` would start before those of `one` and `two` are on disk.
+    fdatasync = os.fdatasync
 
-    def slow_replace(source: StrPath, target: StrPath, **dir_fds: int | None) -> None:
-        if Path(target).name == "orch.lock":
-            deadline = time.monotonic() + 0.5
-            while not project.exists("three.started") and time.monotonic() < deadline:
-                time.sleep(0.005)
-        replace(source, target, **dir_fds)  # outputs are renamed relative to their folder
+    def slow_fdatasync(fd: int) -> None:
+        deadline = time.monotonic() + 0.5
+        while not project.exists("three.started") and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fdatasync(fd)
 
-    monkeypatch.setattr(os, "replace", slow_replace)
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
     assert project.orch("build", "-j", "1").exit_code == 0
     assert project.new_runs() == ["one", "two", "three"]
 
-    # A kill -9 while `three` ran would have left the lock as `three` saw it, and no three.txt.
-    lock = project.root / "orch.lock"
-    if project.exists("lock-at-three.txt"):
-        lock.write_text(project.read("lock-at-three.txt"))
-    else:
-        lock.unlink()
+    # A kill -9 while `three` ran would have left the lock and its journal as `three` saw
+    # them, and no three.txt.
+    for name in ("orch.lock", ".orch.lock.journal"):
+        if project.exists(f"at-three{name}"):
+            (project.root / name).write_text(project.read(f"at-three{name}"))
+        else:
+            (project.root / name).unlink(missing_ok=True)
     (project.root / "three.txt").unlink()
     result = project.orch("build", "-j", "1")
     assert result.exit_code == 0

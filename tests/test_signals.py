@@ -38,8 +38,12 @@ def first_event(run: Path, type: str) -> dict[str, object] | None:
 
 
 def lock_written(project: Project) -> bool:
-    """Whether the lock writer wrote, or is writing, the lock file."""
-    return project.exists("orch.lock") or any(project.root.glob(".orch.lock.*.tmp"))
+    """Whether the lock writer wrote, or is writing, the lock file or its journal."""
+    return (
+        project.exists("orch.lock")
+        or project.exists(".orch.lock.journal")
+        or any(project.root.glob(".orch.lock.*.tmp"))
+    )
 
 
 # --------------------------------------------------------------------------- start-up

@@ -85,7 +85,8 @@ class Execution:
                 return await self._run_command(step, step.command, log)
             return await self._run_kind(step, log)
         finally:
-            await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
+            if self.events.masker:  # with no secret to mask, no thread to start
+                await asyncio.shield(asyncio.to_thread(self.events.masker.file, log))
 
     async def _run_command(self, step: PlannedStep, command: Command, log: Path) -> Outcome:
         """Run a shell step from its planned command, in the real environment: the

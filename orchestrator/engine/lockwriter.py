@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orchestrator.store.journal import Journal, journal_path
 from orchestrator.store.lockfile import (
     LOCK_VERSION,
     LockEntry,
@@ -19,26 +20,38 @@ if TYPE_CHECKING:
 
 
 class LockWriter:
-    """Writes the lock file after each recorded step.
+    """Journals each recorded step's entry, and writes the lock file once at the end.
 
-    Each step's block is rendered once; a write joins the blocks. Inside the event loop, writes
-    run in a thread and coalesce when they pile up, and `written` waits until an entry is on
-    disk; outside it (a build that only verifies and restores), one write at the end does. A
-    waiter that is cancelled never cancels the write it waits for.
+    Each step's block is rendered once. Inside the event loop, the blocks recorded since the
+    last append go to the lock journal (`store.journal`) in one append and one `fdatasync`,
+    in a thread, so that steps finished together share a write; `written` waits until an entry
+    is on disk. `write_pending`, when the build ends or is cancelled, writes the lock file
+    from every block (atomically and durably) and only then removes the journal; outside the
+    loop (a build that only verifies and restores) that one write is all. A journal left by a
+    killed build is read with the lock (`lockfile.read_lock`), so its entries are among the
+    workspace's: it is folded into the lock file before the first append starts a new one.
+    A waiter that is cancelled never cancels the write it waits for.
     """
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.in_loop = False
         self._blocks: dict[str, str] | None = None
+        self._pending: list[str] = []
         self._recorded = 0
         self._written = 0
+        self._journal = Journal(journal_path(workspace.lock_file))
+        self._leftover = self._journal.path.exists()
+        """A killed build's journal: fold it into the lock file before journaling, and at
+        the end even if no step ran."""
         self._task: asyncio.Task[None] | None = None
 
     def record(self, step_id: str, entry: LockEntry) -> int:
         """Remember a step's entry and get it onto disk soon; the number to wait for."""
         self.workspace.entries[step_id] = entry
-        self._render()[step_id] = render_entry(step_id, entry)
+        block = render_entry(step_id, entry)
+        self._render()[step_id] = block
+        self._pending.append(block)
         self._recorded += 1
         if self.in_loop and (self._task is None or self._task.done()):
             import asyncio
@@ -67,16 +80,29 @@ class LockWriter:
         import asyncio
 
         while self._written < self._recorded:
-            number, text = self._recorded, join_blocks(self._render())
-            await asyncio.to_thread(write_text, self.workspace.lock_file, text)
+            if self._leftover:
+                number, text = self._recorded, join_blocks(self._render())
+                self._pending.clear()
+                await asyncio.to_thread(self._fold, text)
+            else:
+                number, text = self._recorded, "".join(self._pending)
+                self._pending.clear()
+                await asyncio.to_thread(self._journal.append, text)
             self._written = number
 
+    def _fold(self, text: str) -> None:
+        """Write the lock file with the leftover journal's entries, then drop the journal."""
+        write_text(self.workspace.lock_file, text)
+        self._journal.remove()
+        self._leftover = False
+
     async def flush(self) -> None:
-        """Wait until every recorded entry is written."""
+        """Wait until every recorded entry is on disk."""
         await self.written(self._recorded)
 
     def write_pending(self) -> None:
-        """Write now if anything recorded is not on disk yet."""
-        if self._written < self._recorded:
-            write_text(self.workspace.lock_file, join_blocks(self._render()))
+        """Write the lock file if an entry is not in it yet (recorded, or journaled), then
+        remove the journal."""
+        if self._recorded or self._leftover:
+            self._fold(join_blocks(self._render()))
             self._written = self._recorded

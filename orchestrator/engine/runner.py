@@ -147,6 +147,7 @@ class Runner:
             if (self.schedule.has_queued or self._to_wait) and not self.cancelled:
                 import asyncio
 
+                _watch_children_with_pidfds()
                 asyncio.run(self._run_queued())
         except KeyboardInterrupt:  # only when orch's handler is not installed
             self.cancel()
@@ -506,6 +507,23 @@ class Runner:
             **failure.details,
         )
         return Status.FAILED
+
+
+def _watch_children_with_pidfds() -> None:
+    """Have the event loop learn that a step's process ended from a pidfd it polls, as
+    Python 3.12 does by default, rather than from a thread started per process to wait for it
+    (Python 3.11's default). Kept as is where the kernel has no pidfds."""
+    import asyncio
+    import os
+    import sys
+
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 def _since(started: float) -> float:

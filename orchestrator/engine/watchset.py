@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from orchestrator.core.paths import covers, is_dir, is_glob, is_within, unescape
 from orchestrator.engine.build import Request, open_plan
+from orchestrator.store.journal import journal_path
 from orchestrator.store.layout import StateFolder
 from orchestrator.store.lockfile import lock_path
 
@@ -109,5 +110,5 @@ def watch_set(request: Request) -> WatchSet:
     sources = tuple(path for path in plan.sources if path in inputs)
     outputs = tuple(path for step in plan.steps.values() for path in step.outputs)
     lock = lock_path(Path(plan.pipeline)).resolve()
-    written = frozenset({StateFolder(workdir).root.resolve(), lock})
+    written = frozenset({StateFolder(workdir).root.resolve(), lock, journal_path(lock)})
     return WatchSet(workdir, frozenset(files), (*sources, *read["globs"]), outputs, written)

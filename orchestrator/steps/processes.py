@@ -1,7 +1,8 @@
 """The processes of running shell steps, recorded so that a build killed by `kill -9` can
 have the next one stop them.
 
-Before a shell step starts, it is recorded in `.orch/processes/<token>`, a random token that
+Before a shell step starts, it is recorded in `.orch/processes/<token>` (an empty file: its name
+is the record), a random token that
 its process gets in its environment (`ORCH_STEP_TOKEN`) and passes on to every process it
 starts; the record goes when the step ends. The next build finds the live processes that carry
 a recorded token (in `/proc/<pid>/environ`) and stops their process groups; a token names one
@@ -28,13 +29,20 @@ POLL_S = 0.01
 def record(folder: Path) -> str:
     """Before a step process starts: record it under a new token, which the caller puts in the
     process's environment as `TOKEN_VARIABLE`; the token."""
-    from orchestrator.store.filestore import atomic_write
-
     token = os.urandom(8).hex()
     with contextlib.suppress(OSError):  # best effort: the step runs anyway
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / token, f"{os.getpid()}\n".encode(), durable=False)
+        _create(folder / token)
     return token
+
+
+def _create(path: Path) -> None:
+    """An empty record (only its name is read back, so a torn one cannot mislead)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        os.close(os.open(path, flags, 0o644))
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, flags, 0o644))
 
 
 def forget(folder: Path, token: str) -> None:

@@ -20,10 +20,15 @@ order and quoting so that merges stay small::
 Nothing read back is half-used: an entry lacking a field, or failing its check, and a file
 not ending with `# end` (cut short) make the whole file corrupt. Locks written before checks
 (no `checks:` line) are still read, every entry complete.
+
+During a build, the entries of finished steps go to the lock journal beside it (`journal`),
+which `read_lock` reads too: a build killed before its last lock write loses nothing it
+finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zlib
@@ -33,6 +38,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from orchestrator.core.errors import OrchError
+from orchestrator.store.journal import journal_path, read_journal
 
 LOCK_VERSION = 2
 """The lock format, which changes with the key format: entries of version 1 locks are read,
@@ -72,7 +78,28 @@ def lock_path(pipeline_file: Path) -> Path:
 
 
 def read_lock(path: Path) -> dict[str, LockEntry]:
-    """The entries of a lock file; none if it does not exist; LockError if it is unusable."""
+    """The entries of a lock file and of the journal a killed build left beside it (which
+    win); none if neither exists; LockError if the lock file is unusable."""
+    return {**_read_lock_file(path), **read_journaled(journal_path(path))}
+
+
+def read_journaled(path: Path) -> dict[str, LockEntry]:
+    """The entries of a lock journal, in order, up to the first that is cut short or fails
+    its check (a torn last append); none if there is no journal."""
+    text = read_journal(path)
+    if not text:
+        return {}
+    lines = text.split("\n")[:-1]
+    entries: dict[str, LockEntry] = {}
+    at = 0
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        while at < len(lines):
+            name, entry, at = _read_entry(lines, at, checked=True)
+            entries[name] = entry
+    return entries
+
+
+def _read_lock_file(path: Path) -> dict[str, LockEntry]:
     try:
         text = path.read_bytes().decode("utf-8")  # no newline translation: a stray \r counts
     except FileNotFoundError:

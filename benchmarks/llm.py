@@ -9,9 +9,11 @@ Each run deletes `.orch/runs`, `.orch/cache`, `orch.lock` and `out/` (`.orch/pla
 compiled-plan cache, is kept from one warm-up run) and times `orch build orch.yaml -j 50`:
 process wall time, the job's `duration_s` (manifest.json), the call phase (first
 `llm.request` to last `llm.response` in events.jsonl) and process CPU (user+sys). In the same
-rounds the peer, an in-process httpx floor (8 `httpx.AsyncClient`s round-robin, semaphore
-50), sends the same N POSTs. Ideal = N x latency / concurrency. Target: job duration
-<= 1.3 x ideal (median). Exits 0 unless the benchmark cannot run (a FAIL is only reported).
+rounds, in this process, two peers send the same N POSTs: httpx alone (8 `httpx.AsyncClient`s
+round-robin, semaphore 50) and the floor client (plain asyncio streams, 50 keep-alive
+connections, no HTTP library). Ideal = N x latency / concurrency. Targets (medians): process
+wall <= 1.3 x the floor client's wall, and orch's CPU per call minus the floor client's CPU per
+request <= 2 ms. Exits 0 unless the benchmark cannot run (a FAIL is only reported).
 """
 
 from __future__ import annotations

@@ -13,15 +13,18 @@ Listeners (the terminal reporter) see every event as it is written, secret value
 
 from __future__ import annotations
 
-import asyncio
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.core.errors import IoFailure, io_failure
 from orchestrator.record.masking import Masker
+
+if TYPE_CHECKING:
+    import asyncio
 
 Event = dict[str, Any]
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
@@ -133,9 +136,12 @@ class EventLog:
         """Flush within FLUSH_S on the running event loop; at once without one."""
         if self._flush_due is not None:
             return
+        module = sys.modules.get("asyncio")  # a build that runs nothing never imports it
         try:
-            loop = asyncio.get_running_loop()
+            loop = module.get_running_loop() if module else None
         except RuntimeError:
+            loop = None
+        if loop is None:
             self.flush()
             return
         self._flush_due = loop.call_later(FLUSH_S, self._flush_due_now)

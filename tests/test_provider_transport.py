@@ -29,7 +29,7 @@ def the_failure(project: Project, *args: str) -> dict[str, str]:
     build = project.orch("build", *args)
     assert build.exit_code == 1, build.stdout + build.stderr
     (found,) = build.manifest()["failures"]
-    return found
+    return {"kind": str(found["kind"]), "message": str(found["message"])}
 
 
 def closed_port() -> int:

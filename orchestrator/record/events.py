@@ -1,4 +1,8 @@
-"""Build events: one JSON object per line in `events.jsonl`, flushed as each happens.
+"""Build events: one JSON object per line in `events.jsonl`.
+
+A line reaches the file at once when it ends a step or the job, or is a warning or an error;
+any other line within `FLUSH_S` (on an event loop; at once outside one), so a follower sees
+every event soon and a killed build has flushed every event of its finished steps.
 
     {"ts": "2026-11-24T10:15:00.123Z", "level": "info", "job_id": "...",
      "type": "step.started", "step": "architect", "data": {...}}
@@ -10,17 +14,28 @@ Listeners (the terminal reporter) see every event as it is written, secret value
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.core.errors import IoFailure, io_failure
 from orchestrator.record.masking import Masker
 
+if TYPE_CHECKING:
+    import asyncio
+
 Event = dict[str, Any]
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 Listener = Callable[[Event], None]
+FLUSH_S = 0.05
+"""At most this long between an event and its line reaching the file."""
+FLUSHED_AT_ONCE = frozenset(
+    {"step.succeeded", "step.failed", "step.skipped", "step.restored", "plan.failed"}
+    | {"job.succeeded", "job.failed", "job.cancelled", "lock.failed"}
+)
+"""Event types whose line reaches the file before `emit` returns (with every line before it)."""
 
 
 def timestamp() -> str:
@@ -59,6 +74,7 @@ class EventLog:
         """Why the file stopped being written (the disk is full, ...); listeners still get all."""
         self._file: IO[str] | None = None
         self._held: list[str] | None = [] if held else None
+        self._flush_due: asyncio.TimerHandle | None = None
         if path is not None and not held:
             self.open()
 
@@ -70,6 +86,7 @@ class EventLog:
         held, self._held = self._held or [], None
         if held:
             self._write("".join(held))
+            self.flush()
 
     @property
     def is_held(self) -> bool:
@@ -88,6 +105,10 @@ class EventLog:
         }
         if self._file is not None:
             self._write(_line(event))
+            if type in FLUSHED_AT_ONCE or level in ("warning", "error"):
+                self.flush()
+            else:
+                self._flush_soon()
         elif self._held is not None:
             self._held.append(_line(event))
         for listener in self.listeners:
@@ -99,13 +120,46 @@ class EventLog:
         assert self._file is not None
         try:
             self._file.write(line)
+        except OSError as exc:
+            self._failed(exc)
+
+    def flush(self) -> None:
+        """Send the lines written so far to the file."""
+        if self._file is None:
+            return
+        try:
             self._file.flush()
         except OSError as exc:
-            self.failure = IoFailure("write the events file", exc, self.path)
-            self.close()
+            self._failed(exc)
+
+    def _flush_soon(self) -> None:
+        """Flush within FLUSH_S on the running event loop; at once without one."""
+        if self._flush_due is not None:
+            return
+        module = sys.modules.get("asyncio")  # a build that runs nothing never imports it
+        try:
+            loop = module.get_running_loop() if module else None
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self.flush()
+            return
+        self._flush_due = loop.call_later(FLUSH_S, self._flush_due_now)
+
+    def _flush_due_now(self) -> None:
+        self._flush_due = None
+        self.flush()
+
+    def _failed(self, exc: OSError) -> None:
+        """Remember why the file stopped being written, and stop writing it."""
+        self.failure = IoFailure("write the events file", exc, self.path)
+        self.close()
 
     def close(self) -> None:
         """Close the file (an error closing it becomes `failure`)."""
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
         file, self._file = self._file, None
         if file is None:
             return

@@ -64,8 +64,8 @@ class EventLog:
         *,
         held: bool = False,
     ) -> None:
-        """`masker` hides secret values in every event's data. `held`: keep the lines in
-        memory until `open` is called (they may never need a file)."""
+        """`masker` hides secret values in every event's data. `held`: keep the events in
+        memory until `open` is called (they may never need a file, nor their lines encoding)."""
         self.job_id = job_id
         self.masker = masker or Masker()
         self.listeners: list[Listener] = []
@@ -73,7 +73,7 @@ class EventLog:
         self.failure: IoFailure | None = None
         """Why the file stopped being written (the disk is full, ...); listeners still get all."""
         self._file: IO[str] | None = None
-        self._held: list[str] | None = [] if held else None
+        self._held: list[Event] | None = [] if held else None
         self._flush_due: asyncio.TimerHandle | None = None
         if path is not None and not held:
             self.open()
@@ -85,7 +85,7 @@ class EventLog:
             self._file = self.path.open("a", encoding="utf-8")
         held, self._held = self._held or [], None
         if held:
-            self._write("".join(held))
+            self._write("".join(map(_line, held)))
             self.flush()
 
     @property
@@ -110,7 +110,7 @@ class EventLog:
             else:
                 self._flush_soon()
         elif self._held is not None:
-            self._held.append(_line(event))
+            self._held.append(event)
         for listener in self.listeners:
             listener(event)
         return event

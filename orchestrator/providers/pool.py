@@ -1,6 +1,6 @@
-"""The providers of one build: settings resolved once per provider, one httpx client per
-provider (on aiohttp's connection pool, `transport`), one circuit breaker per
-(kind, base_url, model) and one concurrency limit per provider."""
+"""The providers of one build: settings resolved once per provider, a shared set of httpx
+clients, one circuit breaker per (kind, base_url, model) and one concurrency limit per
+provider."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ from orchestrator.providers.breaker import CircuitBreaker, Policy
 from orchestrator.providers.config import Settings, display_url, resolve
 
 if TYPE_CHECKING:
-    import ssl
-
     import httpx
 
     from orchestrator.language.spec import Provider as ProviderSpec
     from orchestrator.providers.batch import Batcher
     from orchestrator.providers.budget import Budget
     from orchestrator.providers.wire import WireFormat
+
+
+SHARDS = 8
+"""httpx clients the requests are spread over: httpcore's connection pool does work in the
+square of its open connections on every request, so many small pools beat one large one."""
 
 
 class Providers:
@@ -48,8 +51,8 @@ class Providers:
         self._settings: dict[str, Settings] = {}
         self._providers: dict[str, ProviderClient] = {}
         self._breakers: dict[tuple[str, str, str | None], CircuitBreaker] = {}
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._verify: ssl.SSLContext | bool | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._turn = 0
         self._batchers: list[Batcher] = []
 
     def settings(self, name: str) -> Settings:
@@ -102,7 +105,7 @@ class Providers:
         return HttpProvider(
             settings,
             _wire(settings),
-            lambda: self._http_client(settings.name),
+            self._http_client,
             lambda model: self._breaker(settings, model),
             slots,
         )
@@ -121,21 +124,17 @@ class Providers:
             self._breakers[key] = breaker
         return breaker
 
-    def _http_client(self, name: str) -> httpx.AsyncClient:
-        """The client of provider `name`, created on its first request."""
-        client = self._clients.get(name)
-        if client is None:
+    def _http_client(self) -> httpx.AsyncClient:
+        """The next client of the shared set, in turn."""
+        if not self._clients:
             import httpx
 
-            from orchestrator.providers.transport import AiohttpTransport
-
-            if self._verify is None:  # one TLS context for all: creating one takes time
-                self._verify = httpx.create_ssl_context() if self._uses_tls() else False
-            transport = AiohttpTransport(self._verify)
-            client = self._clients[name] = httpx.AsyncClient(
-                transport=transport, follow_redirects=False
-            )
-        return client
+            verify = httpx.create_ssl_context() if self._uses_tls() else False
+            self._clients = [
+                httpx.AsyncClient(verify=verify, follow_redirects=False) for _ in range(SHARDS)
+            ]
+        self._turn = (self._turn + 1) % SHARDS
+        return self._clients[self._turn]
 
     def _uses_tls(self) -> bool:
         """Whether any provider is reached over https (creating a TLS context takes time)."""
@@ -146,9 +145,9 @@ class Providers:
         """Stop polling batches and close the shared clients."""
         for batcher in self._batchers:
             await batcher.aclose()
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
+        for client in self._clients:
             await client.aclose()
+        self._clients = []
 
 
 def _wire(settings: Settings) -> WireFormat:

@@ -90,20 +90,9 @@ class StepContext:
         read = Reader(self.step.inputs, self.workdir, self.step.excludes)
         return {**self.step.scope, "read": read}
 
-    def make_output_folders(self) -> None:
-        """Make the folders that hold the step's outputs (see `make_output_folders`)."""
-        make_output_folders(self.workdir, self.step.outputs)
-
     def write(self, path: str, content: bytes | str) -> WriteResult:
         """Write one output through `safe_write` and record `file.written`."""
         (result,) = _write_all(self.workdir, {path: content})
-        self.emit("file.written", **result.as_event_data())
-        return result
-
-    def write_file(self, path: str, source: Path) -> WriteResult:
-        """Write one output from the file `source` (see `write_output_file`) and record
-        `file.written`."""
-        result = write_output_file(self.workdir, path, source)
         self.emit("file.written", **result.as_event_data())
         return result
 

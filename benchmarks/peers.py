@@ -268,7 +268,7 @@ class Tool:
     name = ""
     label = ""
     exe_name = ""
-    figures = FIGURES
+    figures: tuple[str, ...] = FIGURES
 
     def __init__(self, exe: str, jobs: int) -> None:
         self.exe = exe
@@ -813,9 +813,10 @@ def as_json(
     bench: Bench, works: list[Work], found: list[Target], info: dict[str, Any]
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    for (work, figure, tool), series in bench.series.items():
+    for (work_name, figure_name, tool_name), series in bench.series.items():
         if series.samples:
-            figures.setdefault(work, {}).setdefault(figure, {})[tool] = series.as_json()
+            by_figure = figures.setdefault(work_name, {}).setdefault(figure_name, {})
+            by_figure[tool_name] = series.as_json()
     ratios: dict[str, Any] = {}
     for work in works:
         for figure in FIGURES:

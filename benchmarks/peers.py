@@ -606,7 +606,8 @@ class Bench:
         )
         if done.timed_out or done.code != 0:
             how = "timed out" if done.timed_out else f"exited with {done.code}"
-            self.problem(tool, work, f"{figure}: {how}: {done.output.strip()[-500:]}")
+            last = (done.output.strip().splitlines() or [""])[-1][-200:]
+            self.problem(tool, work, f"{figure}: {how} (last line: {last!r})")
             return None
         series = self.series.setdefault((work.name, figure, tool.name), Series())
         series.samples.append(done.wall_s)

@@ -110,11 +110,12 @@ def test_a_variable_a_template_reads_compiles_the_plan_again(
     assert plan.read_bytes() != saved
 
 
+@pytest.mark.parametrize("whole", ["env | length", "env.keys() | list | length"])
 def test_a_template_reading_the_whole_environment_sees_any_change(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, whole: str
 ) -> None:
     pipeline = workdir / "orch.yaml"
-    pipeline.write_text(pipeline.read_text().replace("word: hello", 'word: "{{ env | length }}"'))
+    pipeline.write_text(pipeline.read_text().replace("word: hello", f'word: "{{{{ {whole} }}}}"'))
     monkeypatch.setenv("ONE_MORE", "x")
     first = build()
     assert ran(first) == ["shout", "page"], first.output
@@ -122,6 +123,18 @@ def test_a_template_reading_the_whole_environment_sees_any_change(
     assert ran(build()) == ["shout", "page"]
     monkeypatch.setenv("AND_ANOTHER", "z")  # the same count: the plan compiles, nothing runs
     assert build().output == "all 3 steps up to date\n"
+
+
+def test_a_saved_plan_with_a_damaged_environment_record_is_compiled_afresh(
+    workdir: Path,
+) -> None:
+    plan = _plan(workdir)
+    data = plan.read_bytes()
+    record = json.loads(unseal(data) or b"")
+    record["reads"]["environ"] = ["GREETING"]
+    plan.write_bytes(seal(json.dumps(record).encode()))
+    assert build().output == "all 3 steps up to date\n"
+    assert plan.read_bytes() == data, "the full load saved the plan again"
 
 
 def test_a_changed_dotenv_file_is_seen(workdir: Path) -> None:
@@ -242,6 +255,16 @@ FIELD_DAMAGE: dict[str, Callable[[dict[str, Any]], None]] = {
         expands=[["data.txt", "abc"]]
     ),
     "an expands path outside the workdir": lambda step: step.update(expands=[["../x", None]]),
+    "a command that is not a mapping": lambda step: step.update(command="rm -rf ."),
+    "a command whose env is not text": lambda step: step.update(
+        command={"run": "true", "env": {"A": 1}, "cwd": None, "stdout": None, "timeout_s": None}
+    ),
+    "a command with a field too many": lambda step: step.update(
+        command={"run": "true", "env": {}, "cwd": None, "stdout": None, "timeout_s": 1, "x": 1}
+    ),
+    "a command whose time limit is not positive": lambda step: step.update(
+        command={"run": "true", "env": {}, "cwd": None, "stdout": None, "timeout_s": 0}
+    ),
 }
 
 

@@ -29,10 +29,8 @@ def read_journal(path: Path) -> str | None:
     or it is not a journal."""
     try:
         data = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # absent, or unreadable: the steps it records simply run again
         return None
-    except OSError:
-        return None  # unreadable: as if absent, the steps it records simply run again
     text = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
     if not text.startswith(HEADER):
         return None

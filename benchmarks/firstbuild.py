@@ -17,7 +17,6 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rebuild import write_pipeline
+from rebuild import orch_env, write_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,12 +60,6 @@ def timed(command: list[str], folder: Path, env: dict[str, str]) -> Timing:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout!r}{done.stderr!r}")
     return Timing(wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
-
-
-def orch_env(tree: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "CI": "1", "NO_COLOR": "1"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
 
 
 def orch_command() -> list[str]:

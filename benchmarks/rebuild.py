@@ -40,10 +40,16 @@ def write_pipeline(folder: Path, n: int) -> None:
     (folder / "orch.yaml").write_text("\n".join(lines) + "\n")
 
 
-def orch_build(folder: Path, tree: Path) -> tuple[float, str]:
-    """Seconds of one whole `orch build` process run from `tree`, and its output."""
+def orch_env(tree: Path) -> dict[str, str]:
+    """The environment of an orch run from `tree`, writing bytecode as a user's would."""
     env = {**os.environ, "PYTHONPATH": str(tree), "CI": "1", "NO_COLOR": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def orch_build(folder: Path, tree: Path) -> tuple[float, str]:
+    """Seconds of one whole `orch build` process run from `tree`, and its output."""
+    env = orch_env(tree)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "orchestrator", "build"],

@@ -9,9 +9,14 @@ moment of orch's work are made by `interleave.before`, as a step running alongsi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.core.paths import escapes_through_symlink
 
 from .buildkit import Build, Project, snapshot
 from .interleave import before, named, swap_for_link
@@ -293,3 +298,40 @@ def test_an_output_written_by_orch_into_a_folder_made_a_symlink_outside_is_refus
     assert snapshot(away) == was
     refused(build, "page", "pages/index.txt")
     refused(build, "capture", "pages/captured.txt")
+
+
+# --------------------------------------------------------------------------- the rule itself
+
+_NAMES = ("a", "b", "link_in", "link_out", "dangling")
+
+
+def _tree(root: Path) -> Path:
+    """A workdir of folders, a file and symlinks leading inside, outside and nowhere."""
+    workdir = root / "work"
+    (workdir / "a" / "b").mkdir(parents=True)
+    (workdir / "a" / "file").write_text("x")
+    (root / "elsewhere" / "b").mkdir(parents=True)
+    (workdir / "link_in").symlink_to("a")
+    (workdir / "a" / "link_out").symlink_to("../../elsewhere")
+    (workdir / "a" / "b" / "dangling").symlink_to("../../../nowhere")
+    (workdir / "a" / "b" / "link_in").symlink_to("..")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tree(tmp_path_factory.mktemp("tree"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.sampled_from([*_NAMES, "file", "new", ".", ".."]), min_size=1, max_size=5))
+def test_a_path_is_refused_exactly_when_it_resolves_outside_the_workdir(
+    tree: Path, parts: list[str]
+) -> None:
+    """Whatever symlinks a path passes through, it is refused exactly when its deepest existing
+    part resolves outside the workdir (what `os.path.realpath` says)."""
+    path = "/".join(parts)
+    root = os.path.realpath(tree)
+    real = os.path.realpath(os.path.join(root, path))
+    expected = not (real == root or real.startswith(root + os.sep))
+    assert escapes_through_symlink(tree, path) == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -242,3 +244,27 @@ def test_read_at_run_time_returns_content_but_refuses_symlinks_leading_out(
     assert read("notes.txt") == "real"
     with pytest.raises(TemplateError, match="leads outside the workdir"):
         read("link.txt")
+
+
+BLOCK_LIBYAML = (
+    "import runpy, sys; sys.modules['_ruamel_yaml'] = sys.modules['_ruamel_yaml_clibz'] = None;"
+    " sys.argv = ['orch', *sys.argv[1:]]; runpy.run_module('orchestrator', run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure-python"])
+def test_a_pipeline_reads_as_yaml_1_2_whichever_parser_and_directive(
+    tmp_path: Path, libyaml: bool
+) -> None:
+    """`%YAML 1.1` does not turn `yes` into true nor make `0o17` text: the pipeline means the
+    same on a machine without libyaml."""
+    (tmp_path / "orch.yaml").write_text(
+        "%YAML 1.1\n---\nversion: 1\nvars:\n  answer: yes\n  mode: 0o17\nsteps:\n  s:\n"
+        "    run: echo '{{ vars.answer }} {{ vars.mode }}' > out.txt\n    output: out.txt\n"
+    )
+    launch = ["-m", "orchestrator"] if libyaml else ["-c", BLOCK_LIBYAML]
+    done = subprocess.run(
+        [sys.executable, *launch, "build"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.txt").read_text() == "yes 15\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,7 +93,26 @@ def normalize(path: str) -> str:
 
 
 def escapes_through_symlink(workdir: Path, path: str) -> bool:
-    """Whether the deepest existing part of `path` resolves outside the workdir."""
+    """Whether the deepest existing part of `path` resolves outside the workdir.
+
+    Only a path passing through a symlink (or naming `..`) is resolved: one lstat per part
+    tells the rest apart, where resolving both paths would lstat every part of the workdir too.
+    """
+    parts = path.rstrip("/").split("/")
+    if ".." not in parts and not path.startswith("/"):
+        current = os.fspath(workdir)
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                mode = os.lstat(current).st_mode
+            except OSError:
+                return False  # what does not exist cannot lead anywhere
+            if stat.S_ISLNK(mode):
+                break
+            if not stat.S_ISDIR(mode):
+                return False
+        else:
+            return False
     root = os.path.realpath(workdir)
     real = os.path.realpath(os.path.join(root, path.rstrip("/")))
     return not (real == root or real.startswith(root + os.sep))

@@ -5,6 +5,10 @@ installed (about ten times faster) and the pure-Python one otherwise. A document
 refuses is parsed again by the pure one, whose errors the diagnostics and hints are written
 for. The round-trip parse that knows every node's line and column is slower still, so it runs
 only when an error needs a location.
+
+Both loaders read YAML 1.2, whatever a `%YAML` directive says: libyaml's parser does not pass
+the directive on, so honouring it in the pure parser alone would give the same text two
+meanings.
 """
 
 from __future__ import annotations
@@ -118,10 +122,29 @@ def _fast_load(text: str) -> Any:
         return _REFUSED
     if "CParser" not in getattr(yaml.Parser, "__name__", ""):
         return _REFUSED
+    yaml.Resolver = _yaml_12_resolver()
     try:
         return yaml.load(text)
     except (YAMLError, RecursionError, ValueError):
         return _REFUSED
+
+
+@functools.cache
+def _yaml_12_resolver() -> type:
+    """ruamel's resolver with the YAML version fixed at 1.2 (ruamel looks the version up again
+    for every scalar otherwise, a third of the time libyaml leaves to Python)."""
+    from ruamel.yaml.resolver import VersionedResolver
+
+    class Yaml12Resolver(VersionedResolver):
+        @property
+        def processing_version(self) -> tuple[int, int]:
+            return (1, 2)
+
+        @functools.cached_property
+        def versioned_resolver(self) -> Any:
+            return super().versioned_resolver
+
+    return Yaml12Resolver
 
 
 def _pure_load(file: Path, text: str) -> Any:
@@ -130,6 +153,7 @@ def _pure_load(file: Path, text: str) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="safe", pure=True)
+    yaml.Resolver = _yaml_12_resolver()
     try:
         return yaml.load(text)
     except MarkedYAMLError as exc:

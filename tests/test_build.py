@@ -612,6 +612,29 @@ def test_jobs_run_independent_steps_at_the_same_time(project: Project) -> None:
     assert types[:2] == [("step.started", "left"), ("step.started", "right")]
 
 
+def test_a_step_that_must_run_starts_before_every_ready_step_is_checked(
+    project: Project,
+) -> None:
+    """Among many independent steps, the one that must run starts while the others are still
+    being found up to date, instead of after all of them."""
+    count = 300
+    steps = "".join(
+        f"  s{i}:\n    inputs: [src/{i}.txt]\n    output: out/{i}.txt\n"
+        f"    run: mkdir -p out && cp src/{i}.txt out/{i}.txt\n"
+        for i in range(count)
+    )
+    for i in range(count):
+        project.write(f"src/{i}.txt", f"{i}\n")
+    project.write("orch.yaml", "version: 1\nsteps:\n" + steps)
+    assert project.orch("build").exit_code == 0
+    project.write("src/0.txt", "edited\n")
+    result = project.orch("build", "-j", "1")
+    assert result.exit_code == 0, result.stdout
+    assert f"1 ran, {count - 1} up to date" in result.stdout
+    order = [(e["type"], e["step"]) for e in result.events()]
+    assert order.index(("step.started", "s0")) < order.index(("step.skipped", f"s{count - 1}"))
+
+
 # --------------------------------------------------------------------------- status, dry run
 
 

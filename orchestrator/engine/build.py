@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,7 +19,7 @@ from orchestrator.core.errors import IoFailure, PipelineError, UsageError, descr
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
 from orchestrator.engine.decide import Action, Options
-from orchestrator.engine.execution import OutputListener
+from orchestrator.engine.execution import OutputListener, PipelineOnDemand
 from orchestrator.engine.runner import Runner, RunOptions
 from orchestrator.engine.state import Assessment, Workspace
 from orchestrator.plan.compiled import Plan, compile_plan
@@ -96,7 +95,7 @@ class Report:
 
 def open_plan(
     request: Request, *, keep: bool = False, fresh: bool = False
-) -> tuple[Plan, Callable[[], LoadedPipeline]]:
+) -> tuple[Plan, PipelineOnDemand]:
     """The compiled plan of the pipeline and a way to get the loaded pipeline for running.
 
     A plan saved by an earlier build is reused while valid, unless `fresh`; `keep` saves a
@@ -106,12 +105,12 @@ def open_plan(
 
     plan, identity = plancache.load(request.pipeline, request.overrides, request.provider)
     if plan is not None and not fresh:
-        return plan, functools.cache(lambda: _load(request))
+        return plan, PipelineOnDemand(load=lambda: _load(request))
     loaded = _load(request)
     plan = compile_plan(loaded)
     if keep:
         plancache.save(identity, loaded, plan)
-    return plan, lambda: loaded
+    return plan, PipelineOnDemand(loaded=loaded)
 
 
 def _load(request: Request) -> LoadedPipeline:
@@ -334,7 +333,7 @@ def _build(
     request: Request,
     listeners: tuple[Listener, ...],
     plan: Plan,
-    pipeline: Callable[[], LoadedPipeline],
+    pipeline: PipelineOnDemand,
     workspace: Workspace,
     selected: list[str],
     job_id: str,

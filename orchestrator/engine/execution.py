@@ -25,6 +25,30 @@ if TYPE_CHECKING:
     from orchestrator.steps.commands import Command
 
 
+class PipelineOnDemand:
+    """The loaded pipeline of a plan: the one given, or loaded on the first call (a build from
+    a saved plan may never need it)."""
+
+    def __init__(
+        self,
+        load: Callable[[], LoadedPipeline] | None = None,
+        loaded: LoadedPipeline | None = None,
+    ) -> None:
+        self._load = load
+        self._loaded = loaded
+
+    def __call__(self) -> LoadedPipeline:
+        if self._loaded is None:
+            assert self._load is not None, "a pipeline on demand needs a pipeline or a loader"
+            self._loaded = self._load()
+        return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the pipeline is loaded already."""
+        return self._loaded is not None
+
+
 class Execution:
     """Runs steps; the loaded pipeline and the providers are made on first use, and the
     providers are closed by `aclose`."""
@@ -32,7 +56,7 @@ class Execution:
     def __init__(
         self,
         workdir: Path,
-        pipeline: Callable[[], LoadedPipeline],
+        pipeline: PipelineOnDemand,
         kinds: Callable[[], Mapping[str, Kind]],
         events: EventLog,
         folder: RunFolder,

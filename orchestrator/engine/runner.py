@@ -2,10 +2,12 @@
 
 A step is assessed when everything it depends on is done, so its key covers what its upstream
 steps actually wrote (early cutoff). Up-to-date steps and restores complete at once; runs take
-one of `jobs` slots. After each success the step's outputs go to the cache and its lock entry is
-written; a failure blocks the steps after it and, without `keep_going`, stops new starts (the
-schedule decides; the runner reports it). A result also goes to the remote cache, if there is
-one, in the background; the build waits for those uploads before it ends.
+one of `jobs` slots. Ready steps are assessed a batch at a time between looks at the running
+ones, so the first steps start before the last ready step is assessed. After each success the
+step's outputs go to the cache and its lock entry is written; a failure blocks the steps after
+it and, without `keep_going`, stops new starts (the schedule decides; the runner reports it). A
+result also goes to the remote cache, if there is one, in the background; the build waits for
+those uploads before it ends.
 Cancellation (Ctrl-C, SIGTERM) stops new starts and ends the running steps: the signal is
 recorded (see `interrupt`), looked at between two assessments and, while the event loop runs,
 forwarded to it. The lock file still gets every entry recorded before, in its last write.
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.core import interrupt
 from orchestrator.core.errors import StepFailed, describe_os_error
 from orchestrator.engine.decide import Action
-from orchestrator.engine.execution import Execution, OutputListener
+from orchestrator.engine.execution import Execution, OutputListener, PipelineOnDemand
 from orchestrator.engine.lockwriter import LockWriter
 from orchestrator.engine.outputs import declares
 from orchestrator.engine.scheduler import Schedule
@@ -42,13 +44,15 @@ from orchestrator.store.hashing import PathEscapes
 if TYPE_CHECKING:
     import asyncio
 
-    from orchestrator.language.pipeline import LoadedPipeline
     from orchestrator.plan.shards import Shard
     from orchestrator.providers.budget import Budget
     from orchestrator.steps import Kind
 
 UPLOADS = 8
 """Uploads to the remote cache under way at once."""
+ASSESSED_AT_ONCE = 64
+"""How many ready steps the loop assesses before it starts what they queued and looks at the
+running steps again: the first steps start at once, and assessing the others overlaps them."""
 POLLS = (0.2, 5.0)
 """The first and the longest pause between two looks for a result another shard uploads."""
 
@@ -82,7 +86,7 @@ class Runner:
         options: RunOptions,
         events: EventLog,
         folder: RunFolder,
-        pipeline: Callable[[], LoadedPipeline],
+        pipeline: PipelineOnDemand,
         kinds: Callable[[], Mapping[str, Kind]],
         foreign: Mapping[str, Shard] | None = None,
     ) -> None:
@@ -143,7 +147,7 @@ class Runner:
         """Build; the job's final status. The event loop starts only if a step has to run."""
         try:
             self.files.drop_stale()
-            self._assess_ready()
+            self._assess_ready(at_most=0)  # all of a build that runs nothing, without a loop
             if (self.schedule.has_queued or self._to_wait) and not self.cancelled:
                 import asyncio
 
@@ -183,11 +187,19 @@ class Runner:
     def _load_unless_planned(self) -> None:
         """Load the pipeline before any step starts, unless every step still to settle runs
         from its planned command: the load then sees the workdir as the build found it, not
-        as the first commands left it."""
+        as the first commands left it. Ready steps that may need it are assessed first: they
+        may all be up to date."""
+        if self.execution.pipeline.loaded or not self._unsettled_unplanned():
+            return
+        self._assess_ready(at_most=len(self.plan.steps))
+        if self._unsettled_unplanned():
+            self.execution.pipeline()
+
+    def _unsettled_unplanned(self) -> bool:
+        """Whether a step still to settle has no planned command."""
         status = self.schedule.status
         unsettled = (s for s, ending in status.items() if ending == Status.PENDING)
-        if any(self.plan.steps[s].command is None for s in unsettled):
-            self.execution.pipeline()
+        return any(self.plan.steps[s].command is None for s in unsettled)
 
     def _upload(self, key: str) -> None:
         """Send a step's result to the remote cache in the background (`UPLOADS` at a time),
@@ -225,7 +237,8 @@ class Runner:
         import asyncio
 
         while True:
-            self._assess_ready()
+            # While nothing runs, a step that must run is started as soon as it is found.
+            self._assess_ready(at_most=ASSESSED_AT_ONCE if self.running else 0)
             self._start_waits()
             for step_id in self.schedule.start():
                 task = asyncio.ensure_future(self._execute(step_id, self.assessments.pop(step_id)))
@@ -236,7 +249,11 @@ class Runner:
             if self.schedule.done and not self.waits:
                 return
             tasks = [*self.running, *self.waits]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self.schedule.has_ready and not self.schedule.stopping:
+                await asyncio.sleep(0)  # more to assess: take what ended, without waiting
+                done = {task for task in tasks if task.done()}
+            else:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task in self.waits:
                     self._waited_for(self.waits.pop(task), task)
@@ -265,10 +282,16 @@ class Runner:
         for task in [*self.running, *self.waits]:
             task.cancel()
 
-    def _assess_ready(self) -> None:
-        """Settle every ready step that needs no job slot; queue the ones that must run."""
-        while (step_id := self._next_ready()) is not None:
+    def _assess_ready(self, at_most: int) -> None:
+        """Settle ready steps that need no job slot and queue the ones that must run: `at_most`
+        of them, or more until one is queued (every ready step when none has to run)."""
+        assessed = 0
+        while assessed < at_most or not self.schedule.has_queued:
+            step_id = self._next_ready()
+            if step_id is None:
+                return
             self._settle_safely(step_id)
+            assessed += 1
 
     def _settle_safely(self, step_id: str, *, waited: bool = False) -> None:
         """`_settle_or_queue`, failing the step when its paths are refused."""

@@ -349,14 +349,14 @@ _DEFAULTS = {
 
 def _compact(step: PlannedStep) -> dict[str, Any]:
     """Leave out fields at their default, which keeps saved plans of many steps small."""
-    fields = step._asdict()
+    compact: dict[str, Any] = {}
+    for name, value in zip(PlannedStep._fields, step, strict=True):
+        if value is None or value == () or _DEFAULTS.get(name, _MISSING) == value:
+            continue
+        compact[name] = list(value) if type(value) is tuple else value
     if step.command is not None:
-        fields["command"] = step.command.to_json()
-    return {
-        name: list(value) if isinstance(value, tuple) else value
-        for name, value in fields.items()
-        if value is not None and value != () and _DEFAULTS.get(name, object()) != value
-    }
+        compact["command"] = step.command.to_json()
+    return compact
 
 
 def _ready(pipeline: LoadedPipeline, step: Step) -> Command | None:

@@ -7,6 +7,7 @@ build are involved: there `python -m orchestrator` runs as a child process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -633,6 +634,24 @@ def test_a_step_that_must_run_starts_before_every_ready_step_is_checked(
     assert f"1 ran, {count - 1} up to date" in result.stdout
     order = [(e["type"], e["step"]) for e in result.events()]
     assert order.index(("step.started", "s0")) < order.index(("step.skipped", f"s{count - 1}"))
+
+
+def test_a_build_hands_everything_back_to_the_garbage_collector(project: Project) -> None:
+    """What a build keeps out of the cyclic collector's sight is handed back when it ends, so
+    that `orch watch`, building again and again in one process, frees each build's objects."""
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          a:
+            run: echo a > a.txt
+            output: a.txt
+        """
+    )
+    for _ in range(2):
+        assert project.orch("build").exit_code == 0
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0
 
 
 # --------------------------------------------------------------------------- status, dry run

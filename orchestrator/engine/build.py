@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from orchestrator.core import interrupt
+from orchestrator.core import interrupt, memory
 from orchestrator.core.errors import IoFailure, PipelineError, UsageError, describe_os_error
 from orchestrator.engine import leftovers
 from orchestrator.engine.buildlock import BuildLock
@@ -280,6 +280,17 @@ def build(
     the targets are known to be valid, before anything is written. `output`, when given, is
     handed each line of the running steps' output (`orch build -v`).
     """
+    with memory.kept_for_the_build() as settle:
+        return _build_locked(request, listeners, on_plan, output, settle)
+
+
+def _build_locked(
+    request: Request,
+    listeners: tuple[Listener, ...],
+    on_plan: Callable[[Plan], None] | None,
+    output: OutputListener | None,
+    settle: Callable[[], None],
+) -> Report:
     if request.sandbox:
         from orchestrator.steps.sandbox import abi_version
 
@@ -302,6 +313,7 @@ def build(
                     selected = _first_round(request, plan)
                     workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
+                settle()  # the plan, lock entries and stat cache stay until the build ends
                 interrupt.check()  # interrupted before the run folder exists: no run
                 report = _build(
                     request, listeners, plan, pipeline, workspace, selected, job_id, output

@@ -1,0 +1,35 @@
+"""Keeping Python's cyclic garbage collector off what a build loads once and keeps.
+
+A build of many steps reads its plan, lock entries and stat cache into hundreds of thousands
+of objects that live until it ends. Collections while they are made find no garbage but walk
+more and more objects each time, and every full collection afterwards walks them all again.
+So the collector pauses while they load, and they are then frozen (`gc.freeze`) out of its
+sight until the build ends; reference counting still frees whatever is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def kept_for_the_build() -> Iterator[Callable[[], None]]:
+    """Pause the cyclic collector while the build loads; the `settle` it gives freezes what
+    exists then and lets the collector run again. On leaving, the frozen objects are handed
+    back to the collector (a watch builds again and again in one process)."""
+    enabled = gc.isenabled()
+    gc.disable()
+
+    def settle() -> None:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+    try:
+        yield settle
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()

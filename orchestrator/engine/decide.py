@@ -82,6 +82,8 @@ def _reasons(entry: LockEntry | None, current: Current) -> list[Reason]:
         return [Reason(Why.NEVER_BUILT)]
     if entry.version != LOCK_VERSION:
         return [Reason(Why.OLDER_LOCK, str(entry.version))]
+    if _as_recorded(entry, current):
+        return []
     reasons = []
     if entry.definition != current.definition:
         reasons.append(Reason(Why.DEFINITION_CHANGED))
@@ -92,6 +94,18 @@ def _reasons(entry: LockEntry | None, current: Current) -> list[Reason]:
     if not reasons and entry.key != current.key:
         reasons.append(Reason(Why.KEY_CHANGED))
     return reasons
+
+
+def _as_recorded(entry: LockEntry, current: Current) -> bool:
+    """Whether everything is as the entry records it (a recorded hash is never None, so equal
+    mappings mean no file missing, added or changed): the common case, decided at once."""
+    return (
+        entry.key == current.key
+        and entry.definition == current.definition
+        and not current.upstream_will_change
+        and entry.inputs == current.inputs
+        and entry.outputs == current.outputs
+    )
 
 
 def _input_changes(recorded: Mapping[str, str], now: Mapping[str, str | None]) -> list[Reason]:

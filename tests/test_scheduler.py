@@ -114,6 +114,22 @@ def test_the_job_limit_holds_back_the_rest_in_plan_order() -> None:
     assert trace.of("finish") == ["root", "y", "z", "x", "join"]
 
 
+def test_a_ready_step_comes_first_only_while_it_precedes_every_queued_one() -> None:
+    """The runner assesses ready steps until the next one comes after a queued step: what
+    it then starts is what it would start had it assessed every ready step first."""
+    schedule = Schedule(["a", "b", "c"], {})
+    seen = [schedule.ready_comes_first]  # nothing queued yet
+    schedule.queue(schedule.take_ready() or "")
+    seen.append(schedule.ready_comes_first)  # b comes after the queued a
+    assert schedule.start() == ["a"]
+    seen.append(schedule.ready_comes_first)
+    assert schedule.take_ready() == "b"
+    schedule.finish("b", Status.UP_TO_DATE)
+    assert schedule.take_ready() == "c"
+    seen.append(schedule.ready_comes_first)  # none left to assess
+    assert seen == [True, False, True, False]
+
+
 def test_a_diamond_waits_for_both_sides_once() -> None:
     trace = drive(DIAMOND, jobs=2)
     assert trace.of("take").count("bottom") == 1

@@ -237,7 +237,7 @@ class Runner:
         import asyncio
 
         while True:
-            # While nothing runs, a step that must run is started as soon as it is found.
+            # While nothing runs, the first step that must run starts as soon as it is found.
             self._assess_ready(at_most=ASSESSED_AT_ONCE if self.running else 0)
             self._start_waits()
             for step_id in self.schedule.start():
@@ -284,9 +284,11 @@ class Runner:
 
     def _assess_ready(self, at_most: int) -> None:
         """Settle ready steps that need no job slot and queue the ones that must run: `at_most`
-        of them, or more until one is queued (every ready step when none has to run)."""
+        of them, and more while the next comes before every queued step in plan order (so
+        steps start in the same order as if all were assessed first; every ready step is,
+        when none has to run)."""
         assessed = 0
-        while assessed < at_most or not self.schedule.has_queued:
+        while assessed < at_most or self.schedule.ready_comes_first:
             step_id = self._next_ready()
             if step_id is None:
                 return

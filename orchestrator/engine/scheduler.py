@@ -64,6 +64,14 @@ class Schedule:
         return bool(self._ready)
 
     @property
+    def ready_comes_first(self) -> bool:
+        """Whether a step waits to be assessed that comes before every queued step in plan
+        order (or none is queued): it may have to start before them."""
+        if not self._ready:
+            return False
+        return not self._queued or self._ready[0][0] < self._queued[0][0]
+
+    @property
     def has_queued(self) -> bool:
         """Whether an assessed step waits for a job slot."""
         return bool(self._queued or self._queued_free)

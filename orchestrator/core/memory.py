@@ -1,10 +1,11 @@
 """Keeping Python's cyclic garbage collector off what a build loads once and keeps.
 
-A build of many steps reads its plan, lock entries and stat cache into hundreds of thousands
-of objects that live until it ends. Collections while they are made find no garbage but walk
-more and more objects each time, and every full collection afterwards walks them all again.
-So the collector pauses while they load, and they are then frozen (`gc.freeze`) out of its
-sight until the build ends; reference counting still frees whatever is dropped.
+A build of many steps (or `orch status`, which looks at one) reads its plan, lock entries and
+stat cache into hundreds of thousands of objects that live until it ends. Collections while
+they are made find no garbage but walk more and more objects each time, and every full
+collection afterwards walks them all again. So the collector pauses while they load, and they
+are then frozen (`gc.freeze`) out of its sight until the build ends; reference counting still
+frees whatever is dropped.
 """
 
 from __future__ import annotations

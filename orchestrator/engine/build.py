@@ -121,8 +121,10 @@ def _load(request: Request) -> LoadedPipeline:
 
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
-    plan, workspace, selected = _looking(request)
-    return plan, workspace.predict(_share(request, plan, selected)[0])
+    with memory.kept_for_the_build() as settle:
+        plan, workspace, selected = _looking(request)
+        settle()
+        return plan, workspace.predict(_share(request, plan, selected)[0])
 
 
 def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
@@ -251,15 +253,17 @@ def status(request: Request, *, remote: bool = False) -> StatusReport:
     """`predict`, plus the verdict of `orch status --check`; writes nothing. With `remote`,
     a step the remote cache holds counts as restorable (its records are read, nothing is
     downloaded)."""
-    plan, workspace, selected = _looking(request)
-    if remote:
-        _required_remote(workspace, request)
-        workspace.peek_remote = True
-    assessments = workspace.predict(selected)
-    if any(a.step.always_run for a in assessments):
-        due = workspace.predict(selected, honour_always_run=False)
-    else:
-        due = assessments
+    with memory.kept_for_the_build() as settle:
+        plan, workspace, selected = _looking(request)
+        settle()
+        if remote:
+            _required_remote(workspace, request)
+            workspace.peek_remote = True
+        assessments = workspace.predict(selected)
+        if any(a.step.always_run for a in assessments):
+            due = workspace.predict(selected, honour_always_run=False)
+        else:
+            due = assessments
     stale = frozenset(a.step.id for a in due if a.decision.action != Action.UP_TO_DATE)
     return StatusReport(plan, assessments, stale)
 

@@ -43,6 +43,7 @@ def readme_main_job() -> str:
     return next(c.strip() for c in commands if c.startswith("pip install") and PIPELINE in c)
 
 
+@pytest.mark.slow
 def test_the_readme_main_job_builds_the_app_in_a_fresh_virtual_environment(
     tmp_path: Path,
 ) -> None:

@@ -42,18 +42,27 @@ def rendered(step: Any, field: str, workdir: Path) -> Any:
     return Renderer().render_value(step.definition[field], context)
 
 
+HANG_S = 120.0
+"""How long a wait lasts before it counts as a hang: far longer than anything takes on a loaded
+machine, since it only bounds a test that would otherwise never end."""
+
+
 def wait_for(
-    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "a condition"
+    predicate: Callable[[], T | None], timeout: float = HANG_S, what: str = "a condition"
 ) -> T:
-    """The first truthy value of `predicate`, polled every few milliseconds until `timeout`."""
+    """The first truthy value of `predicate`, checked every 5 ms at first, then less often
+    (up to every 50 ms, so a long wait does not take the CPU from what it waits on), until
+    `timeout`."""
     deadline = time.monotonic() + timeout
+    pause = 0.005
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.05)
 
 
 TIME = re.compile(r"^\d\d:\d\d:\d\d ")

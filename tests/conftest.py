@@ -21,6 +21,19 @@ FIXTURES = ROOT / "tests" / "fixtures"
 collect_ignore = ["golden"]  # the expected generated app, with tests of its own
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that hold a slow test run first, each kept whole (so a module-scoped fixture is
+    built once per worker), in collection order otherwise. xdist's worksteal hands each worker
+    a contiguous share and steals from the end of a queue: with the long tests first, a run
+    ends on short tests instead of one worker finishing a long one alone."""
+    slow = {_module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _module(item) not in slow)
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.partition("::")[0]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_worker_marks_in_the_environment() -> None:
     """The pytest a step runs (the example pipeline's `qa`) is a session of its own: it must

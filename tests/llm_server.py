@@ -586,7 +586,7 @@ class LlmServer:
             self.batches.failing.clear()
             self.batches.refusal, self.batch_polls = None, 1
 
-    def wait_for_count(self, n: int, timeout: float = 10.0) -> list[Recorded]:
+    def wait_for_count(self, n: int, timeout: float = 120.0) -> list[Recorded]:
         """Block until at least ``n`` requests arrived; AssertionError on timeout."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.requests) >= n, timeout):

@@ -100,6 +100,7 @@ def _no_traceback(results: list[Result]) -> None:
         assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -113,6 +114,7 @@ def test_any_value_anywhere_in_the_manifest(built: Path, copy: Path, data: st.Da
     _no_traceback(_commands(copy))
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

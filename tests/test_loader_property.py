@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -15,6 +16,8 @@ from orchestrator.core.errors import OrchError
 from orchestrator.language.pipeline import LoadedPipeline
 from orchestrator.plan import graph
 from orchestrator.plan.loading import load
+
+pytestmark = pytest.mark.slow
 
 KEYS = [
     "version",

@@ -119,6 +119,7 @@ _ENTRIES = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(_ENTRIES)
 def test_the_line_reader_and_a_yaml_parser_agree_on_every_written_lock(
@@ -168,6 +169,7 @@ def _legacy(text: str) -> str:
     )
 
 
+@pytest.mark.slow
 def test_a_lock_cut_anywhere_is_refused_and_an_empty_one_has_no_entries(tmp_path: Path) -> None:
     text = render_lock(ENTRIES)
     assert text.endswith('"\n# end\n')
@@ -178,6 +180,7 @@ def test_a_lock_cut_anywhere_is_refused_and_an_empty_one_has_no_entries(tmp_path
     assert parse_lock(tmp_path / "p.lock", text) == ENTRIES
 
 
+@pytest.mark.slow
 def test_a_flipped_bit_anywhere_is_refused_or_changes_nothing(tmp_path: Path) -> None:
     data = render_lock(ENTRIES).encode()
     rng = random.Random(2)

@@ -115,6 +115,7 @@ def workflow_commands(job: dict[str, Any], **values: Any) -> list[list[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_the_shard_workflow_builds_each_llm_step_once_over_its_machines(
     workdirs: Any, server: LlmServer, bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

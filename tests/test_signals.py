@@ -172,6 +172,7 @@ def test_a_step_cancelled_while_waiting_for_the_lock_writer_does_not_cancel_the_
 RESTORED = 300
 
 
+@pytest.mark.slow
 @SIGNALS
 def test_a_signal_during_a_long_restore_pass_keeps_what_was_restored(
     project: Project, sig: signal.Signals

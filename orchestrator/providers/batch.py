@@ -288,7 +288,7 @@ class Batcher:
                 if not error.retry or failures >= MAX_POLL_FAILURES:
                     self._end(active, {}, error)
                     if not error.retry:  # the API does not know the batch: never poll it again
-                        await asyncio.to_thread(batches.remove, self.config.folder, active.record)
+                        self._forget(active.record)
                     return
             else:
                 failures = 0
@@ -305,7 +305,13 @@ class Batcher:
             self._end(active, {}, error)
             return
         self._end(active, outcomes, state.missing(), state.status)
-        await asyncio.to_thread(batches.remove, self.config.folder, active.record)
+        self._forget(active.record)
+
+    def _forget(self, record: BatchRecord) -> None:
+        """Remove the batch's record, on the loop: in a thread, the removal could still be
+        queued when the build ends and `aclose` cancels the poll, leaving a record of a batch
+        whose outcomes the build already handed out."""
+        batches.remove(self.config.folder, record)
 
     def _end(
         self,

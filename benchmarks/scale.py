@@ -17,10 +17,11 @@ measures, each timing the wall clock of a whole `python -m orchestrator` process
    `orch build` starts at a wall time t0 (`time.time()`); `.orch/runs/*/events.jsonl` is
    polled every 5 ms until it holds a `step.started` event; the figure is that event's `ts`
    minus t0 (and, for information, the `ts` of `job.started` minus t0: how much of the wait
-   comes before the build's run starts). The build is then sent SIGINT and must exit within 60 s (else it is killed and
-   reported). `--first-runs` times. Target: <= 2 s.
+   comes before the build's run starts). The build is then sent SIGINT and must exit within
+   60 s (else it is killed and reported). `--first-runs` times. Target: <= 2 s.
 3. no-op build at each size: one full first build (timed once, for information), then
-   `--runs` rounds of two no-op builds, in alternating order: "plain", with the environment of
+   `--runs` rounds of two no-op builds, in alternating order (an even `--runs` runs each
+   first equally often): "plain", with the environment of
    the build before, and "unread variable changed", with `ORCH_BENCH_UNREAD` set to a new
    random value (no template reads it, so the saved plan still holds). Each must print
    `all N steps up to date`. Peak RSS from `os.wait4`'s `ru_maxrss`. Targets: unread/plain
@@ -430,7 +431,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scratch", type=Path, help="where to make the work folders")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a missed target")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.runs < 1 or args.first_runs < 1:
+        parser.error("--runs and --first-runs are at least 1")
+    return args
 
 
 def measure(args: argparse.Namespace, scratch: Path, report: Report) -> None:

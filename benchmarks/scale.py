@@ -21,9 +21,9 @@ measures, each timing the wall clock of a whole `python -m orchestrator` process
    60 s (else it is killed and reported). `--first-runs` times. Target: <= 2 s.
 3. no-op build at each size: one full first build (timed once, for information), then
    `--runs` rounds of two no-op builds, in alternating order (an even `--runs` runs each
-   first equally often): "plain", with the environment of
-   the build before, and "unread variable changed", with `ORCH_BENCH_UNREAD` set to a new
-   random value (no template reads it, so the saved plan still holds). Each must print
+   first equally often): "plain", with the environment of the build before, and "unread
+   variable changed", with `ORCH_BENCH_UNREAD` set to a new random value (no template reads
+   it, so the saved plan still holds). Each must print
    `all N steps up to date`. Peak RSS from `os.wait4`'s `ru_maxrss`. Targets: unread/plain
    <= 1.10 at every size; at N >= 100,000, the no-op <= 10 s and its peak RSS <= 1 GB.
 

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
+from orchestrator.core import memory
 from orchestrator.store.lockfile import read_lock
 
 from .buildkit import (
@@ -652,6 +654,27 @@ def test_a_build_hands_everything_back_to_the_garbage_collector(project: Project
         assert project.orch("build").exit_code == 0
         assert gc.isenabled()
         assert gc.get_freeze_count() == 0
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_pipeline_compiled_afresh_leaves_no_garbage_for_the_build_to_keep(
+    compiled: bool,
+) -> None:
+    """Garbage in cycles made while a build loads (a compiled pipeline's graphs) is freed
+    before the rest is frozen for the build when the pipeline was compiled; from a saved plan,
+    nothing is collected then (a collection would walk every loaded object for nothing), and
+    whatever was frozen is freed once the build ends."""
+    with memory.kept_for_the_build() as settle:
+        garbage = weakref.ref(_Cycle())
+        settle(compiled)
+        assert (garbage() is None) == compiled
+    gc.collect()
+    assert garbage() is None
 
 
 # --------------------------------------------------------------------------- status, dry run

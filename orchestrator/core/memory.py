@@ -5,7 +5,9 @@ stat cache into hundreds of thousands of objects that live until it ends. Collec
 they are made find no garbage but walk more and more objects each time, and every full
 collection afterwards walks them all again. So the collector pauses while they load, and they
 are then frozen (`gc.freeze`) out of its sight until the build ends; reference counting still
-frees whatever is dropped.
+frees whatever is dropped. A pipeline compiled afresh is the exception: its graphs are cycles
+(networkx keeps its views on the graph), dropped once the plan is made, so they are collected
+before the freeze rather than kept for the whole build.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def kept_for_the_build() -> Iterator[Callable[[], None]]:
+def kept_for_the_build() -> Iterator[Callable[[bool], None]]:
     """Pause the cyclic collector while the build loads; the `settle` it gives freezes what
-    exists then and lets the collector run again. On leaving, the frozen objects are handed
-    back to the collector (a watch builds again and again in one process)."""
+    exists then (after collecting the cyclic garbage when told that the load left some) and
+    lets the collector run again. On leaving, the frozen objects are handed back to the
+    collector (a watch builds again and again in one process)."""
     enabled = gc.isenabled()
     gc.disable()
 
-    def settle() -> None:
+    def settle(collect: bool) -> None:
+        if collect:
+            gc.collect()
         gc.freeze()
         if enabled:
             gc.enable()

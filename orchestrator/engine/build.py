@@ -122,16 +122,16 @@ def _load(request: Request) -> LoadedPipeline:
 def predict(request: Request) -> tuple[Plan, list[Assessment]]:
     """What `orch build` would do (for `orch status` and `--dry-run`); writes nothing."""
     with memory.kept_for_the_build() as settle:
-        plan, workspace, selected = _looking(request)
-        settle()
+        plan, workspace, selected, compiled = _looking(request)
+        settle(compiled)
         return plan, workspace.predict(_share(request, plan, selected)[0])
 
 
-def _looking(request: Request) -> tuple[Plan, Workspace, list[str]]:
+def _looking(request: Request) -> tuple[Plan, Workspace, list[str], bool]:
     """The plan, a workspace to assess it in and the selected steps, for a look that writes
-    nothing."""
-    plan, _ = open_plan(request)
-    return plan, _workspace(request, plan), _selected(request, plan)
+    nothing; and whether the plan was compiled afresh (the pipeline was loaded)."""
+    plan, pipeline = open_plan(request)
+    return plan, _workspace(request, plan), _selected(request, plan), pipeline.loaded
 
 
 def _selected(request: Request, plan: Plan) -> list[str]:
@@ -195,7 +195,7 @@ def pull(request: Request) -> Exchange:
     """Fill the local cache from the remote with the results the selected steps would need,
     looked up as a build would (through what earlier ones restore); nothing in the workdir
     changes."""
-    _, workspace, selected = _looking(request)
+    _, workspace, selected, _ = _looking(request)
     remote = _required_remote(workspace, request)
     found = workspace.predict(selected)
     _keep_tally(workspace, remote)
@@ -205,7 +205,7 @@ def pull(request: Request) -> Exchange:
 def push(request: Request) -> Exchange:
     """Send the remote the cached results of the selected steps as the lock file records them
     (those the local cache holds)."""
-    plan, workspace, selected = _looking(request)
+    plan, workspace, selected, _ = _looking(request)
     remote = _required_remote(workspace, request)
     if not remote.settings.writes:
         raise UsageError("cache push: the remote cache is read-only (ORCH_REMOTE_CACHE_MODE)")
@@ -254,8 +254,8 @@ def status(request: Request, *, remote: bool = False) -> StatusReport:
     a step the remote cache holds counts as restorable (its records are read, nothing is
     downloaded)."""
     with memory.kept_for_the_build() as settle:
-        plan, workspace, selected = _looking(request)
-        settle()
+        plan, workspace, selected, compiled = _looking(request)
+        settle(compiled)
         if remote:
             _required_remote(workspace, request)
             workspace.peek_remote = True
@@ -293,7 +293,7 @@ def _build_locked(
     listeners: tuple[Listener, ...],
     on_plan: Callable[[Plan], None] | None,
     output: OutputListener | None,
-    settle: Callable[[], None],
+    settle: Callable[[bool], None],
 ) -> Report:
     if request.sandbox:
         from orchestrator.steps.sandbox import abi_version
@@ -317,7 +317,7 @@ def _build_locked(
                     selected = _first_round(request, plan)
                     workspace = _workspace(request, plan)
                 workspace.remote = _remote(workspace, request)
-                settle()  # the plan, lock entries and stat cache stay until the build ends
+                settle(pipeline.loaded)  # the plan, lock entries and stat cache stay
                 interrupt.check()  # interrupted before the run folder exists: no run
                 report = _build(
                     request, listeners, plan, pipeline, workspace, selected, job_id, output

@@ -586,13 +586,12 @@ def _close(
     for a build that changed nothing, its line in the run history."""
     if events.failure is not None and status == JobStatus.SUCCEEDED:
         status = JobStatus.FAILED
-    summary = manifest.to_json()
     events.emit(
         f"job.{status}",
         level=LEVELS.get(status, "error"),
         duration_s=round(time.monotonic() - started, 3),
-        counts=summary["counts"],
-        pending_steps=summary["pending_steps"],
+        counts=manifest.counts(),
+        pending_steps=manifest.pending_steps(),
     )
     if not events.is_held:
         from orchestrator.record import history

@@ -95,16 +95,29 @@ class Manifest:
             "steps": {step_id: vars(record) for step_id, record in self.steps.items()},
         }
         data["completed_steps"] = [s for s, r in self.steps.items() if r.status in COMPLETED]
-        data["pending_steps"] = [s for s, r in self.steps.items() if r.status not in COMPLETED]
+        data["pending_steps"] = self.pending_steps()
         data["failures"] = [
             {"step": s, **r.failure} for s, r in self.steps.items() if r.failure is not None
         ]
-        data["counts"] = _counts(r.status for r in self.steps.values())
-        data["usage"] = _usage(r.meta for r in self.steps.values())
-        if self.max_cost is not None:
-            data["usage"]["max_cost"] = self.max_cost
+        data["counts"] = self.counts()
+        data["usage"] = self.usage()
         data["files"] = dict(sorted(self.files.items()))
         return data
+
+    def counts(self) -> dict[str, int]:
+        """How many steps have each status, by status."""
+        return _counts(r.status for r in self.steps.values())
+
+    def pending_steps(self) -> list[str]:
+        """The steps not completed, in the order the run met them."""
+        return [s for s, r in self.steps.items() if r.status not in COMPLETED]
+
+    def usage(self) -> dict[str, Any]:
+        """Provider calls, tokens and cost over the steps that ran, with the cost limit."""
+        usage = _usage(r.meta for r in self.steps.values())
+        if self.max_cost is not None:
+            usage["max_cost"] = self.max_cost
+        return usage
 
 
 def replay(manifest: Manifest, events: Iterable[Event]) -> Manifest:

@@ -112,15 +112,14 @@ KEEP_RUNS = 50
 def record_unchanged(workdir: Path, manifest: Manifest) -> None:
     """Append the summary of a build that changed nothing to the runs folder's history, keeping
     its last `keep_runs()` lines."""
-    summary = manifest.to_json()
     line = {
-        "job_id": summary["job_id"],
-        "pipeline": summary["pipeline"],
-        "status": summary["status"],
-        "started": summary["started"],
-        "finished": summary["finished"],
-        "duration_s": summary["duration_s"],
-        "counts": summary["counts"],
+        "job_id": manifest.job_id,
+        "pipeline": manifest.pipeline,
+        "status": manifest.status,
+        "started": manifest.started,
+        "finished": manifest.finished,
+        "duration_s": manifest.duration_s,
+        "counts": manifest.counts(),
     }
     folder = StateFolder(workdir).runs
     path = folder / HISTORY

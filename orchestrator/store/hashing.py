@@ -157,15 +157,12 @@ def _read_stat_cache(file: Path) -> dict[str, tuple[_Stamp, str]]:
 
 def _stat_entry(row: Any) -> tuple[_Stamp, str] | None:
     """A saved `[inode, mtime_ns, ctime_ns, size, sha256]`, None unless well-formed."""
-    if not isinstance(row, list) or len(row) != 5:
+    if type(row) is not list or len(row) != 5:
         return None
-    *stamp, digest = row
-    if not all(type(number) is int for number in stamp) or not isinstance(digest, str):
-        return None
-    if not is_digest(digest):
-        return None
-    inode, mtime, ctime, size = stamp
-    return (inode, mtime, ctime, size), digest
+    inode, mtime, ctime, size, digest = row
+    if type(inode) is type(mtime) is type(ctime) is type(size) is int and is_digest(digest):
+        return (inode, mtime, ctime, size), digest
+    return None
 
 
 class Hasher:

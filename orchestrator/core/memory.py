@@ -7,7 +7,9 @@ collection afterwards walks them all again. So the collector pauses while they l
 are then frozen (`gc.freeze`) out of its sight until the build ends; reference counting still
 frees whatever is dropped. A pipeline compiled afresh is the exception: its graphs are cycles
 (networkx keeps its views on the graph), dropped once the plan is made, so they are collected
-before the freeze rather than kept for the whole build.
+before the freeze rather than kept for the whole build. That collection looks at the youngest
+generation only: with the collector paused, it holds exactly what was made since, so the
+objects that lived before the build (in `orch watch` or a test process, many) are not walked.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def kept_for_the_build() -> Iterator[Callable[[bool], None]]:
     gc.disable()
 
     def settle(collect: bool) -> None:
-        if collect:
-            gc.collect()
+        if collect:  # the youngest generation: what was made since the collector paused
+            gc.collect(0)
         gc.freeze()
         if enabled:
             gc.enable()

@@ -269,6 +269,23 @@ class Project:
             process.communicate()
 
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `benchmarks/<script>` with `args` in a process of its own, with this checkout's
+    orch importable; its output captured, its exit code left to the caller."""
+    env = {**os.environ, "PYTHONPATH": str(BENCHMARKS.parent)}
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
 def live_members(pgid: int) -> list[int]:
     """Processes of a process group that are still alive (zombies do not count)."""
     found = []

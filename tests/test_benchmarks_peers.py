@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "peers.py"
+from .buildkit import run_benchmark
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make not installed")
 
 
 def run_peers(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "20", "--runs", "1", "--peers", "make,floor", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_benchmark("peers.py", "--n", "20", "--runs", "1", "--peers", "make,floor", *args)
 
 
 @pytest.mark.slow
@@ -60,12 +48,7 @@ def test_json_has_every_figure_of_orch_and_the_peer() -> None:
 
 
 def test_an_unknown_peer_is_a_usage_error() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--peers", "bazel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_benchmark("peers.py", "--peers", "bazel")
 
     assert done.returncode == 2
     assert "unknown peers: bazel" in done.stderr

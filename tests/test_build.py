@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core import memory
+from orchestrator.engine.build import Request, build
+from orchestrator.record.status import JobStatus
 from orchestrator.store.lockfile import read_lock
 
 from .buildkit import (
@@ -654,6 +656,38 @@ def test_a_build_hands_everything_back_to_the_garbage_collector(project: Project
         assert project.orch("build").exit_code == 0
         assert gc.isenabled()
         assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_pauses_while_steps_are_assessed_and_runs_while_steps_run(
+    project: Project,
+) -> None:
+    """A build that only finds its steps up to date keeps the collector paused (its full
+    collections would walk every event held so far, again and again); once a step runs, the
+    collector runs too, and after the build it is as before."""
+    project.pipeline(
+        """\
+        version: 1
+        steps:
+          a:
+            run: echo a > a.txt
+            output: a.txt
+          b:
+            run: echo b > b.txt
+            output: b.txt
+        """
+    )
+    seen: list[tuple[str, bool]] = []
+
+    def note(event: dict[str, object]) -> None:
+        seen.append((str(event["type"]), gc.isenabled()))
+
+    request = Request(project.root / "orch.yaml", jobs=1)
+    assert build(request, (note,)).status == JobStatus.SUCCEEDED
+    assert ("step.started", True) in seen
+    seen.clear()
+    assert build(request, (note,)).status == JobStatus.SUCCEEDED
+    assert {s for s in seen if s[0] == "step.skipped"} == {("step.skipped", False)}
+    assert gc.isenabled()
 
 
 class _Cycle:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core import interrupt
+from orchestrator.core import interrupt, memory
 from orchestrator.core.errors import StepFailed, describe_os_error
 from orchestrator.engine.decide import Action
 from orchestrator.engine.execution import Execution, OutputListener, PipelineOnDemand
@@ -151,6 +151,7 @@ class Runner:
             if (self.schedule.has_queued or self._to_wait) and not self.cancelled:
                 import asyncio
 
+                memory.resume()  # running steps makes cycles: the collector runs again
                 _watch_children_with_pidfds()
                 asyncio.run(self._run_queued())
         except KeyboardInterrupt:  # only when orch's handler is not installed

@@ -436,8 +436,8 @@ def _build_and_say(request: Any, *, verbose: bool = False) -> Report:
             request, (reporter,), functools.partial(_say_writers, request), output
         )
     _warn(report.warnings)
-    done = report.manifest
-    click.echo(summary(done.counts(), report.status, done.duration_s, done.usage()))
+    manifest = report.manifest
+    click.echo(summary(manifest.counts(), report.status, manifest.duration_s, manifest.usage()))
     if report.status not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
         click.echo(f"run details: {report.run_folder}", err=True)
     return report

@@ -690,6 +690,28 @@ def test_the_collector_pauses_while_steps_are_assessed_and_runs_while_steps_run(
     assert gc.isenabled()
 
 
+def test_a_collector_turned_off_before_the_build_stays_off_when_steps_run() -> None:
+    """`resume` gives the collector back as the build found it: on during a build that found
+    it on, and never on for a program that turned it off (embedding orch), during a build or
+    after one."""
+    with memory.kept_for_the_build() as settle:
+        settle(False)
+        assert not gc.isenabled()
+        memory.resume()
+        assert gc.isenabled()
+    gc.disable()
+    try:
+        memory.resume()  # after a build that found it on
+        assert not gc.isenabled()
+        with memory.kept_for_the_build() as settle:
+            settle(False)
+            memory.resume()
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 class _Cycle:
     def __init__(self) -> None:
         self.me = self
